@@ -1,0 +1,329 @@
+"""Reading and writing CoNLL-style files: one word per line, a blank line between sentences.
+
+The reader is strict about shape (every word line has the number of columns of the first one, every
+tag is well formed) because a mis-split line silently shifts labels onto the wrong words. The one
+tolerated irregularity is a real one: a line that starts with the separator and lacks exactly one
+column is a word whose text was lost (bc5cdr/train.txt has four); the word is kept as ``""`` and a
+warning says so, so no tag is dropped and no column shifts.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from lsfa.data import schemes
+from lsfa.data.types import Sentence
+from lsfa.errors import DataFormatError, LsfaError
+
+DOCSTART = "-DOCSTART-"
+_SPACES = re.compile(r"[ \t]+")
+_BLANK = " \t\r\f\v"
+# Invalid transitions are reported one by one up to this many per file, then as a count, so a
+# badly tagged corpus does not bury the other warnings.
+_MAX_TRANSITION_WARNINGS = 10
+
+
+@dataclass
+class ConllFile:
+    """The contents of one CoNLL file plus what the reader learned about it.
+
+    ``scheme`` is the tag scheme of the file on disk (detected unless given); ``tag_scheme`` is the
+    scheme of the tags in ``sentences``, which differs when the reader was asked to convert.
+    ``sep`` and ``n_columns`` describe the file so it can be written back in the same shape.
+    """
+
+    sentences: list[Sentence]
+    path: str
+    n_documents: int
+    has_docstart: bool
+    warnings: list[str] = field(default_factory=list)
+    scheme: str = schemes.IOB2
+    tag_scheme: str = schemes.IOB2
+    sep: str = " "
+    n_columns: int = 2
+
+    @property
+    def n_tokens(self) -> int:
+        """Number of words over all sentences."""
+        return sum(len(sentence) for sentence in self.sentences)
+
+
+@dataclass
+class _Layout:
+    """Column layout fixed by the first word line of a file."""
+
+    sep: str
+    n_columns: int
+    tag_index: int
+
+
+def read_conll(
+    path: str | Path,
+    tag_column: int = -1,
+    scheme: str | None = None,
+    strict: bool = False,
+    sep: str | None = None,
+    convert_to: str | None = None,
+) -> ConllFile:
+    """Read a CoNLL file into sentences.
+
+    ``tag_column`` picks the tag column (negative counts from the end); the first column is always the
+    word and the remaining ones go to ``Sentence.extra``. ``sep`` is ``" "`` (runs of spaces/tabs) or
+    ``"\\t"``; by default a file is tab-separated when its first word line contains a tab. ``scheme``
+    overrides detection. With ``strict`` an invalid transition is an error; otherwise it is a warning
+    and the tags are kept as they are (or decoded leniently when ``convert_to`` asks for another scheme).
+    Raises :class:`DataFormatError` naming the file and line for anything malformed.
+    """
+    path = Path(path)
+    lines = _read_text_lines(path)
+    source_scheme = _scheme_or_error(scheme, path) if scheme else None
+    target_scheme = _scheme_or_error(convert_to, path) if convert_to else None
+    warnings: list[str] = []
+    sentences, has_docstart, layout = _parse_lines(lines, path, tag_column, sep, warnings)
+    if not sentences:
+        raise DataFormatError("no sentences found (only blank or -DOCSTART- lines)", path)
+    detected = source_scheme or schemes.detect_scheme(sentence.tags for sentence in sentences)
+    _check_transitions(sentences, detected, path, strict, warnings)
+    if target_scheme is not None:
+        # Always re-encode, even within one scheme: this also repairs invalid transitions leniently.
+        _convert_in_place(sentences, detected, target_scheme, path)
+    return ConllFile(
+        sentences=sentences,
+        path=str(path),
+        n_documents=len({sentence.doc_id for sentence in sentences}),
+        has_docstart=has_docstart,
+        warnings=warnings,
+        scheme=detected,
+        tag_scheme=target_scheme or detected,
+        sep=layout.sep,
+        n_columns=layout.n_columns,
+    )
+
+
+def _scheme_or_error(name: str, path: Path) -> str:
+    """A canonical scheme name, or a user error that says which file asked for it."""
+    try:
+        return schemes.normalise_scheme(name)
+    except ValueError as error:
+        raise LsfaError(f"{path}: {error}") from None
+
+
+def _read_text_lines(path: Path) -> list[str]:
+    """The file's lines (without line ends), refusing missing, empty and binary files."""
+    if not path.exists():
+        raise LsfaError(f"{path}: no such file")
+    if path.is_dir():
+        raise LsfaError(f"{path}: is a folder, expected a CoNLL file")
+    data = path.read_bytes()
+    if not data.strip():
+        raise DataFormatError("empty file", path)
+    if b"\x00" in data:
+        raise DataFormatError(
+            "not a text file (contains NUL bytes)", path, data[: data.index(b"\x00")].count(b"\n") + 1
+        )
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise DataFormatError("not a text file (not valid UTF-8)", path, line) from None
+    # split("\n") rather than splitlines(): the latter also breaks at \x1c, \x85, \u2028, which can
+    # occur inside words of real corpora and would mis-split the line.
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def _parse_lines(
+    lines: Sequence[str], path: Path, tag_column: int, sep: str | None, warnings: list[str]
+) -> tuple[list[Sentence], bool, _Layout]:
+    """Group word lines into sentences, numbering documents at ``-DOCSTART-`` lines."""
+    sentences: list[Sentence] = []
+    layout: _Layout | None = None
+    words: list[list[str]] = []
+    first_line = 0
+    doc_id = 0
+    has_docstart = False
+
+    def close_sentence() -> None:
+        nonlocal words
+        if words and layout is not None:
+            sentences.append(_make_sentence(words, layout.tag_index, doc_id, first_line))
+        words = []
+
+    for number, line in enumerate(lines, start=1):
+        if not line.strip(_BLANK):
+            close_sentence()
+            continue
+        if line.lstrip(_BLANK).startswith(DOCSTART) and _first_field(line) == DOCSTART:
+            close_sentence()
+            has_docstart = True
+            # A new document starts only if the current one has sentences, so a -DOCSTART- at the very
+            # start or end of a file (or two in a row) creates no empty document.
+            if sentences and sentences[-1].doc_id == doc_id:
+                doc_id += 1
+            continue
+        if layout is None:
+            layout = _layout_from_first_line(line, path, number, tag_column, sep)
+        fields = _split_fields(line, layout, path, number, warnings)
+        if not words:
+            first_line = number
+        words.append(fields)
+    close_sentence()
+    if layout is None:
+        raise DataFormatError("no sentences found (only blank or -DOCSTART- lines)", path)
+    # Documents are numbered 0, 1, 2, ... among those that hold sentences.
+    return sentences, has_docstart, layout
+
+
+def _first_field(line: str) -> str:
+    """The first whitespace-separated field of a line."""
+    return _SPACES.split(line.strip(_BLANK), maxsplit=1)[0]
+
+
+def _layout_from_first_line(line: str, path: Path, number: int, tag_column: int, sep: str | None) -> _Layout:
+    """Fix separator, column count and tag position from the first word line."""
+    if sep is None:
+        sep = "\t" if "\t" in line else " "
+    if sep not in (" ", "\t"):
+        raise LsfaError(f"{path}: unsupported separator {sep!r}; use ' ' or '\\t'")
+    n_columns = len(line.split("\t")) if sep == "\t" else len(_SPACES.split(line.strip(_BLANK)))
+    if n_columns < 2:
+        raise DataFormatError(f"expected at least two columns (word and tag), found {n_columns}", path, number)
+    tag_index = tag_column + n_columns if tag_column < 0 else tag_column
+    if not 1 <= tag_index < n_columns:
+        raise DataFormatError(
+            f"tag column {tag_column} does not exist or is the word column ({n_columns} columns)",
+            path,
+            number,
+        )
+    return _Layout(sep=sep, n_columns=n_columns, tag_index=tag_index)
+
+
+def _split_fields(line: str, layout: _Layout, path: Path, number: int, warnings: list[str]) -> list[str]:
+    """The columns of one word line, checked against the layout and with the tag validated."""
+    if layout.sep == "\t":
+        fields = [value.strip(" ") for value in line.split("\t")]
+        starts_with_sep = False
+    else:
+        fields = _SPACES.split(line.strip(_BLANK))
+        starts_with_sep = line[0] in " \t"
+    if starts_with_sep and len(fields) == layout.n_columns - 1:
+        fields.insert(0, "")  # the word's text was lost; keep its tag in place
+    if len(fields) != layout.n_columns:
+        raise DataFormatError(
+            f"expected {layout.n_columns} columns like the first word line, found {len(fields)}: {line.strip()!r}",
+            path,
+            number,
+        )
+    if fields[0] == "":
+        warnings.append(f"{path}:{number}: empty token kept as ''")
+    try:
+        schemes.parse_tag(fields[layout.tag_index])
+    except ValueError as error:
+        raise DataFormatError(str(error), path, number) from None
+    return fields
+
+
+def _make_sentence(words: list[list[str]], tag_index: int, doc_id: int, first_line: int) -> Sentence:
+    """A Sentence from split word lines: word first, tag from its column, the rest as extra columns."""
+    tokens = [fields[0] for fields in words]
+    tags = [fields[tag_index] for fields in words]
+    extra = [fields[1:tag_index] + fields[tag_index + 1 :] for fields in words]
+    if not any(extra):
+        extra = []
+    return Sentence(tokens=tokens, tags=tags, extra=extra, doc_id=doc_id, line=first_line)
+
+
+def _check_transitions(sentences: list[Sentence], scheme: str, path: Path, strict: bool, warnings: list[str]) -> None:
+    """Report invalid transitions: an error under ``strict``, else (capped) warnings."""
+    reported = 0
+    for sentence in sentences:
+        for index, message in schemes.validate(sentence.tags, scheme):
+            line = sentence.line + index if sentence.line else None
+            if strict:
+                raise DataFormatError(f"invalid {scheme} transition: {message}", path, line)
+            reported += 1
+            if reported <= _MAX_TRANSITION_WARNINGS:
+                warnings.append(f"{path}:{line}: invalid {scheme} transition: {message}")
+    if reported > _MAX_TRANSITION_WARNINGS:
+        warnings.append(
+            f"{path}: {reported} invalid {scheme} transitions in all (first {_MAX_TRANSITION_WARNINGS} shown)"
+        )
+
+
+def _convert_in_place(sentences: list[Sentence], source: str, target: str, path: Path) -> None:
+    """Rewrite every sentence's tags from ``source`` to ``target`` scheme."""
+    for sentence in sentences:
+        try:
+            sentence.tags = schemes.convert(sentence.tags, source, target)
+        except ValueError as error:
+            raise DataFormatError(str(error), path, sentence.line or None) from None
+
+
+def iter_documents(sentences: Iterable[Sentence]) -> list[list[Sentence]]:
+    """Group consecutive sentences by ``doc_id``, keeping file order (documents give later context)."""
+    documents: list[list[Sentence]] = []
+    current_id: int | None = None
+    for sentence in sentences:
+        if not documents or sentence.doc_id != current_id:
+            documents.append([])
+            current_id = sentence.doc_id
+        documents[-1].append(sentence)
+    return documents
+
+
+def write_conll(
+    sentences: Iterable[Sentence], path_or_stream: str | Path | TextIO, sep: str = " ", docstart: bool = False
+) -> None:
+    """Write sentences as a CoNLL file: word, extra columns, tag; a blank line after each sentence.
+
+    With ``docstart`` every document opens with a ``-DOCSTART-`` line padded to the column count
+    (``-DOCSTART- -X- -X- O`` for four columns, ``-DOCSTART- O`` for two), as in CoNLL-2003, so that
+    reading the output gives the same sentences and documents back.
+    """
+    if sep not in (" ", "\t"):
+        raise LsfaError(f"unsupported separator {sep!r}; use ' ' or '\\t'")
+    if isinstance(path_or_stream, str | Path):
+        with open(path_or_stream, "w", encoding="utf-8", newline="\n") as stream:
+            _write_stream(sentences, stream, sep, docstart)
+    else:
+        _write_stream(sentences, path_or_stream, sep, docstart)
+
+
+def conll_text(sentences: Iterable[Sentence], sep: str = " ", docstart: bool = False) -> str:
+    """What :func:`write_conll` would write, as a string."""
+    buffer = io.StringIO()
+    write_conll(sentences, buffer, sep=sep, docstart=docstart)
+    return buffer.getvalue()
+
+
+def _write_stream(sentences: Iterable[Sentence], stream: TextIO, sep: str, docstart: bool) -> None:
+    """Write to an open text stream (see :func:`write_conll`)."""
+    current_doc: int | None = None
+    for sentence in sentences:
+        if docstart and sentence.doc_id != current_doc:
+            n_extra = len(sentence.extra[0]) if sentence.extra else 0
+            stream.write(sep.join([DOCSTART, *["-X-"] * n_extra, "O"]) + "\n\n")
+        current_doc = sentence.doc_id
+        for index, (token, tag) in enumerate(zip(sentence.tokens, sentence.tags, strict=True)):
+            _check_writable(token, sep, sentence, index)
+            extra = sentence.extra[index] if sentence.extra else []
+            stream.write(sep.join([token, *extra, tag]) + "\n")
+        stream.write("\n")
+
+
+def _check_writable(token: str, sep: str, sentence: Sentence, index: int) -> None:
+    """Refuse words that could not be read back as one column (or as a sentence break)."""
+    forbidden = "\n\r\t\x00\x0b\x0c" + ("" if sep == "\t" else " ")
+    if any(char in token for char in forbidden) or token == DOCSTART:
+        where = f" (line {sentence.line + index})" if sentence.line else ""
+        raise LsfaError(
+            f"word {token!r}{where} cannot be written with separator {sep!r}"
+            + ("; use sep='\\t'" if sep == " " and " " in token else "")
+        )

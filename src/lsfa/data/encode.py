@@ -1,0 +1,205 @@
+"""Sentences to model inputs: windows for long inputs, document context, label ids.
+
+One function serves training, evaluation and prediction, so the model sees its input the same way in
+all three. A sentence that does not fit ``max_length`` sub-tokens is cut into overlapping windows on
+word boundaries; every word is *scored* in exactly one window, the one where it sits farthest from a
+window edge (most context on both sides). Nothing is dropped: a single word longer than a whole window
+keeps its first sub-tokens (enough to label it) and the cut is counted in ``EncodedSet.cut_words``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from lsfa.data.align import (
+    IGNORE_INDEX,
+    WordEncoding,
+    encode_words,
+    special_token_frame,
+    word_labels_to_subtokens,
+)
+
+
+@dataclass
+class Example:
+    """One model input row.
+
+    ``sentence`` indexes the input sentence, ``words`` the words of that sentence this row scores (in
+    order); their labels sit at ``label_positions`` (first sub-tokens). ``labels`` holds training labels
+    (or :data:`IGNORE_INDEX` everywhere when unlabelled).
+    """
+
+    input_ids: list[int]
+    labels: list[int]
+    sentence: int
+    words: range
+    label_positions: list[int]
+
+
+@dataclass
+class EncodedSet:
+    """All rows for a list of sentences, plus how many over-long single words had to be cut."""
+
+    examples: list[Example]
+    n_sentences: int
+    cut_words: int = 0
+    n_subtokens: int = field(default=0)
+
+
+def encode_sentences(
+    tokenizer,
+    sentences: Sequence[Sequence[str]],
+    label_ids: Sequence[Sequence[int]] | None = None,
+    max_length: int = 512,
+    label_all_subtokens: bool = False,
+    inside_of: dict[int, int] | None = None,
+    documents: Sequence[int] | None = None,
+    context: str = "sentence",
+    overlap: float = 0.25,
+) -> EncodedSet:
+    """Encode word sequences into :class:`Example` rows (see the module docstring).
+
+    ``documents`` gives each sentence's document id; with ``context="document"`` neighbouring sentences
+    of the same document are added left and right (nearest first) while they fit, unlabelled.
+    """
+    prefix, suffix = special_token_frame(tokenizer)
+    budget = max(max_length - len(prefix) - len(suffix), 1)
+    result = EncodedSet(examples=[], n_sentences=len(sentences))
+    lengths = None
+    if context == "document":
+        lengths = [len(encode_words(tokenizer, words, add_special_tokens=False)) for words in sentences]
+    for index, words in enumerate(sentences):
+        labels = label_ids[index] if label_ids is not None else [IGNORE_INDEX] * len(words)
+        if not words:
+            continue
+        if context == "document" and documents is not None and lengths is not None:
+            rows = _encode_in_document(
+                tokenizer,
+                sentences,
+                documents,
+                lengths,
+                index,
+                labels,
+                budget,
+                label_all_subtokens,
+                inside_of,
+            )
+            if rows is not None:
+                result.examples.extend(rows)
+                continue
+        rows, cut = _encode_windows(tokenizer, words, labels, index, budget, overlap, label_all_subtokens, inside_of)
+        result.examples.extend(rows)
+        result.cut_words += cut
+    result.n_subtokens = sum(len(example.input_ids) for example in result.examples)
+    return result
+
+
+def _encode_windows(tokenizer, words, labels, sentence, budget, overlap, label_all, inside_of):
+    """Rows for one sentence without document context: one row, or overlapping windows.
+
+    Windows are slices of the whole sentence's sub-tokens (framed by the special tokens), so a word has
+    the same sub-tokens in every window as in running text.
+    """
+    whole = encode_words(tokenizer, words)
+    sizes = _subtoken_counts(whole, len(words))
+    if sum(sizes) <= budget:
+        row_labels = word_labels_to_subtokens(whole, labels, label_all, inside_of)
+        return [Example(whole.input_ids, row_labels, sentence, range(len(words)), list(whole.first_subtoken))], 0
+    prefix, suffix = special_token_frame(tokenizer)
+    windows = _plan_windows(sizes, budget, overlap)
+    owners = _assign_owners(windows, len(words))
+    rows, cut = [], 0
+    for window_index, (start, stop) in enumerate(windows):
+        scored = [w for w in range(start, stop) if owners[w] == window_index]
+        if not scored:
+            continue
+        encoding, was_cut = _slice(whole, start, stop, budget, prefix, suffix)
+        cut += was_cut
+        local = range(scored[0] - start, scored[-1] + 1 - start)
+        row_labels = word_labels_to_subtokens(encoding, labels[start:stop], label_all, inside_of, local)
+        positions = [encoding.first_subtoken[w] for w in local]
+        rows.append(Example(encoding.input_ids, row_labels, sentence, range(scored[0], scored[-1] + 1), positions))
+    return rows, cut
+
+
+def _slice(whole: WordEncoding, start: int, stop: int, budget: int, prefix, suffix) -> tuple[WordEncoding, int]:
+    """The sub-tokens of words ``start…stop-1`` framed by special tokens, cut to ``budget`` if one word is longer."""
+    positions = [k for k, w in enumerate(whole.word_ids) if w is not None and start <= w < stop]
+    was_cut = int(len(positions) > budget)
+    positions = positions[:budget]
+    ids = list(prefix) + [whole.input_ids[k] for k in positions] + list(suffix)
+    word_ids = [None] * len(prefix) + [whole.word_ids[k] - start for k in positions] + [None] * len(suffix)
+    new_position = {old: len(prefix) + k for k, old in enumerate(positions)}
+    first = [new_position.get(whole.first_subtoken[w], len(prefix)) for w in range(start, stop)]
+    return WordEncoding(ids, word_ids, first), was_cut
+
+
+def _subtoken_counts(encoding: WordEncoding, n_words: int) -> list[int]:
+    sizes = [0] * n_words
+    for word in encoding.word_ids:
+        if word is not None:
+            sizes[word] += 1
+    return sizes
+
+
+def _plan_windows(sizes: list[int], budget: int, overlap: float) -> list[tuple[int, int]]:
+    """Word ranges of at most ``budget`` sub-tokens, each starting ``(1 - overlap)`` of a window later."""
+    windows: list[tuple[int, int]] = []
+    start = 0
+    stride = max(int(budget * (1 - overlap)), 1)
+    while start < len(sizes):
+        stop, used = start, 0
+        while stop < len(sizes) and (used + sizes[stop] <= budget or stop == start):
+            used += sizes[stop]
+            stop += 1
+        windows.append((start, stop))
+        if stop >= len(sizes):
+            break
+        advanced, next_start = 0, start
+        while next_start < stop - 1 and advanced + sizes[next_start] <= stride:
+            advanced += sizes[next_start]
+            next_start += 1
+        start = max(next_start, start + 1)
+    return windows
+
+
+def _assign_owners(windows: list[tuple[int, int]], n_words: int) -> list[int]:
+    """For every word, the window where it is farthest from a cut edge (ties: the earlier window).
+
+    A window edge at the start or end of the sentence is not a cut: nothing lies beyond it.
+    """
+    owners = [-1] * n_words
+    best = [-1.0] * n_words
+    for index, (start, stop) in enumerate(windows):
+        for word in range(start, stop):
+            left = word - start if start > 0 else float("inf")
+            right = stop - 1 - word if stop < n_words else float("inf")
+            if min(left, right) > best[word]:
+                best[word], owners[word] = min(left, right), index
+    return owners
+
+
+def _encode_in_document(tokenizer, sentences, documents, lengths, index, labels, budget, label_all, inside_of):
+    """One row: the sentence plus its nearest same-document neighbours that fit; ``None`` if too long."""
+    if lengths[index] > budget:
+        return None
+    first, last, used = index, index, lengths[index]
+    grew = True
+    while grew:
+        grew = False
+        for candidate in (first - 1, last + 1):
+            if 0 <= candidate < len(sentences) and documents[candidate] == documents[index]:
+                if candidate in range(first, last + 1) or used + lengths[candidate] > budget:
+                    continue
+                used += lengths[candidate]
+                first, last = min(first, candidate), max(last, candidate)
+                grew = True
+    offset = sum(len(sentences[k]) for k in range(first, index))
+    words = [word for k in range(first, last + 1) for word in sentences[k]]
+    encoding = encode_words(tokenizer, words)
+    own = range(offset, offset + len(sentences[index]))
+    padded_labels = [IGNORE_INDEX] * offset + list(labels) + [IGNORE_INDEX] * (len(words) - offset - len(labels))
+    row_labels = word_labels_to_subtokens(encoding, padded_labels, label_all, inside_of, scored_words=own)
+    positions = [encoding.first_subtoken[w] for w in own]
+    return [Example(encoding.input_ids, row_labels, index, range(len(sentences[index])), positions)]

@@ -1,0 +1,95 @@
+"""Scoring a predicted CoNLL file against a gold one (what ``lsfa evaluate --gold --pred`` runs).
+
+The two files must hold the same words in the same sentences: a prediction file that dropped or
+re-tokenised a word would otherwise shift every later tag onto the wrong word and still produce a
+plausible-looking score. Any difference is an error naming the first differing line in both files.
+The tag is the last column of each file; other columns are ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lsfa.data.conll import ConllFile, read_conll
+from lsfa.data.types import Sentence
+from lsfa.errors import DataFormatError, LsfaError
+from lsfa.eval.report import evaluate_sentences
+from lsfa.eval.spans import InvalidTagError, Mode, allowed_prefixes, check_tags, normalize_scheme
+
+
+def evaluate_files(
+    gold_path: str | Path,
+    pred_path: str | Path,
+    scheme: str = "IOB2",
+    mode: Mode = "strict",
+    warn: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """:func:`~lsfa.eval.report.evaluate_sentences` of two aligned CoNLL files.
+
+    ``warn`` receives what the reader tolerated (e.g. invalid transitions in the predictions, which are
+    legitimate model output and are scored, not refused).
+    """
+    allowed_prefixes(scheme, mode)  # refuse a bad scheme or mode before reading large files
+    canonical = normalize_scheme(scheme)
+    gold = read_conll(gold_path, scheme=canonical)
+    pred = read_conll(pred_path, scheme=canonical)
+    for warning in [*gold.warnings, *pred.warnings]:
+        if warn is not None:
+            warn(warning)
+    check_same_words(gold, pred)
+    for conll in (gold, pred):
+        check_file_tags(conll, canonical, mode)
+    return evaluate_sentences(
+        [s.tags for s in gold.sentences],
+        [s.tags for s in pred.sentences],
+        [s.tokens for s in gold.sentences],
+        scheme=canonical,
+        mode=mode,
+    )
+
+
+def check_same_words(gold: ConllFile, pred: ConllFile) -> None:
+    """Raise :class:`DataFormatError` at the first word or sentence break that differs between the files."""
+    for gold_sentence, pred_sentence in zip(gold.sentences, pred.sentences, strict=False):
+        for index in range(max(len(gold_sentence), len(pred_sentence))):
+            gold_word = _word_at(gold_sentence, index)
+            pred_word = _word_at(pred_sentence, index)
+            if gold_word != pred_word:
+                raise DataFormatError(
+                    f"{_describe(gold_word)} but {pred.path}:{_line_of(pred_sentence, index)} has "
+                    f"{_describe(pred_word)} (the files must hold the same words, line for line)",
+                    gold.path,
+                    _line_of(gold_sentence, index),
+                )
+    if len(gold.sentences) != len(pred.sentences):
+        longer, shorter = (gold, pred) if len(gold.sentences) > len(pred.sentences) else (pred, gold)
+        first_extra = longer.sentences[len(shorter.sentences)]
+        raise LsfaError(
+            f"{gold.path} has {len(gold.sentences):,} sentences but {pred.path} has {len(pred.sentences):,}; "
+            f"the first unmatched sentence starts at {longer.path}:{first_extra.line}"
+        )
+
+
+def _word_at(sentence: Sentence, index: int) -> str | None:
+    return sentence.tokens[index] if index < len(sentence) else None
+
+
+def _line_of(sentence: Sentence, index: int) -> int:
+    """1-based line of word ``index`` (a sentence's words are consecutive lines; past the end is the
+    blank line that closed it)."""
+    return sentence.line + index
+
+
+def _describe(word: str | None) -> str:
+    return "the end of a sentence" if word is None else f"token {word!r}"
+
+
+def check_file_tags(conll: ConllFile, scheme: str, mode: Mode) -> None:
+    """Raise :class:`DataFormatError` at the first tag the scheme and mode do not allow."""
+    for sentence in conll.sentences:
+        try:
+            check_tags(sentence.tags, scheme, mode)
+        except InvalidTagError as error:
+            raise DataFormatError(error.reason, conll.path, sentence.line + error.position) from None

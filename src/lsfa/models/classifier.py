@@ -1,0 +1,166 @@
+"""Token classifiers from any decoder or encoder, with optional LoRA.
+
+Where transformers ships a ``*ForTokenClassification`` class we use it (its head is the linear layer
+``score`` for decoders, ``classifier`` for encoders). Where it has none (Gemma 3 text in transformers
+5.23), we register one built from transformers' own ``GenericForTokenClassification`` with
+``AutoModelForTokenClassification.register`` — no modeling code is copied, and a merged export loads
+again with plain ``AutoModelForTokenClassification`` once ``lsfa`` is imported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer, PretrainedConfig
+
+from lsfa.errors import LsfaError
+
+ENCODER_TYPES = {
+    "bert", "roberta", "mpnet", "deberta", "deberta-v2", "distilbert", "electra", "xlm-roberta",
+    "modernbert", "albert", "camembert", "eurobert",
+}  # fmt: skip
+"""Model types that are bidirectional encoders already: their attention is never changed."""
+
+HEAD_NAMES = ("score", "classifier")
+"""Names transformers gives token-classification heads (decoders / encoders)."""
+
+DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+"""The paper's LoRA targets: every linear projection of attention and MLP."""
+
+
+def is_encoder(config: PretrainedConfig) -> bool:
+    """True for BERT-style encoders (bidirectional by design), False for decoder LLMs."""
+    return config.model_type in ENCODER_TYPES
+
+
+def ensure_token_classification_class(config: PretrainedConfig) -> None:
+    """Register a ``GenericForTokenClassification`` class for configs transformers has none for."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING
+
+    if type(config) in MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING:
+        return
+    from transformers.modeling_layers import GenericForTokenClassification
+    from transformers.models.auto.modeling_auto import MODEL_MAPPING
+
+    if type(config) not in MODEL_MAPPING:
+        raise LsfaError(f"transformers has no model class for model_type {config.model_type!r}")
+    backbone_class = MODEL_MAPPING[type(config)]
+    pretrained_base = backbone_class.__mro__[1]  # e.g. Gemma3PreTrainedModel
+    name = backbone_class.__name__.removesuffix("Model") + "ForTokenClassification"
+    namespace = {"__module__": __name__, "config_class": type(config)}
+    head_class = type(name, (GenericForTokenClassification, pretrained_base), namespace)
+    AutoModelForTokenClassification.register(type(config), head_class, exist_ok=True)
+
+
+def load_tokenizer(model_path: str | Path):
+    """A fast tokenizer with a pad token (decoders often lack one: their EOS pads, masked anyway)."""
+    tokenizer = AutoTokenizer.from_pretrained(str(model_path))
+    if not getattr(tokenizer, "is_fast", False):
+        raise LsfaError(f"{model_path}: lsfa needs a fast tokenizer (character offsets) for alignment")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
+def build_token_classifier(
+    model_path: str | Path,
+    labels: Sequence[str],
+    attention: str = "full",
+    attn_implementation: str = "sdpa",
+    dtype: torch.dtype = torch.float32,
+) -> nn.Module:
+    """Load ``model_path`` with a fresh token-classification head over ``labels`` and set its attention.
+
+    ``attention`` is ``causal`` (LS-CA), ``full`` (LS-FA) or a layer pattern (see
+    :func:`lsfa.models.attention.parse_attention`); encoders ignore it (they are bidirectional).
+    """
+    config = AutoConfig.from_pretrained(str(model_path))
+    ensure_token_classification_class(config)
+    id2label = dict(enumerate(labels))
+    model = AutoModelForTokenClassification.from_pretrained(
+        str(model_path),
+        num_labels=len(labels),
+        id2label=id2label,
+        label2id={label: index for index, label in id2label.items()},
+        attn_implementation=attn_implementation,
+        dtype=dtype,
+    )
+    apply_attention(model, attention)
+    return model
+
+
+def apply_attention(model: nn.Module, attention: str) -> str:
+    """Set a decoder's attention (no-op for encoders); return the canonical setting string."""
+    if is_encoder(model.config):
+        if attention not in ("full", "bidirectional", "encoder"):
+            raise LsfaError(
+                f"{model.config.model_type} is an encoder: attention {attention!r} does not apply"
+            )
+        return "full"
+    from lsfa.models.attention import set_attention
+
+    return str(set_attention(model, attention))
+
+
+def head_name(model: nn.Module) -> str:
+    """Name of the classification head module of a token classifier."""
+    for name in HEAD_NAMES:
+        if isinstance(getattr(model, name, None), nn.Module):
+            return name
+    raise LsfaError(f"{type(model).__name__} has no token-classification head named {HEAD_NAMES}")
+
+
+def linear_targets(model: nn.Module, requested: Sequence[str] | str = "all-linear") -> list[str]:
+    """Resolve LoRA target module names; ``all-linear`` means every linear layer except the head.
+
+    peft's own ``all-linear`` wraps the head ``score`` and then cannot save it as a trained module, so we
+    list the projections ourselves (GPT-2's ``Conv1D`` counts as linear).
+    """
+    if isinstance(requested, str) and requested != "all-linear":
+        requested = [part.strip() for part in requested.split(",") if part.strip()]
+    if requested != "all-linear":
+        return list(requested)
+    from transformers.pytorch_utils import Conv1D
+
+    head = head_name(model)
+    names: set[str] = set()
+    for full_name, module in model.named_modules():
+        if isinstance(module, nn.Linear | Conv1D) and not full_name.startswith(head):
+            names.add(full_name.rsplit(".", 1)[-1])
+    return sorted(names)
+
+
+def apply_lora(
+    model: nn.Module,
+    r: int = 32,
+    alpha: int = 64,
+    dropout: float = 0.05,
+    target_modules: Sequence[str] | str = "all-linear",
+) -> nn.Module:
+    """Wrap ``model`` with LoRA adapters; the classification head is always fully trained and saved."""
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    targets = linear_targets(model, target_modules)
+    missing = [t for t in targets if not any(n.endswith("." + t) for n, _ in model.named_modules())]
+    if missing:
+        raise LsfaError(f"LoRA target modules not found in {model.config.model_type}: {missing}")
+    lora = LoraConfig(
+        task_type=TaskType.TOKEN_CLS,
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=targets,
+        modules_to_save=[head_name(model)],
+    )
+    return get_peft_model(model, lora)
+
+
+def count_parameters(model: nn.Module) -> dict[str, int | float]:
+    """Trainable and total parameters, as the paper's LoRA table reports them."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return {"trainable": trainable, "total": total, "trainable_pct": 100.0 * trainable / max(total, 1)}

@@ -1,0 +1,124 @@
+"""Save and load trained taggers.
+
+A tagger folder holds ``lsfa.json`` (labels, attention, base model, how it was trained, lsfa version),
+the tokenizer, and either a LoRA adapter with its trained head (``weights="lora"``: small, needs the base
+model) or complete weights (``weights="full"`` or ``"merged"``: a plain transformers folder whose
+``config.json`` carries ``lsfa_attention``). Folders are written to a temporary sibling and renamed into
+place, so a crash never leaves a half-written tagger behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from lsfa import __version__
+from lsfa.errors import LsfaError
+
+META_FILE = "lsfa.json"
+
+
+class TaggerMeta(BaseModel):
+    """Everything needed to rebuild a tagger's behaviour besides its weights."""
+
+    lsfa_version: str = __version__
+    base_model: str
+    model_type: str
+    labels: list[str]
+    attention: str = "full"
+    weights: Literal["lora", "full", "merged"] = "lora"
+    label_all_subtokens: bool = False
+    max_length: int = 512
+    context: Literal["sentence", "document"] = "sentence"
+    extra: dict = Field(default_factory=dict)
+
+
+def save_tagger(model, tokenizer, folder: str | Path, meta: TaggerMeta, merge: bool = False) -> Path:
+    """Write a tagger atomically; ``merge=True`` folds LoRA into the weights (a plain transformers folder)."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        meta = meta.model_copy()
+        if merge and _is_peft(model):
+            model = model.merge_and_unload()
+            meta.weights = "merged"
+        elif not _is_peft(model):
+            meta.weights = "full" if meta.weights == "lora" else meta.weights
+        model.config.lsfa_attention = meta.attention
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        (staging / META_FILE).write_text(meta.model_dump_json(indent=2) + "\n")
+        _replace_dir(staging, folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return folder
+
+
+def _replace_dir(staging: Path, folder: Path) -> None:
+    if folder.exists():
+        old = folder.with_name(f".{folder.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(folder, old)
+        os.replace(staging, folder)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staging, folder)
+
+
+def _is_peft(model) -> bool:
+    return hasattr(model, "peft_config")
+
+
+def read_meta(folder: str | Path) -> TaggerMeta:
+    """The ``lsfa.json`` of a tagger folder, with a clear error when the folder is not a tagger."""
+    path = Path(folder) / META_FILE
+    if not path.is_file():
+        raise LsfaError(f"{folder}: not an lsfa tagger folder (no {META_FILE}); train one with `lsfa train`")
+    try:
+        return TaggerMeta.model_validate(json.loads(path.read_text()))
+    except (json.JSONDecodeError, ValueError) as error:
+        raise LsfaError(f"{path}: unreadable tagger metadata: {error}") from error
+
+
+def load_tagger(folder: str | Path, attn_implementation: str = "sdpa", merge: bool = False):
+    """Load ``(model, tokenizer, meta)`` from a tagger folder with its attention setting restored.
+
+    ``merge=True`` merges a LoRA adapter into the base weights after loading (faster inference).
+    """
+    import torch
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    from lsfa.models.classifier import apply_attention, build_token_classifier, ensure_token_classification_class
+
+    folder = Path(folder)
+    meta = read_meta(folder)
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    if meta.weights == "lora":
+        from peft import PeftModel
+
+        from lsfa.models.catalogue import resolve_model
+
+        base = build_token_classifier(
+            resolve_model(meta.base_model), meta.labels, meta.attention, attn_implementation
+        )
+        model = PeftModel.from_pretrained(base, str(folder))
+        if merge:
+            model = model.merge_and_unload()
+    else:
+        from transformers import AutoConfig
+
+        ensure_token_classification_class(AutoConfig.from_pretrained(str(folder)))
+        model = AutoModelForTokenClassification.from_pretrained(
+            str(folder), attn_implementation=attn_implementation, dtype=torch.float32
+        )
+    apply_attention(model, meta.attention)
+    model.eval()
+    return model, tokenizer, meta

@@ -1,0 +1,161 @@
+"""Training configuration: one pydantic model, loaded from YAML and overridden from the command line.
+
+Every field is also a CLI flag (``--learning-rate 1e-4`` overrides ``learning_rate: 5e-5``), so a run
+is fully described by the YAML file plus the flags, and the resolved config is printed and saved.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from lsfa.errors import LsfaError
+
+
+class LoraOptions(BaseModel):
+    """LoRA hyper-parameters (the paper's defaults: r=32, alpha=64, dropout 0.05, all linear layers)."""
+
+    model_config = ConfigDict(extra="forbid")
+    r: int = Field(32, gt=0)
+    alpha: int = Field(64, gt=0)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: str = "all-linear"
+
+
+class TrainConfig(BaseModel):
+    """Everything that defines a training run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = "smollm2-135m"
+    corpus: str = "conll2003"
+    data_dir: str | None = None
+    train_split: str = "train"
+    dev_split: str = "dev"
+    test_split: str | None = "test"
+    train_limit: int | None = Field(None, description="use only the first N training sentences")
+    dev_limit: int | None = Field(None, description="use only the first N dev sentences")
+    test_limit: int | None = None
+    attention: str = "full"
+    attn_implementation: Literal["sdpa", "eager"] = "sdpa"
+    mode: Literal["lora", "full"] = "lora"
+    lora: LoraOptions = Field(default_factory=LoraOptions)
+    epochs: float = Field(3, gt=0)
+    max_steps: int = Field(-1, description="stop after this many optimiser steps (overrides epochs when > 0)")
+    learning_rate: float = Field(2e-4, gt=0)
+    scheduler: str = "cosine"
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    weight_decay: float = Field(0.001, ge=0)
+    batch_size: int = Field(8, gt=0)
+    eval_batch_size: int = Field(32, gt=0)
+    gradient_accumulation: int = Field(1, gt=0)
+    max_length: int = Field(512, gt=4)
+    label_all_subtokens: bool = False
+    context: Literal["sentence", "document"] = "sentence"
+    precision: Literal["bf16", "fp32", "auto"] = "auto"
+    group_by_length: bool = True
+    early_stopping_patience: int | None = Field(2, description="epochs without dev F1 gain before stopping")
+    seed: int = 42
+    output_dir: str = "runs/default"
+    save_merged: bool = False
+    logging_steps: int = 20
+    threads: int | None = Field(None, description="torch CPU threads (default: all cores)")
+
+    @field_validator("attention")
+    @classmethod
+    def _attention_syntax(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("attention must be causal, full, a layer list like 0-7,24-29 or groups=4:1010")
+        return value.strip()
+
+
+def flag_names() -> dict[str, str]:
+    """CLI flag -> dotted config key, e.g. ``--lora-r`` -> ``lora.r``."""
+    flags = {}
+    for name in TrainConfig.model_fields:
+        if name == "lora":
+            for sub in LoraOptions.model_fields:
+                flags["--lora-" + sub.replace("_", "-")] = f"lora.{sub}"
+        else:
+            flags["--" + name.replace("_", "-")] = name
+    return flags
+
+
+def parse_overrides(args: list[str]) -> dict[str, Any]:
+    """Turn ``["--learning-rate", "1e-4", "--no-group-by-length"]`` into a nested override dict."""
+    flags = flag_names()
+    overrides: dict[str, Any] = {}
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        key, value, used = _flag_value(arg, args, index, flags)
+        index += used
+        target = overrides
+        *parents, leaf = key.split(".")
+        for parent in parents:
+            target = target.setdefault(parent, {})
+        target[leaf] = value
+    return overrides
+
+
+def _flag_value(arg: str, args: list[str], index: int, flags: dict[str, str]) -> tuple[str, Any, int]:
+    """The config key, its value and how many arguments the flag used (``--x=1``, ``--x 1``, ``--x``)."""
+    name, has_inline, inline = arg.partition("=")
+    if name.startswith("--no-") and "--" + name[5:] in flags:
+        return flags["--" + name[5:]], False, 1
+    if name not in flags:
+        known = ", ".join(sorted(flags))
+        raise LsfaError(f"unknown option {name!r}; training options are: {known}")
+    if has_inline:
+        return flags[name], _scalar(inline), 1
+    if index + 1 >= len(args) or args[index + 1].startswith("--"):
+        return flags[name], True, 1
+    return flags[name], _scalar(args[index + 1]), 2
+
+
+def _scalar(text: str) -> Any:
+    """A flag value as YAML reads it (numbers, booleans, null), keeping e.g. ``0-7,24-29`` a string."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Read a YAML config (optional), apply overrides, validate; errors name the file and the field."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise LsfaError(f"{path}: config file not found")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise LsfaError(f"{path}: not valid YAML: {error}") from error
+        if not isinstance(data, dict):
+            raise LsfaError(f"{path}: a training config must be a mapping of keys to values")
+    merged = _deep_merge(data, overrides or {})
+    try:
+        return TrainConfig.model_validate(merged)
+    except ValidationError as error:
+        where = f"{path}: " if path else ""
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        raise LsfaError(f"{where}invalid training config: {problems}") from error
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def dump_config(config: TrainConfig) -> str:
+    """The resolved config as YAML, as printed at the start of a run and saved with it."""
+    return yaml.safe_dump(config.model_dump(), sort_keys=False)

@@ -1,0 +1,134 @@
+"""``lsfa evaluate --gold --pred`` on small temporary CoNLL files."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from lsfa.cli import main
+
+GOLD = """-DOCSTART- -X- -X- O
+
+EU NNP B-NP B-ORG
+rejects VBZ B-VP O
+German JJ B-NP B-MISC
+call NN I-NP O
+
+Peter NNP B-NP B-PER
+Blackburn NNP I-NP I-PER
+"""
+
+
+@pytest.fixture
+def run(monkeypatch, capsys):
+    """Run the console entry point (so LsfaError handling is exercised): ``(exit code, stdout, stderr)``."""
+
+    def invoke(args: list[str]) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["lsfa", *args])
+        code = 0
+        try:
+            main()
+        except SystemExit as exit_:
+            code = exit_.code
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return invoke
+
+
+@pytest.fixture
+def gold_file(tmp_path):
+    path = tmp_path / "gold.txt"
+    path.write_text(GOLD, encoding="utf-8")
+    return path
+
+
+def write(tmp_path, name: str, lines: list[str]):
+    path = tmp_path / name
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_identical_files_score_one(run, gold_file):
+    code, out, _ = run(["evaluate", "--gold", str(gold_file), "--pred", str(gold_file), "--json"])
+    assert code == 0
+    result = json.loads(out)
+    assert result["micro"]["f1"] == 1.0 and result["micro"]["support"] == 3
+    assert result["n_sentences"] == 2 and result["n_tokens"] == 6
+
+
+def test_two_column_prediction_against_four_column_gold(run, gold_file, tmp_path):
+    pred = write(
+        tmp_path, "pred.txt", ["EU B-ORG", "rejects O", "German I-MISC", "call O", "", "Peter B-PER", "Blackburn O"]
+    )
+    code, out, err = run(["evaluate", "--gold", str(gold_file), "--pred", str(pred), "--json"])
+    assert code == 0
+    result = json.loads(out)
+    assert result["micro"]["precision"] == pytest.approx(1 / 2)  # strict IOB2 drops the lone I-MISC
+    assert result["micro"]["recall"] == pytest.approx(1 / 3)
+    assert "invalid IOB2 transition" in err
+    code, out, _ = run(["evaluate", "--gold", str(gold_file), "--pred", str(pred), "--json", "--mode", "conlleval"])
+    assert json.loads(out)["micro"]["precision"] == pytest.approx(2 / 3)
+
+
+def test_table_output(run, gold_file):
+    code, out, _ = run(["evaluate", "--gold", str(gold_file), "--pred", str(gold_file)])
+    assert code == 0
+    assert "micro (strict)" in out and "100.00" in out and "exact matches" in out
+
+
+def test_differing_token_names_both_lines(run, gold_file, tmp_path):
+    pred = write(
+        tmp_path,
+        "pred.txt",
+        ["EU B-ORG", "rejects O", "Germany B-MISC", "call O", "", "Peter B-PER", "Blackburn I-PER"],
+    )
+    code, _, err = run(["evaluate", "--gold", str(gold_file), "--pred", str(pred)])
+    assert code == 2
+    assert f"{gold_file}:5: token 'German' but {pred}:3 has token 'Germany'" in err
+    assert "Traceback" not in err
+
+
+def test_missing_word_names_the_sentence_end(run, gold_file, tmp_path):
+    pred = write(tmp_path, "pred.txt", ["EU B-ORG", "rejects O", "German B-MISC", "call O", "", "Peter B-PER"])
+    code, _, err = run(["evaluate", "--gold", str(gold_file), "--pred", str(pred)])
+    assert code == 2
+    assert f"{gold_file}:9: token 'Blackburn' but {pred}:7 has the end of a sentence" in err
+
+
+def test_sentence_count_mismatch(run, gold_file, tmp_path):
+    pred = write(tmp_path, "pred.txt", ["EU B-ORG", "rejects O", "German B-MISC", "call O"])
+    code, _, err = run(["evaluate", "--gold", str(gold_file), "--pred", str(pred)])
+    assert code == 2
+    assert "has 2 sentences but" in err and f"starts at {gold_file}:8" in err
+
+
+def test_tag_foreign_to_the_scheme_names_file_and_line(run, gold_file, tmp_path):
+    pred = write(
+        tmp_path, "pred.txt", ["EU S-ORG", "rejects O", "German B-MISC", "call O", "", "Peter B-PER", "Blackburn E-PER"]
+    )
+    code, _, err = run(["evaluate", "--gold", str(gold_file), "--pred", str(pred)])
+    assert code == 2
+    assert f"{pred}:1: tag 'S-ORG' is not allowed in strict IOB2" in err
+    # the lenient mode reads every prefix, whatever the scheme, like seqeval's default mode
+    code, out, _ = run(["evaluate", "--gold", str(gold_file), "--pred", str(pred), "--mode", "conlleval", "--json"])
+    assert code == 0
+    assert json.loads(out)["per_type"]["ORG"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 1}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model-dir", "runs/x"], "not available yet"),
+        (["--gold", "g.txt", "--model-dir", "runs/x"], "not both"),
+        (["--gold", "g.txt"], "give both --gold and --pred"),
+        (["--gold", "g.txt", "--pred", "g.txt", "--mode", "lenient"], "unknown evaluation mode"),
+        (["--gold", "g.txt", "--pred", "g.txt", "--scheme", "IOE2"], "unknown tag scheme"),
+    ],
+)
+def test_option_errors(run, args, message, monkeypatch, gold_file):
+    monkeypatch.chdir(gold_file.parent)
+    code, _, err = run(["evaluate", *args])
+    assert code == 2 and message in err
