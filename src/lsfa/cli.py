@@ -218,6 +218,38 @@ def train_command(
         typer.echo(f"run folder: {resolved.output_dir}  (metrics.json, predictions/, model/)")
 
 
+@app.command(
+    "compare",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def compare_command(
+    ctx: typer.Context,
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML config shared by all variants."),
+    variants: str = typer.Option(
+        "full;causal", "--variants", help="Attention settings separated by ';' (layer lists use commas)."
+    ),
+) -> None:
+    """Train the same config with several attention settings (default LS-FA and LS-CA) and compare on dev.
+
+    Extra flags override config keys as in `lsfa train`. Finished variants are reused.
+    """
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    from lsfa.train.compare import compare_attention, comparison_markdown, comparison_rows
+    from lsfa.train.config import dump_config, load_config, parse_overrides
+
+    resolved = load_config(config, parse_overrides(list(ctx.args)))
+    typer.echo("# lsfa compare: resolved config\n" + dump_config(resolved))
+    attentions = [v.strip() for v in variants.split(";") if v.strip()]
+    results = compare_attention(resolved, attentions, log=typer.echo)
+    table = comparison_markdown(comparison_rows(results, "dev"), "dev", resolved)
+    report = Path(resolved.output_dir) / "comparison.md"
+    report.write_text(table)
+    Console().print(Markdown(table))
+    typer.echo(f"full report: {report} (per-variant metrics.json and predictions/ beside it)")
+
+
 def _is_main_process() -> bool:
     import os
 
