@@ -85,9 +85,16 @@ def evaluate(
         "strict", "--mode", help="strict (seqeval mode='strict') or conlleval (seqeval default, lenient)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
-    model_dir: str | None = typer.Option(None, "--model-dir", help="Evaluate a trained model (not available yet)."),
-    corpus: str | None = typer.Option(None, "--corpus", help="Corpus for --model-dir."),
+    model_dir: str | None = typer.Option(
+        None, "--model-dir", help="Evaluate a trained tagger: its folder or the training run folder."
+    ),
+    corpus: str | None = typer.Option(
+        None, "--corpus", help="Corpus for --model-dir (default: the run's training corpus)."
+    ),
     split: str | None = typer.Option(None, "--split", help="Split for --model-dir (default test)."),
+    data_dir: str | None = typer.Option(None, "--data-dir", help="Folder holding the named corpora (--model-dir)."),
+    precision: str = typer.Option("auto", "--precision", help="auto, fp32 or bf16 (--model-dir)."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Rows per forward pass (--model-dir)."),
 ) -> None:
     """Entity-level scores of predicted tags against gold tags: strict P/R/F1, set, partial, by length, errors."""
     import json
@@ -95,7 +102,10 @@ def evaluate(
     if model_dir is not None or corpus is not None or split is not None:
         if gold is not None or pred is not None:
             raise LsfaError("use either --gold/--pred or --model-dir/--corpus/--split, not both")
-        raise LsfaError("evaluating a model directory (--model-dir/--corpus/--split) is not available yet")
+        if model_dir is None:
+            raise LsfaError("--corpus/--split need --model-dir (the tagger to evaluate)")
+        _evaluate_model_dir(model_dir, corpus, split or "test", data_dir, mode, precision, batch_size, as_json)
+        return
     if gold is None or pred is None:
         raise LsfaError("give both --gold and --pred (two CoNLL files with the same words)")
 
@@ -111,6 +121,30 @@ def evaluate(
         typer.echo(json.dumps(result, indent=2))
     else:
         Console().print(render_report(result, title=f"{pred} vs {gold} ({mode}, {scheme})"))
+
+
+def _evaluate_model_dir(
+    model_dir: str, corpus: str | None, split: str, data_dir: str | None, mode: str, precision: str,
+    batch_size: int, as_json: bool,
+) -> None:  # fmt: skip
+    """``lsfa evaluate --model-dir``: predict a corpus split with a saved tagger, report like --gold/--pred."""
+    import json
+
+    from rich.console import Console
+
+    from lsfa.eval.report import render_report
+    from lsfa.infer.evaluate import evaluate_model
+
+    warnings: list[str] = []
+    result = evaluate_model(
+        model_dir, corpus, split, data_dir=data_dir, mode=mode, precision=precision,  # type: ignore[arg-type]
+        batch_size=batch_size, warn=warnings.append,
+    )  # fmt: skip
+    _print_reader_warnings(warnings)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        Console().print(render_report(result, title=f"{model_dir} on {corpus or 'its corpus'}/{split} ({mode}, IOB2)"))
 
 
 # --- models ----------------------------------------------------------------------------------------
@@ -250,14 +284,242 @@ def compare_command(
     typer.echo(f"full report: {report} (per-variant metrics.json and predictions/ beside it)")
 
 
+@app.command("report")
+def report_command(
+    run: Path = typer.Argument(..., help="A run folder (or its metrics.json)."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write the Markdown here."),
+    title: str = typer.Option("Run report", "--title"),
+) -> None:
+    """A finished run's metrics.json as Markdown (scores per split, errors, timings, machine)."""
+    from lsfa.eval.run_report import load_metrics, run_markdown
+
+    text = run_markdown(load_metrics(run), title)
+    if output:
+        output.write_text(text)
+        typer.echo(f"wrote {output}")
+    else:
+        typer.echo(text)
+
+
 def _is_main_process() -> bool:
     import os
 
     return os.environ.get("RANK", "0") == "0"
 
 
-
 # --- predict ---------------------------------------------------------------------------------------
+@app.command("predict")
+def predict_command(
+    model_dir: str = typer.Option(..., "--model-dir", help="Tagger folder, or a training run folder (uses RUN/model)."),
+    text: str | None = typer.Option(None, "--text", help="Tag this text; prints one JSON object."),
+    input_path: str | None = typer.Option(
+        None, "--input", "-i", help="File to tag (- for stdin): plain text (one document per line), JSONL or CoNLL."
+    ),
+    output: str | None = typer.Option(None, "--output", "-o", help="Write here instead of stdout."),
+    input_format: str = typer.Option(
+        "auto", "--format", help="auto (.jsonl: jsonl; .conll/.iob/.bio/.tsv: conll; else text), text, jsonl, conll."
+    ),
+    batch_size: int = typer.Option(32, "--batch-size", help="Documents per prediction call and rows per forward pass."),
+    precision: str = typer.Option("auto", "--precision", help="auto (bf16 where fast), fp32 or bf16."),
+    max_length: int | None = typer.Option(
+        None, "--max-length", help="Sub-tokens per window (default: as trained); longer inputs are windowed."
+    ),
+) -> None:
+    """Tag raw text, JSONL or CoNLL with a trained tagger; entities carry character offsets into the input text."""
+    import json
+
+    if (text is None) == (input_path is None):
+        raise LsfaError("give exactly one of --text or --input")
+    if input_path not in (None, "-") and output is not None and Path(input_path).resolve() == Path(output).resolve():
+        raise LsfaError(f"{output}: refusing to overwrite the input file; choose another output path")
+    from lsfa.infer import files
+    from lsfa.infer.tagger import Tagger
+
+    input_format = files.detect_format(input_path or "", input_format)  # validate before loading the model
+    records = None  # read and checked before the model loads, so a bad line fails fast
+    if input_path is not None and input_format == "text":
+        records = files.read_text_records(input_path)
+    elif input_path is not None and input_format == "jsonl":
+        records = files.read_jsonl_records(input_path)
+    tagger = Tagger.load(model_dir, precision=precision, batch_size=batch_size, max_length=max_length)
+    show_progress = sys.stderr.isatty()
+    with files.output_stream(output) as stream:
+        if text is not None:
+            tagger.progress = show_progress and len(text) > 100_000
+            result = {"text": text, "entities": [entity.to_dict() for entity in tagger(text)]}
+            stream.write(json.dumps(result, ensure_ascii=False, indent=2) + "\n")
+        elif input_format == "conll":
+            count = files.predict_conll(tagger, input_path, stream, progress=show_progress)  # type: ignore[arg-type]
+            typer.echo(f"{count:,} sentences tagged" + (f": {output}" if output else ""), err=True)
+        else:
+            assert records is not None
+            objects = files.predict_records(tagger, records, batch_size=batch_size, progress=show_progress)
+            count = files.write_jsonl(objects, stream)
+            typer.echo(f"{count:,} documents tagged" + (f": {output}" if output else ""), err=True)
+
+
+# --- bench -----------------------------------------------------------------------------------------
+@app.command("bench")
+def bench_command(
+    model_dir: str = typer.Option(..., "--model-dir", help="Tagger folder (a run's model/ folder)."),
+    corpus: str = typer.Option(..., "--corpus", help="Corpus name, folder or file."),
+    split: str = typer.Option("test", "--split", help="Split whose sentences are tagged."),
+    json_out: str | None = typer.Option(None, "--json", help="Write every figure as JSON to this file ('-': stdout)."),
+    markdown_out: str | None = typer.Option(None, "--markdown", help="Also write a Markdown report to this file."),
+    compare: bool = typer.Option(False, "--compare", help="Also time an encoder tagger and spaCy (if installed)."),
+    sentences: int | None = typer.Option(None, "--sentences", help="Use only the first N sentences."),
+    train_steps: int = typer.Option(12, "--train-steps", help="Timed training steps per recipe (0: skip)."),
+    latency_sentences: int = typer.Option(100, "--latency-sentences", help="Sentences timed one by one."),
+    rounds: int = typer.Option(4, "--rounds", help="Interleaved rounds (chunks) per measurement."),
+    encoder_dir: str | None = typer.Option(None, "--encoder-dir", help="Trained encoder tagger for --compare."),
+    encoder_model: str = typer.Option(
+        "mpnet-base", "--encoder-model", help="Catalogue encoder with an untrained head when no --encoder-dir."
+    ),
+    spacy_model: str = typer.Option(
+        "en_core_web_sm", "--spacy-model", help="spaCy pipeline (name, folder or spaCy-peer run) for --compare."
+    ),
+    threads: int | None = typer.Option(None, "--threads", help="CPU threads of the optimised path (default: tried)."),
+    max_batch_tokens: int = typer.Option(4096, "--max-batch-tokens", help="Token budget per optimised batch."),
+    pack: str = typer.Option("auto", "--pack", help="Sequence packing: auto (keep if faster), on, off."),
+    ablation_sentences: int = typer.Option(200, "--ablation-sentences", help="Sample for per-optimisation timing."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    data_dir: str | None = typer.Option(None, "--data-dir", help="Folder of named corpora (default LSFA_DATA_DIR)."),
+    matmul_size: int = typer.Option(2048, "--matmul-size", help="Matrix size of the matmul peak measurement."),
+    matmul_seconds: float = typer.Option(1.0, "--matmul-seconds", help="Length of each timed matmul loop."),
+) -> None:
+    """Inference and training speed: the paper's fp32 recipe against lsfa's optimised paths, in one run."""
+    import json
+
+    from rich.console import Console
+
+    from lsfa.bench.report import render_bench
+    from lsfa.bench.runner import BenchOptions, run_bench
+
+    options = BenchOptions(
+        model_dir=model_dir, corpus=corpus, split=split, data_dir=data_dir, sentences=sentences,
+        latency_sentences=latency_sentences, rounds=rounds, train_steps=train_steps, compare=compare,
+        encoder_dir=encoder_dir, encoder_model=encoder_model, spacy_model=spacy_model, threads=threads,
+        max_batch_tokens=max_batch_tokens, pack=pack, ablation_sentences=ablation_sentences, device=device,
+        matmul_size=matmul_size, matmul_seconds=matmul_seconds,
+    )  # fmt: skip
+    result = run_bench(options, log=lambda message: typer.echo(message, err=True))
+    if markdown_out:
+        from lsfa.bench.report import render_markdown
+
+        Path(markdown_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(markdown_out).write_text(render_markdown(result))
+    if json_out == "-":
+        typer.echo(json.dumps(result, indent=2, default=str))
+        return
+    if json_out:
+        out = Path(json_out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)
+    console.print(render_bench(result))
+    if json_out:
+        typer.echo(f"figures written to {json_out}", err=True)
+
+
+# --- serve -----------------------------------------------------------------------------------------
+@app.command("serve")
+def serve_command(
+    model_dir: str = typer.Option(..., "--model-dir", help="Tagger folder, or a training run folder (uses RUN/model)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; 0.0.0.0 exposes the server to the network."),
+    port: int = typer.Option(8000, "--port", help="TCP port."),
+    api_key: str | None = typer.Option(
+        None, "--api-key", help="Require 'Authorization: Bearer KEY' on /v1/* (default: $LSFA_API_KEY, else none)."
+    ),
+    precision: str = typer.Option("auto", "--precision", help="auto (bf16 where fast), fp32 or bf16."),
+    max_request_bytes: int = typer.Option(1_000_000, "--max-request-bytes", help="Largest request body."),
+    max_texts: int = typer.Option(64, "--max-texts", help="Most texts or documents per request."),
+    max_chars_per_text: int = typer.Option(20_000, "--max-chars-per-text", help="Most characters per text."),
+    batch_wait_ms: float = typer.Option(5.0, "--batch-wait-ms", help="How long to gather requests into one batch."),
+    max_batch_texts: int = typer.Option(64, "--max-batch-texts", help="Most texts per model call."),
+    threads: int | None = typer.Option(
+        None, "--threads", help="torch CPU threads for the model (default: torch's; 1 is best on a busy machine)."
+    ),
+) -> None:
+    """Serve a tagger over HTTP: POST /v1/ner, GET /v1/model, GET /healthz, a try-it page at / and /docs."""
+    from pydantic import ValidationError
+
+    from lsfa.infer.server import ServerSettings
+
+    options = {"max_request_bytes": max_request_bytes, "max_texts": max_texts, "max_chars_per_text": max_chars_per_text}
+    options |= {"batch_wait_ms": batch_wait_ms, "max_batch_texts": max_batch_texts}
+    if api_key is not None:
+        options["api_key"] = api_key
+    try:
+        settings = ServerSettings(**options)
+    except ValidationError as error:
+        problem = error.errors()[0]
+        raise LsfaError(f"--{str(problem['loc'][0]).replace('_', '-')}: {problem['msg']}") from None
+    import uvicorn
+
+    from lsfa.infer.server import create_app
+    from lsfa.infer.tagger import Tagger
+
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(max(1, threads))
+    tagger = Tagger.load(model_dir, precision=precision)
+    if settings.api_key is None and host not in ("127.0.0.1", "localhost", "::1"):
+        typer.secho(f"warning: serving on {host} without an API key (--api-key or LSFA_API_KEY)", err=True, fg="yellow")
+    typer.echo(f"serving {tagger!r} on http://{host}:{port}/ (API docs at /docs)", err=True)
+    uvicorn.run(create_app(tagger, settings), host=host, port=port, log_level="warning")
+
+
+# --- experiment ------------------------------------------------------------------------------------
+experiment_app = typer.Typer(no_args_is_help=True, help="Grids of training runs and paper-style reports.")
+app.add_typer(experiment_app, name="experiment")
+
+
+@experiment_app.command("run")
+def experiment_run(
+    grid_file: Path = typer.Argument(..., help="Grid YAML (configs/experiments/NAME.yaml)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List the cells and what each would train; train nothing."),
+    output_dir: str | None = typer.Option(None, "--output-dir", help="Grid folder (default: the file's output_dir)."),
+    only: str | None = typer.Option(
+        None, "--only", help="Run only cells whose folder matches this glob, e.g. 'conll2003/*/lora*/*/*'."
+    ),
+) -> None:
+    """Train every cell of a grid (models x attention x modes x corpora x seeds, plus peers).
+
+    Finished cells (with metrics.json) are skipped, so re-running resumes; a failing cell is recorded in
+    failures.json and the grid goes on. Exit status 1 when any cell failed.
+    """
+    from lsfa.train.grid import load_grid, run_grid
+
+    spec = load_grid(grid_file, output_dir=output_dir)
+    outcome = run_grid(spec, dry_run=dry_run, only=only, log=typer.echo)
+    total = len(outcome.cells)
+    if dry_run:
+        typer.echo(f"{total} cells, {len(outcome.skipped)} finished, {total - len(outcome.skipped)} to run")
+        return
+    typer.echo(
+        f"grid {spec.output_dir}: {len(outcome.trained)} trained, {len(outcome.skipped)} already finished, "
+        f"{len(outcome.failed)} failed"
+    )
+    if outcome.failed:
+        typer.secho(f"failed cells are listed in {Path(spec.output_dir) / 'failures.json'}", err=True, fg="red")
+        sys.exit(1)  # typer.Exit's code is dropped under main()'s standalone_mode=False
+
+
+@experiment_app.command("report")
+def experiment_report(
+    grid_dir: Path = typer.Argument(..., help="Grid folder written by `lsfa experiment run`."),
+    out: Path | None = typer.Option(None, "--out", help="Report folder (default GRID_DIR/report)."),
+    split: str = typer.Option("test", "--split", help="Split the tables score (test or dev)."),
+) -> None:
+    """Collect the grid's cells into Markdown + JSON tables shaped like the paper's, and PNG plots."""
+    from lsfa.eval.tables import write_report
+
+    paths = write_report(grid_dir, out, split=split)
+    for name, path in paths.items():
+        typer.echo(f"{name}: {path}")
 
 
 def main() -> None:

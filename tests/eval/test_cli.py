@@ -121,7 +121,7 @@ def test_tag_foreign_to_the_scheme_names_file_and_line(run, gold_file, tmp_path)
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--model-dir", "runs/x"], "not available yet"),
+        (["--model-dir", "no/such/run"], "no such tagger folder"),
         (["--gold", "g.txt", "--model-dir", "runs/x"], "not both"),
         (["--gold", "g.txt"], "give both --gold and --pred"),
         (["--gold", "g.txt", "--pred", "g.txt", "--mode", "lenient"], "unknown evaluation mode"),

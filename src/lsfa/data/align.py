@@ -20,6 +20,9 @@ from lsfa.errors import LsfaError
 PLACEHOLDER = "\ufffd"
 """What an empty or invisible word is replaced with in the model's input text (U+FFFD, "lost character")."""
 
+SPACE_MARKERS = "Ġ▁ "
+"""How tokenizers spell a space inside a sub-token (byte-level BPE ``Ġ``, SentencePiece/Metaspace ``▁``)."""
+
 IGNORE_INDEX = -100
 """Label id the loss ignores (PyTorch ``CrossEntropyLoss`` default)."""
 
@@ -85,10 +88,21 @@ def encode_words(tokenizer, words: Sequence[str], add_special_tokens: bool = Tru
     input_ids = list(encoded["input_ids"])
     special = _special_positions(tokenizer, input_ids, encoded, add_special_tokens)
     word_ids, covering = _assign_words(encoded["offset_mapping"], spans, special)
-    first = _first_subtokens([w if cover else None for w, cover in zip(word_ids, covering, strict=True)], len(words))
+    markers = _is_space_marker(encoded.tokens()) if hasattr(encoded, "tokens") else [False] * len(input_ids)
+    content = [cover and not marker for cover, marker in zip(covering, markers, strict=True)]
+    first = _first_subtokens(word_ids, len(words), preferred=content, acceptable=covering)
     if any(position < 0 for position in first):
         return _encode_word_by_word(tokenizer, words, add_special_tokens)
     return WordEncoding(input_ids=input_ids, word_ids=word_ids, first_subtoken=first)
+
+
+def _is_space_marker(tokens: Sequence[str]) -> list[bool]:
+    """Which sub-tokens are only a space marker (``Ġ``, ``▁``): a word's label never goes on one if avoidable.
+
+    Metaspace tokenizers (Llama 2, the tiny test one) give the ``▁`` they prepend to the first word the
+    offsets of that word's first character, so offsets alone would put the word's label on a lone ``▁``.
+    """
+    return [bool(token) and not token.strip(SPACE_MARKERS) for token in tokens]
 
 
 def _special_positions(tokenizer, input_ids, encoded, add_special_tokens: bool) -> set[int]:
@@ -145,12 +159,23 @@ def _overlapping_word(spans, cursor: int, start: int, end: int) -> int | None:
     return None
 
 
-def _first_subtokens(word_ids: list[int | None], n_words: int) -> list[int]:
-    first = [-1] * n_words
+def _first_subtokens(
+    word_ids: list[int | None],
+    n_words: int,
+    preferred: list[bool] | None = None,
+    acceptable: list[bool] | None = None,
+) -> list[int]:
+    """Each word's first ``preferred`` sub-token, else its first ``acceptable`` one (-1: none; None: any)."""
+    best = [-1] * n_words
+    fallback = [-1] * n_words
     for position, word in enumerate(word_ids):
-        if word is not None and first[word] < 0:
-            first[word] = position
-    return first
+        if word is None:
+            continue
+        if fallback[word] < 0 and (acceptable is None or acceptable[position]):
+            fallback[word] = position
+        if best[word] < 0 and (preferred is None or preferred[position]):
+            best[word] = position
+    return [chosen if chosen >= 0 else other for chosen, other in zip(best, fallback, strict=True)]
 
 
 def _encode_word_by_word(tokenizer, words: Sequence[str], add_special_tokens: bool) -> WordEncoding:
@@ -168,7 +193,9 @@ def _encode_word_by_word(tokenizer, words: Sequence[str], add_special_tokens: bo
         prefix, suffix = special_token_frame(tokenizer)
         input_ids = prefix + input_ids + suffix
         word_ids = [None] * len(prefix) + word_ids + [None] * len(suffix)
-    return WordEncoding(input_ids, word_ids, _first_subtokens(word_ids, len(words)))
+    markers = _is_space_marker(tokenizer.convert_ids_to_tokens(input_ids))
+    first = _first_subtokens(word_ids, len(words), preferred=[not marker for marker in markers])
+    return WordEncoding(input_ids, word_ids, first)
 
 
 def special_token_frame(tokenizer) -> tuple[list[int], list[int]]:
@@ -191,7 +218,8 @@ def word_labels_to_subtokens(
     """Label ids per sub-token: the first sub-token of each word carries the word's label.
 
     With ``label_all_subtokens`` the continuation sub-tokens are labelled too (a ``B-X`` word's later
-    pieces get ``I-X`` through ``inside_of``); otherwise they get :data:`IGNORE_INDEX`. Words outside
+    pieces get ``I-X`` through ``inside_of``); otherwise they get :data:`IGNORE_INDEX`. A lone space
+    token before the first sub-token is never labelled (it is not part of the word's text). Words outside
     ``scored_words`` (document context, window overlap) are never labelled.
     """
     labels = [IGNORE_INDEX] * len(encoding.input_ids)
@@ -201,6 +229,6 @@ def word_labels_to_subtokens(
         label = word_label_ids[word]
         if position == encoding.first_subtoken[word]:
             labels[position] = label
-        elif label_all_subtokens:
+        elif label_all_subtokens and position > encoding.first_subtoken[word]:
             labels[position] = (inside_of or {}).get(label, label)
     return labels

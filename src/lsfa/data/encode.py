@@ -195,9 +195,18 @@ def _encode_in_document(tokenizer, sentences, documents, lengths, index, labels,
                 used += lengths[candidate]
                 first, last = min(first, candidate), max(last, candidate)
                 grew = True
+    while True:
+        # Per-sentence lengths are estimates: a sentence-initial word can take more sub-tokens once a
+        # neighbour (and a space) precedes it. Drop the farthest neighbour until the row really fits.
+        words = [word for k in range(first, last + 1) for word in sentences[k]]
+        encoding = encode_words(tokenizer, words)
+        if sum(w is not None for w in encoding.word_ids) <= budget or first == last:
+            break
+        if index - first >= last - index:
+            first += 1
+        else:
+            last -= 1
     offset = sum(len(sentences[k]) for k in range(first, index))
-    words = [word for k in range(first, last + 1) for word in sentences[k]]
-    encoding = encode_words(tokenizer, words)
     own = range(offset, offset + len(sentences[index]))
     padded_labels = [IGNORE_INDEX] * offset + list(labels) + [IGNORE_INDEX] * (len(words) - offset - len(labels))
     row_labels = word_labels_to_subtokens(encoding, padded_labels, label_all, inside_of, scored_words=own)

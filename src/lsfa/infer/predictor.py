@@ -3,6 +3,10 @@
 Rows are encoded once (:func:`lsfa.data.encode.encode_sentences`: windows for long inputs, optional
 document context), sorted by length so each batch pads little, run without gradients (bf16 autocast
 when asked), and the first sub-token of every word gives that word's tag and probability.
+
+The fast path (``max_batch_tokens``, ``pack``; see :mod:`lsfa.infer.packing` and ``lsfa bench``) gives every
+batch the same amount of work and can pack several short rows into one sequence with a block-diagonal mask;
+it changes only the floating-point summation order, not what each sentence attends to.
 """
 
 from __future__ import annotations
@@ -14,6 +18,9 @@ from dataclasses import dataclass
 import torch
 
 from lsfa.data.encode import EncodedSet, Example, encode_sentences
+from lsfa.errors import LsfaError
+from lsfa.infer import packing
+from lsfa.infer.optimise import required_precision
 
 
 @dataclass
@@ -56,7 +63,7 @@ def pad_batch(rows: Sequence[Example], pad_id: int, device: torch.device) -> dic
     return {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict_encoded(
     model,
     encoded: EncodedSet,
@@ -67,27 +74,84 @@ def predict_encoded(
     precision: str = "fp32",
     sort_by_length: bool = True,
     progress: bool = False,
+    max_batch_tokens: int | None = None,
+    pack: bool = False,
+    pack_tokens: int = 256,
 ) -> WordPredictions:
-    """Run the model over encoded rows and assemble per-word tags and probabilities."""
+    """Run the model over encoded rows and assemble per-word tags and probabilities.
+
+    By default rows go in batches of ``batch_size`` (sorted by length unless ``sort_by_length=False``).
+    ``max_batch_tokens`` instead fills each batch up to that many padded tokens (rows always sorted);
+    ``pack`` additionally packs rows into sequences of up to ``pack_tokens`` tokens when the model allows
+    it (:func:`lsfa.infer.packing.packing_supported`), and silently falls back to padded batches otherwise.
+    """
     device = next(model.parameters()).device
+    if required_precision(model) not in (None, precision):
+        raise LsfaError(
+            f"this model's weights were stored in {required_precision(model)} for fast inference; "
+            f"predict with precision={required_precision(model)!r}, not {precision!r}"
+        )
     tags = [["O"] * n for n in sentence_lengths]
     scores = [[1.0] * n for n in sentence_lengths]
-    order = list(range(len(encoded.examples)))
-    if sort_by_length:
-        order.sort(key=lambda k: len(encoded.examples[k].input_ids))
-    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    examples = encoded.examples
+    packed = pack and packing.packing_supported(model)[0]
+    causal = packed and packing.is_causal_model(model)
+    batches = plan_batches(model, examples, batch_size, sort_by_length, max_batch_tokens, packed, pack_tokens)
     for batch in _progress(batches, progress):
-        rows = [encoded.examples[k] for k in batch]
+        if packed:
+            sequences = [[examples[k].input_ids for k in row] for row in batch.rows]
+            inputs, offsets = packing.build_inputs(sequences, pad_id, device, causal)
+        else:
+            inputs = pad_batch([examples[k] for k in batch.examples], pad_id, device)
+            offsets = [[0] for _ in batch.rows]
         with autocast_context(device, precision):
-            logits = model(**pad_batch(rows, pad_id, device)).logits
-        probabilities = logits.float().softmax(-1)
-        for row_index, row in enumerate(rows):
-            positions = torch.tensor(row.label_positions, dtype=torch.long, device=device)
-            best, label_ids = probabilities[row_index, positions].max(-1)
-            for word, label_id, score in zip(row.words, label_ids.tolist(), best.tolist(), strict=True):
-                tags[row.sentence][word] = id2label[label_id]
-                scores[row.sentence][word] = score
+            logits = model(**inputs).logits
+        _collect(logits, batch, offsets, examples, id2label, tags, scores)
     return WordPredictions(tags, scores, encoded.cut_words)
+
+
+def plan_batches(
+    model,
+    examples: Sequence[Example],
+    batch_size: int,
+    sort_by_length: bool = True,
+    max_batch_tokens: int | None = None,
+    packed: bool = False,
+    pack_tokens: int = 256,
+) -> list[packing.PlannedBatch]:
+    """Which rows run together: fixed-size batches, token-budget batches, or packed rows."""
+    lengths = [len(example.input_ids) for example in examples]
+    if packed:
+        limit = packing.pack_limit(model, pack_tokens)
+        return packing.packed_batches(lengths, limit, max_batch_tokens or limit * batch_size)
+    if max_batch_tokens:
+        return packing.token_budget_batches(lengths, max_batch_tokens)
+    order = list(range(len(examples)))
+    if sort_by_length:
+        order.sort(key=lambda k: lengths[k])
+    return [packing.PlannedBatch([[k] for k in order[i : i + batch_size]]) for i in range(0, len(order), batch_size)]
+
+
+def _collect(logits, batch, offsets, examples, id2label, tags, scores) -> None:
+    """Best label and its probability at every scored word's first sub-token, for all rows of a batch at once."""
+    batch_rows: list[int] = []
+    columns: list[int] = []
+    for row_index, (row, row_offsets) in enumerate(zip(batch.rows, offsets, strict=True)):
+        for example, offset in zip(row, row_offsets, strict=True):
+            positions = examples[example].label_positions
+            batch_rows.extend([row_index] * len(positions))
+            columns.extend(offset + position for position in positions)
+    device = logits.device
+    picked = logits[torch.tensor(batch_rows, device=device), torch.tensor(columns, device=device)]
+    best, label_ids = picked.float().softmax(-1).max(-1)
+    best_list, label_list = best.tolist(), label_ids.tolist()
+    cursor = 0
+    for example in batch.examples:
+        row = examples[example]
+        for word in row.words:
+            tags[row.sentence][word] = id2label[label_list[cursor]]
+            scores[row.sentence][word] = best_list[cursor]
+            cursor += 1
 
 
 def _progress(batches, enabled: bool):
@@ -108,8 +172,14 @@ def predict_words(
     documents: Sequence[int] | None = None,
     context: str = "sentence",
     progress: bool = False,
+    max_batch_tokens: int | None = None,
+    pack: bool = False,
+    pack_tokens: int = 256,
 ) -> WordPredictions:
-    """Predict a tag per word for pre-split sentences (windows and context handled here)."""
+    """Predict a tag per word for pre-split sentences (windows and context handled here).
+
+    ``max_batch_tokens`` and ``pack`` select the fast batch plans of :func:`predict_encoded`.
+    """
     encoded = encode_sentences(tokenizer, sentences, max_length=max_length, documents=documents, context=context)
     id2label = {int(k): v for k, v in model.config.id2label.items()}
     return predict_encoded(
@@ -121,4 +191,7 @@ def predict_words(
         batch_size=batch_size,
         precision=precision,
         progress=progress,
+        max_batch_tokens=max_batch_tokens,
+        pack=pack,
+        pack_tokens=pack_tokens,
     )

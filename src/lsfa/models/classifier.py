@@ -4,7 +4,9 @@ Where transformers ships a ``*ForTokenClassification`` class we use it (its head
 ``score`` for decoders, ``classifier`` for encoders). Where it has none (Gemma 3 text in transformers
 5.23), we register one built from transformers' own ``GenericForTokenClassification`` with
 ``AutoModelForTokenClassification.register`` — no modeling code is copied, and a merged export loads
-again with plain ``AutoModelForTokenClassification`` once ``lsfa`` is imported.
+again with plain ``AutoModelForTokenClassification`` once :func:`ensure_token_classification_class` has
+run for its config in the process (:func:`lsfa.models.saving.load_tagger` does that; registering every
+such family at import would cost seconds).
 """
 
 from __future__ import annotations

@@ -49,8 +49,10 @@ def save_tagger(model, tokenizer, folder: str | Path, meta: TaggerMeta, merge: b
         if merge and _is_peft(model):
             model = model.merge_and_unload()
             meta.weights = "merged"
-        elif not _is_peft(model):
-            meta.weights = "full" if meta.weights == "lora" else meta.weights
+        elif _is_peft(model):
+            meta.weights = "lora"  # what the folder will hold, whatever the caller's meta said
+        elif meta.weights == "lora":
+            meta.weights = "full"
         model.config.lsfa_attention = meta.attention
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)

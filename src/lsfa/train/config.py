@@ -7,7 +7,7 @@ is fully described by the YAML file plus the flags, and the resolved config is p
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -28,7 +28,7 @@ class LoraOptions(BaseModel):
 class TrainConfig(BaseModel):
     """Everything that defines a training run."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)  # YAML `attention: 5` is layer "5"
 
     model: str = "smollm2-135m"
     corpus: str = "conll2003"
@@ -109,15 +109,34 @@ def _flag_value(arg: str, args: list[str], index: int, flags: dict[str, str]) ->
     if name not in flags:
         known = ", ".join(sorted(flags))
         raise LsfaError(f"unknown option {name!r}; training options are: {known}")
+    key = flags[name]
     if has_inline:
-        return flags[name], _scalar(inline), 1
+        return key, _scalar(inline, key), 1
     if index + 1 >= len(args) or args[index + 1].startswith("--"):
-        return flags[name], True, 1
-    return flags[name], _scalar(args[index + 1]), 2
+        return key, True, 1
+    return key, _scalar(args[index + 1], key), 2
 
 
-def _scalar(text: str) -> Any:
-    """A flag value as YAML reads it (numbers, booleans, null), keeping e.g. ``0-7,24-29`` a string."""
+def _text_fields() -> dict[str, bool]:
+    """Dotted keys of the text-valued fields -> whether they may be null (``test_split``, ``data_dir``)."""
+    fields = {name: field.annotation for name, field in TrainConfig.model_fields.items()}
+    fields.update({f"lora.{name}": field.annotation for name, field in LoraOptions.model_fields.items()})
+    text = {}
+    for key, annotation in fields.items():
+        members = set(get_args(annotation)) if get_args(annotation) else {annotation}
+        if str in members and members <= {str, type(None)}:
+            text[key] = type(None) in members
+    return text
+
+
+def _scalar(text: str, key: str = "") -> Any:
+    """A flag value as YAML reads it (numbers, booleans, null), except that text fields keep the text.
+
+    ``--attention 5`` must mean layer "5", not the integer 5 (and ``--output-dir 010`` not 8).
+    """
+    nullable = _text_fields().get(key)
+    if nullable is not None:
+        return None if nullable and text.strip() in ("null", "Null", "NULL", "~") else text
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError:

@@ -237,6 +237,13 @@ def ner_trainer_class():
     from transformers import Trainer
 
     class NerTrainer(Trainer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            # Token classifiers take **kwargs but ignore num_items_in_batch, so the stock Trainer would
+            # neither divide the loss by gradient_accumulation nor undo its x world_size scaling under
+            # DDP: gradients 2-8x too large. Mean loss per micro-batch, divided as usual, is correct.
+            self.model_accepts_loss_kwargs = False
+
         def _get_eval_sampler(self, eval_dataset):
             if self.args.world_size <= 1:
                 return SequentialSampler(eval_dataset)
@@ -310,6 +317,7 @@ def train(config: TrainConfig, resume: bool = False, log=print) -> dict[str, Any
     from lsfa.infer.predictor import resolve_precision
 
     started = time.perf_counter()
+    machine = machine_info()  # before training: the commit that ran, not the one checked out at the end
     if config.threads:
         torch.set_num_threads(config.threads)
     run_dir = Path(config.output_dir)
@@ -354,7 +362,8 @@ def train(config: TrainConfig, resume: bool = False, log=print) -> dict[str, Any
     return _finish(config, trainer, tokenizer, labels, attention, precision, run_dir, dev_sentences,
                    {"train_seconds": train_seconds, "wall_start": started, "epochs": timer.epochs,
                     "global_step": output.global_step, "train_tokens": train_rows.n_subtokens,
-                    "ranks": final_fingerprint, "best_checkpoint": trainer.state.best_model_checkpoint},
+                    "ranks": final_fingerprint, "best_checkpoint": trainer.state.best_model_checkpoint,
+                    "machine": machine},
                    log)  # fmt: skip
 
 
@@ -412,7 +421,7 @@ def _finish(config, trainer, tokenizer, labels, attention, precision, run_dir, d
             f"  F1 {metrics[split]['micro']['f1']:.4f}")  # fmt: skip
     metrics.update(_timing(facts, config))
     metrics["parameters"] = meta.extra["parameters"]
-    metrics["machine"] = machine_info()
+    metrics["machine"] = facts["machine"]
     write_json_atomic(run_dir / "metrics.json", metrics)
     return metrics
 

@@ -1,0 +1,305 @@
+"""Load test for ``lsfa serve``: many concurrent clients, mixed request sizes, every answer checked.
+
+    python bench/load_test.py --model-dir runs/conll2003-lsfa-lora/model      # starts `lsfa serve` itself
+    python bench/load_test.py --tiny                                          # a tiny random tagger (no model needed)
+    python bench/load_test.py --url http://127.0.0.1:8000 [--api-key KEY]     # an already running server
+
+Phases:
+
+1. **Reference.** Every distinct text of the request pool is sent alone, one request at a time, so the
+   server answers it in a batch of its own. This is the expected answer for that text.
+2. **Load.** ``--requests`` requests (1-4 texts of mixed sizes each, from short sentences to texts that
+   need several windows) from ``--concurrency`` clients on loopback. Each response must have no 5xx and
+   match, text by text, the reference answer (same spans and labels; scores within ``--score-tolerance``,
+   since batch composition changes padding and so the last float bits). A mismatch means cross-talk
+   between requests batched together, or batch-dependent predictions.
+3. **Unbatched baseline** (``--baseline``, only when this script starts the server): the same load
+   against a server started with ``--max-batch-texts 1 --batch-wait-ms 0``, to show what micro-batching buys.
+
+Prints one JSON object: status counts, 5xx count, correctness, p50/p90/p99/max latency, requests/s and
+texts/s, plus the machine and settings (also written to ``--output`` when given).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import platform
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+
+SENTENCES = [
+    "Peter Blackburn visited Brussels on Tuesday to meet officials of the European Commission .",
+    "EU rejects German call to boycott British lamb .",
+    "Germany 's representative to the European Union 's veterinary committee Werner Zwingmann said on Wednesday "
+    "consumers should buy sheepmeat from countries other than Britain .",
+    "Rare Hendrix song draft sells for almost $ 17,000 at Christie 's in London .",
+    "China says Taiwan spoils atmosphere for talks with Beijing .",
+    "Japan 's Toyota Motor Corp. reported higher profits , Reuters said in Tokyo .",
+    "Dr. Anna Schmidt of the University of Zürich presented the results in São Paulo .",
+    "Manchester United beat Arsenal 2-1 at Old Trafford on Saturday .",
+    "The New York Stock Exchange closed early after a storm hit Manhattan .",
+    "Prime Minister Benjamin Netanyahu met Palestinian President Yasser Arafat in Gaza .",
+    "Microsoft and Intel shares fell on Nasdaq after the report from Goldman Sachs .",
+    "Swiss tennis player Martina Hingis won the final in Melbourne .",
+    "Zoë and José flew from Reykjavík to Kraków with Lufthansa 🙂 .",
+    "Nobody said anything about the weather that morning .",
+    "The committee will meet again next week to discuss the budget .",
+    "Brazil 's Petrobras signed a deal with Shell to explore off the coast of Rio de Janeiro .",
+]
+
+SIZES = [(1, 0.55), (3, 0.25), (10, 0.12), (40, 0.08)]
+"""Sentences per text and how often: mostly short texts, some long enough to need several windows."""
+
+
+def build_pool(seed: int, distinct: int) -> list[str]:
+    """Distinct texts of mixed sizes (a numbered tag makes each text unique, so cross-talk is visible)."""
+    rng = random.Random(seed)
+    sizes, weights = zip(*SIZES, strict=True)
+    pool = []
+    for index in range(distinct):
+        count = rng.choices(sizes, weights)[0]
+        pool.append(" ".join(rng.choice(SENTENCES) for _ in range(count)) + f" ( item {index} )")
+    return pool
+
+
+def build_requests(pool: list[str], count: int, seed: int) -> list[list[str]]:
+    rng = random.Random(seed + 1)
+    return [rng.sample(pool, rng.choices([1, 2, 4], [0.6, 0.25, 0.15])[0]) for _ in range(count)]
+
+
+def key(entities: list[dict]) -> list[tuple]:
+    return [(e["start"], e["end"], e["label"], e["text"]) for e in entities]
+
+
+def same_answer(got: list[dict], want: list[dict], tolerance: float) -> bool:
+    if key(got) != key(want):
+        return False
+    return all(abs(a["score"] - b["score"]) <= tolerance for a, b in zip(got, want, strict=True))
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
+
+
+async def reference_answers(url: str, headers: dict, pool: list[str]) -> dict[str, list[dict]]:
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=300) as client:
+        answers = {}
+        for text in pool:
+            response = await client.post("/v1/ner", json={"texts": [text]})
+            response.raise_for_status()
+            answers[text] = response.json()["results"][0]["entities"]
+        return answers
+
+
+async def run_load(
+    url: str, headers: dict, requests: list[list[str]], concurrency: int, expected: dict, tolerance: float
+) -> dict:
+    """Send all requests from ``concurrency`` clients; check and time every response."""
+    queue: asyncio.Queue[list[str]] = asyncio.Queue()
+    for texts in requests:
+        queue.put_nowait(texts)
+    latencies: list[float] = []
+    statuses: dict[str, int] = {}
+    outcome = {"correct": 0, "incorrect": 0, "transport_errors": 0}
+    examples: list[dict] = []
+
+    async def client_loop() -> None:
+        async with httpx.AsyncClient(base_url=url, headers=headers, timeout=300) as client:
+            while not queue.empty():
+                texts = queue.get_nowait()
+                started = time.perf_counter()
+                try:
+                    response = await client.post("/v1/ner", json={"texts": texts})
+                except httpx.HTTPError as error:
+                    outcome["transport_errors"] += 1
+                    examples.append({"error": repr(error)})
+                    continue
+                latencies.append(time.perf_counter() - started)
+                statuses[str(response.status_code)] = statuses.get(str(response.status_code), 0) + 1
+                if response.status_code != 200:
+                    outcome["incorrect"] += 1
+                    examples.append({"status": response.status_code, "body": response.text[:300]})
+                    continue
+                results = response.json()["results"]
+                ok = len(results) == len(texts) and all(
+                    same_answer(result["entities"], expected[text], tolerance)
+                    for text, result in zip(texts, results, strict=False)
+                )
+                outcome["correct" if ok else "incorrect"] += 1
+                if not ok and len(examples) < 5:
+                    want = [expected[text] for text in texts]
+                    examples.append({"texts": [text[:80] for text in texts], "got": results, "want": want})
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client_loop() for _ in range(concurrency)))
+    wall = time.perf_counter() - started
+    n_texts = sum(len(texts) for texts in requests)
+    return {
+        "requests": len(requests),
+        "concurrency": concurrency,
+        "texts": n_texts,
+        "characters": sum(len(text) for texts in requests for text in texts),
+        "statuses": statuses,
+        "server_errors_5xx": sum(n for status, n in statuses.items() if status.startswith("5")),
+        **outcome,
+        "latency_ms": {
+            "p50": round(percentile(latencies, 50) * 1000, 1),
+            "p90": round(percentile(latencies, 90) * 1000, 1),
+            "p99": round(percentile(latencies, 99) * 1000, 1),
+            "max": round(max(latencies) * 1000, 1),
+            "mean": round(sum(latencies) / len(latencies) * 1000, 1),
+        },
+        "wall_s": round(wall, 2),
+        "requests_per_s": round(len(requests) / wall, 2),
+        "texts_per_s": round(n_texts / wall, 2),
+        "mismatch_examples": examples[:5],
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def served(model_dir: Path, precision: str, threads: int | None, extra: list[str], log: Path):
+    """Start `lsfa serve` in a subprocess on a free loopback port; yield its URL; stop it afterwards."""
+    port = free_port()
+    command = [sys.executable, "-m", "lsfa.cli", "serve", "--model-dir", str(model_dir), "--port", str(port)]
+    command += ["--precision", precision, *(["--threads", str(threads)] if threads else []), *extra]
+    environment = {**os.environ, "LSFA_API_KEY": ""}
+    with open(log, "a") as log_stream:
+        process = subprocess.Popen(command, stdout=log_stream, stderr=subprocess.STDOUT, env=environment)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 600
+        while True:
+            if process.poll() is not None:
+                raise SystemExit(f"the server exited with status {process.returncode}; see {log}")
+            try:
+                if httpx.get(url + "/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the server did not start within 10 minutes; see {log}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def build_tiny_tagger(folder: Path) -> Path:
+    """A tiny random-weight tagger (from tests/tiny.py) for exercising the server without a real model."""
+    sys.path.insert(0, str(REPO))
+    from tests.tiny import tiny_decoder_dir
+
+    from lsfa.models.classifier import build_token_classifier, load_tokenizer
+    from lsfa.models.saving import TaggerMeta, save_tagger
+
+    labels = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
+    base = tiny_decoder_dir(folder / "base")
+    model = build_token_classifier(base, labels, "full")
+    meta = TaggerMeta(base_model="tiny-llama (random weights)", model_type="llama", labels=labels, max_length=128)
+    return save_tagger(model, load_tokenizer(base), folder / "tagger", meta)
+
+
+def machine() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+async def measure(url: str, headers: dict, args, pool: list[str], requests: list[list[str]]) -> dict:
+    info = httpx.get(url + "/v1/model", headers=headers, timeout=30).json()
+    print(f"reference answers for {len(pool)} distinct texts, one request at a time ...", file=sys.stderr)
+    expected = await reference_answers(url, headers, pool)
+    print(f"{len(requests)} requests from {args.concurrency} clients ...", file=sys.stderr)
+    result = await run_load(url, headers, requests, args.concurrency, expected, args.score_tolerance)
+    return {"model": info.get("model"), "attention": info.get("attention"), **result}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--model-dir", type=Path, help="Tagger or run folder: start `lsfa serve` on it.")
+    target.add_argument("--tiny", action="store_true", help="Start `lsfa serve` on a tiny random tagger.")
+    target.add_argument("--url", help="Test an already running server.")
+    parser.add_argument("--api-key", default=os.environ.get("LSFA_API_KEY"), help="Bearer key for --url.")
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--distinct", type=int, default=120, help="Distinct texts in the request pool.")
+    parser.add_argument("--precision", default="auto", help="Server precision when this script starts it.")
+    parser.add_argument("--threads", type=int, help="Server torch threads (lsfa serve --threads).")
+    parser.add_argument("--score-tolerance", type=float, default=0.02)
+    parser.add_argument("--baseline", action="store_true", help="Also run against an unbatched server.")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", type=Path, help="Also write the JSON report here.")
+    args = parser.parse_args()
+
+    pool = build_pool(args.seed, args.distinct)
+    requests = build_requests(pool, args.requests, args.seed)
+    report: dict = {
+        "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "machine": machine(),
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "api_key"},
+    }
+    if args.url:
+        headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
+        report["batched"] = asyncio.run(measure(args.url.rstrip("/"), headers, args, pool, requests))
+    else:
+        with tempfile.TemporaryDirectory(prefix="lsfa-load-") as scratch:
+            model_dir = build_tiny_tagger(Path(scratch)) if args.tiny else args.model_dir
+            log = Path(tempfile.gettempdir()) / "lsfa-load-test-server.log"
+            runs = {"batched": []}
+            if args.baseline:
+                runs["unbatched"] = ["--max-batch-texts", "1", "--batch-wait-ms", "0"]
+            for name, extra in runs.items():
+                print(f"== {name} server", file=sys.stderr)
+                with served(model_dir, args.precision, args.threads, extra, log) as url:
+                    report[name] = asyncio.run(measure(url, {}, args, pool, requests))
+                    report[name]["server_flags"] = extra
+    text = json.dumps(report, indent=2, ensure_ascii=False)
+    print(text)
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(text + "\n")
+    batched = report["batched"]
+    if batched["server_errors_5xx"] or batched["incorrect"] or batched["transport_errors"]:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""Make a loaded tagger cheap to run: merged LoRA, eval mode, bf16 weights cached for bf16 autocast.
+
+Why cache the weights: under ``torch.autocast(dtype=bfloat16)`` every linear layer casts its fp32 weight to
+bf16 on every call. For a large batch that is noise, but at batch 1 (an interactive request) re-casting the
+~100M weights of a small LLM costs more than the forward pass itself. Autocast leaves a weight that is
+already bf16 alone, and rounding once gives exactly the bf16 values autocast would compute each time, so
+predictions are bit-for-bit those of plain autocast. The model must then always run under bf16 autocast,
+which :func:`lsfa.infer.predictor.predict_encoded` checks.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+CAST_MARK = "_lsfa_inference_precision"
+"""Attribute set on a model whose linear weights :func:`optimise_for_inference` stored in bf16."""
+
+
+def optimise_for_inference(model: nn.Module, precision: str) -> nn.Module:
+    """Merge a LoRA adapter, switch to eval mode and, for ``precision="bf16"``, store linear weights in bf16.
+
+    Returns the model to use (merging replaces a peft wrapper by the plain model). Embeddings and norms stay
+    fp32, as autocast keeps them, so the residual stream is computed exactly as under plain autocast.
+    """
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    model.eval()
+    if precision == "bf16":
+        for module in model.modules():
+            if isinstance(module, nn.Linear):
+                module.to(torch.bfloat16)
+        setattr(model, CAST_MARK, "bf16")
+    return model
+
+
+def required_precision(model: nn.Module) -> str | None:
+    """``"bf16"`` when the model's weights were cast by :func:`optimise_for_inference`, else None."""
+    return getattr(model, CAST_MARK, None)
+
+
+def cast_frozen_linear_weights(model: nn.Module, dtype: torch.dtype = torch.bfloat16) -> int:
+    """Store the weights of frozen linear layers in ``dtype`` for mixed-precision LoRA training.
+
+    Autocast caches its casts only for weights that require gradients, so the frozen base weights of a LoRA
+    model are cast again in every forward pass. Frozen weights never change, so rounding them once gives
+    the same numbers autocast computes every time (trainable LoRA and head weights stay fp32 masters).
+    The model must then run under autocast of that dtype. Returns how many layers were cast.
+    """
+    cast = 0
+    for module in model.modules():
+        if isinstance(module, nn.Linear) and not any(p.requires_grad for p in module.parameters(recurse=False)):
+            module.to(dtype)
+            cast += 1
+    return cast

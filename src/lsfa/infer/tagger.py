@@ -1,0 +1,264 @@
+"""A trained tagger for users: raw text in, entities with character offsets out.
+
+>>> tagger = Tagger.load("runs/conll2003-lsfa")          # the run folder or its model/ folder
+>>> tagger("Peter Blackburn visited Brussels.")
+[Entity(start=0, end=15, label='PER', text='Peter Blackburn', score=0.99), ...]
+>>> for entities in tagger.pipe(lines, batch_size=32): ...
+
+Text is split into words with :func:`lsfa.infer.text.split_words` (CoNLL/PTB style, offsets into the
+original text). One text is one word sequence for the model: a text longer than the model's
+``max_length`` is cut into overlapping windows by :func:`lsfa.infer.predictor.predict_words` and the
+windows are merged back, so every word gets a tag and nothing is truncated.
+
+Entities are decoded from the tags with seqeval's lenient ``conlleval`` rules (an ``I-X`` after ``O``
+opens an entity) rather than the strict rules used for reported scores: for a user, an entity the
+model tagged slightly ill-formed is still better returned than silently dropped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from lsfa.errors import LsfaError
+from lsfa.infer.predictor import WordPredictions
+from lsfa.infer.text import Word, split_words
+from lsfa.models.saving import META_FILE, TaggerMeta
+
+PRECISIONS = ("auto", "fp32", "bf16")
+SPAN_SCHEME = "IOB2"
+SPAN_MODE = "conlleval"
+
+
+@dataclass(frozen=True)
+class Entity:
+    """One entity found in a text: ``text == original[start:end]`` (character offsets, end exclusive).
+
+    ``score`` is the mean probability the model gave the tags of the entity's words.
+    """
+
+    start: int
+    end: int
+    label: str
+    text: str
+    score: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict with the fields in their declared order."""
+        return asdict(self)
+
+
+def resolve_tagger_folder(path: str | Path) -> Path:
+    """The tagger folder for ``path``: the folder itself, or ``path/model`` for a training run folder."""
+    folder = Path(path).expanduser()
+    if (folder / META_FILE).is_file():
+        return folder
+    if (folder / "model" / META_FILE).is_file():
+        return folder / "model"
+    if not folder.exists():
+        raise LsfaError(f"{folder}: no such tagger folder")
+    raise LsfaError(
+        f"{folder}: not an lsfa tagger folder (no {META_FILE}, and no model/{META_FILE} as in a training run)"
+    )
+
+
+def entities_from_tags(text: str, words: Sequence[Word], tags: Sequence[str], scores: Sequence[float]) -> list[Entity]:
+    """Entities of one text from per-word tags and probabilities (lenient ``conlleval`` decoding)."""
+    from lsfa.eval.spans import get_spans
+
+    entities: list[Entity] = []
+    for span in get_spans(list(tags), SPAN_SCHEME, mode=SPAN_MODE):
+        start, end = words[span.start].start, words[span.end - 1].end
+        score = sum(scores[span.start : span.end]) / span.length
+        entities.append(Entity(start, end, span.type, text[start:end], score))
+    return entities
+
+
+def words_as_text(words: Sequence[str]) -> tuple[str, list[Word]]:
+    """Pre-split words joined by single spaces, with each word's offsets in the joined text."""
+    placed: list[Word] = []
+    position = 0
+    for word in words:
+        placed.append(Word(word, position, position + len(word)))
+        position += len(word) + 1
+    return " ".join(words), placed
+
+
+@contextlib.contextmanager
+def _quiet_loading():
+    """Silence transformers' load report and progress bars while a tagger loads.
+
+    Rebuilding a LoRA tagger creates its head fresh before the adapter's trained head replaces it, so
+    transformers reports the head as "newly initialized": true but misleading for a user of a trained tagger.
+    """
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def _model_safe(word: str) -> str:
+    """The word with lone surrogates (possible in JSON input) replaced, so the tokenizer can encode it."""
+    if all(not 0xD800 <= ord(char) <= 0xDFFF for char in word):
+        return word
+    return "".join("\ufffd" if 0xD800 <= ord(char) <= 0xDFFF else char for char in word)
+
+
+class Tagger:
+    """A loaded tagger: a token classifier, its tokenizer and its metadata, ready to predict.
+
+    ``labels`` are the model's tags (``O``, ``B-PER``, ...), ``attention`` its attention setting
+    (``full`` = LS-FA, ``causal`` = LS-CA, or a layer pattern), ``model_name`` the base model it was
+    trained from. ``batch_size`` is the number of model rows (windows) per forward pass.
+    """
+
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        meta: TaggerMeta,
+        precision: str = "auto",
+        batch_size: int = 32,
+        max_length: int | None = None,
+        progress: bool = False,
+    ) -> None:
+        from lsfa.infer.predictor import resolve_precision
+
+        if precision not in PRECISIONS:
+            raise LsfaError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+        if batch_size < 1:
+            raise LsfaError(f"batch size must be at least 1, got {batch_size}")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.meta = meta
+        self.precision = resolve_precision(precision, next(model.parameters()).device)
+        self.batch_size = batch_size
+        self.max_length = max_length or meta.max_length
+        if self.max_length <= 4:
+            raise LsfaError(f"max length must be more than 4 sub-tokens, got {self.max_length}")
+        self.progress = progress
+
+    @classmethod
+    def load(
+        cls,
+        folder: str | Path,
+        precision: str = "auto",
+        merge: bool = True,
+        batch_size: int = 32,
+        max_length: int | None = None,
+        device: str | None = None,
+    ) -> Tagger:
+        """Load a tagger folder (or a training run folder holding ``model/``).
+
+        ``merge=True`` folds a LoRA adapter into the weights once, so prediction runs at the speed of a
+        plain model. ``device`` defaults to CUDA when available. ``max_length`` overrides the length the
+        model was trained with (longer texts are windowed either way).
+        """
+        import torch
+
+        from lsfa.models.saving import load_tagger
+
+        folder = resolve_tagger_folder(folder)
+        with _quiet_loading():
+            model, tokenizer, meta = load_tagger(folder, merge=merge)
+        target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        model.to(target)
+        return cls(model, tokenizer, meta, precision=precision, batch_size=batch_size, max_length=max_length)
+
+    @property
+    def labels(self) -> list[str]:
+        """The model's tags in label-id order."""
+        return list(self.meta.labels)
+
+    @property
+    def attention(self) -> str:
+        """The attention setting the tagger was trained and runs with."""
+        return self.meta.attention
+
+    @property
+    def model_name(self) -> str:
+        """The base model the tagger was fine-tuned from (catalogue name or path)."""
+        return self.meta.base_model
+
+    def __call__(self, text: str) -> list[Entity]:
+        """The entities of one text."""
+        return next(self.pipe([text], batch_size=1))
+
+    def pipe(self, texts: Iterable[str], batch_size: int | None = None) -> Iterator[list[Entity]]:
+        """Entities for each text, in order; ``batch_size`` texts (default the tagger's) are predicted together."""
+        size = batch_size or self.batch_size
+        if size < 1:
+            raise LsfaError(f"batch size must be at least 1, got {size}")
+        batch: list[str] = []
+        for text in texts:
+            if not isinstance(text, str):
+                raise LsfaError(f"expected a string of text, got {type(text).__name__}")
+            batch.append(text)
+            if len(batch) == size:
+                yield from self._entities_of(batch)
+                batch = []
+        if batch:
+            yield from self._entities_of(batch)
+
+    def _entities_of(self, texts: list[str]) -> list[list[Entity]]:
+        split = [split_words(text) for text in texts]
+        predicted = self.predict_words([[word.text for word in words] for words in split])
+        return [
+            entities_from_tags(text, words, tags, scores)
+            for text, words, tags, scores in zip(texts, split, predicted.tags, predicted.scores, strict=True)
+        ]
+
+    def predict_words(
+        self, sentences: Sequence[Sequence[str]], documents: Sequence[int] | None = None
+    ) -> WordPredictions:
+        """Tags and probabilities for pre-split word sequences (windows for long ones, never truncated).
+
+        ``documents`` (one id per sequence) lets a tagger trained with document context see the
+        neighbouring sequences of the same document, as in training.
+        """
+        from lsfa.infer.predictor import predict_words
+
+        if documents is not None and len(documents) != len(sentences):
+            raise LsfaError(f"{len(documents)} document ids for {len(sentences)} word sequences")
+        safe = [[_model_safe(word) for word in words] for words in sentences]
+        return predict_words(
+            self.model,
+            self.tokenizer,
+            safe,
+            max_length=self.max_length,
+            batch_size=self.batch_size,
+            precision=self.precision,
+            documents=documents,
+            context=self.meta.context if documents is not None else "sentence",
+            progress=self.progress,
+        )
+
+    def tag_words(self, words: Sequence[str]) -> list[str]:
+        """One tag per word of one pre-split word sequence."""
+        return self.predict_words([list(words)]).tags[0]
+
+    def entities_of_words(self, words: Sequence[str]) -> tuple[str, list[str], list[Entity]]:
+        """For pre-split words: their space-joined text, their tags, and entities with offsets into that text."""
+        text, placed = words_as_text(list(words))
+        predicted = self.predict_words([list(words)])
+        tags = predicted.tags[0]
+        return text, tags, entities_from_tags(text, placed, tags, predicted.scores[0])
+
+    def __repr__(self) -> str:
+        return (
+            f"Tagger(model_name={self.model_name!r}, attention={self.attention!r}, labels={len(self.labels)}, "
+            f"precision={self.precision!r}, max_length={self.max_length})"
+        )

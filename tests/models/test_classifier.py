@@ -1,0 +1,187 @@
+"""Tests for lsfa.models.classifier: token classifiers from tiny decoders/encoders, LoRA wrapping, parameter counts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from transformers import AutoConfig
+
+from lsfa.errors import LsfaError
+from lsfa.models.classifier import (
+    apply_lora,
+    build_token_classifier,
+    count_parameters,
+    ensure_token_classification_class,
+    head_name,
+    is_encoder,
+    linear_targets,
+    load_tokenizer,
+)
+from tests.tiny import tiny_decoder_dir, tiny_encoder_dir
+
+LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+DECODERS = ["llama", "qwen2", "gemma3_text", "gpt2"]
+FAMILIES = [*DECODERS, "bert"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def model_dirs(tmp_path_factory) -> dict[str, Path]:
+    """One tiny random model folder per family (built once for the module)."""
+    root = tmp_path_factory.mktemp("tiny-models")
+    dirs = {family: tiny_decoder_dir(root / family, family) for family in DECODERS}
+    dirs["bert"] = tiny_encoder_dir(root / "bert")
+    return dirs
+
+
+def first_position_logits(model, tokenizer, last_word: str) -> torch.Tensor:
+    """Logits of the first two positions of "Peter visited <last_word>"; they move with right context only if bidirectional."""
+    batch = tokenizer(f"Peter visited {last_word}", return_tensors="pt")
+    with torch.no_grad():
+        return model(**batch).logits[0, :2]
+
+
+def sees_right_context(model, tokenizer) -> bool:
+    return not torch.allclose(
+        first_position_logits(model, tokenizer, "Brussels"), first_position_logits(model, tokenizer, "London")
+    )
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_build_token_classifier_has_a_fresh_head_over_the_labels(model_dirs, family: str) -> None:
+    model = build_token_classifier(model_dirs[family], LABELS)
+    assert model.config.num_labels == len(LABELS)
+    assert model.config.id2label == dict(enumerate(LABELS))
+    assert model.config.label2id == {label: k for k, label in enumerate(LABELS)}
+    head = getattr(model, head_name(model))
+    assert isinstance(head, nn.Linear)
+    assert head.out_features == len(LABELS)
+    tokenizer = load_tokenizer(model_dirs[family])
+    batch = tokenizer(["Peter visited Brussels", "in 1996"], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        logits = model(**batch).logits
+    assert logits.shape == (*batch["input_ids"].shape, len(LABELS))
+    assert is_encoder(model.config) == (family == "bert")
+
+
+@pytest.mark.parametrize("family", DECODERS)
+def test_decoder_attention_setting_is_applied(model_dirs, family: str) -> None:
+    tokenizer = load_tokenizer(model_dirs[family])
+    full = build_token_classifier(model_dirs[family], LABELS, attention="full")
+    causal = build_token_classifier(model_dirs[family], LABELS, attention="causal")
+    assert full.config.lsfa_attention == "full"
+    assert causal.config.lsfa_attention == "causal"
+    assert sees_right_context(full, tokenizer)
+    assert not sees_right_context(causal, tokenizer)
+
+
+def test_encoder_is_bidirectional_and_refuses_a_causal_setting(model_dirs) -> None:
+    model = build_token_classifier(model_dirs["bert"], LABELS)
+    assert sees_right_context(model, load_tokenizer(model_dirs["bert"]))
+    with pytest.raises(LsfaError, match="encoder"):
+        build_token_classifier(model_dirs["bert"], LABELS, attention="causal")
+
+
+def test_gemma3_text_gets_a_registered_token_classification_class(model_dirs) -> None:
+    from transformers.models.auto.modeling_auto import MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING
+
+    config = AutoConfig.from_pretrained(model_dirs["gemma3_text"])
+    ensure_token_classification_class(config)
+    ensure_token_classification_class(config)  # idempotent
+    head_class = MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING[type(config)]
+    assert head_class.__name__ == "Gemma3TextForTokenClassification"
+    model = build_token_classifier(model_dirs["gemma3_text"], LABELS)
+    assert isinstance(model, head_class)
+    assert head_name(model) == "score"
+
+
+def test_tokenizer_gets_a_pad_token_and_pads_right(model_dirs) -> None:
+    tokenizer = load_tokenizer(model_dirs["llama"])
+    assert tokenizer.pad_token is not None
+    assert tokenizer.padding_side == "right"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# LoRA
+# --------------------------------------------------------------------------------------------------------------
+
+
+def linear_leaf_names(model: nn.Module, head: str) -> set[str]:
+    from transformers.pytorch_utils import Conv1D
+
+    return {
+        name.rsplit(".", 1)[-1]
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Linear | Conv1D) and not name.startswith(head)
+    }
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_default_lora_targets_every_linear_layer_but_not_the_head(model_dirs, family: str) -> None:
+    model = build_token_classifier(model_dirs[family], LABELS)
+    head = head_name(model)
+    expected = linear_leaf_names(model, head)
+    assert set(linear_targets(model)) == expected
+    assert head not in expected
+    peft_model = apply_lora(model, r=4, alpha=8)
+    config = peft_model.peft_config["default"]
+    assert head in config.modules_to_save
+    assert set(config.target_modules) == expected
+    trainable = {name for name, p in peft_model.named_parameters() if p.requires_grad}
+    head_trainable = {name for name in trainable if f".{head}." in name}
+    assert head_trainable and all("modules_to_save" in name for name in head_trainable)
+    assert not any("lora_" in name for name in head_trainable), "the head must be trained fully, not by LoRA"
+    assert trainable - head_trainable and all("lora_" in name for name in trainable - head_trainable)
+    wrapped = {name.rsplit(".", 1)[-1] for name, module in peft_model.named_modules() if hasattr(module, "lora_A")}
+    assert wrapped == expected
+
+
+def test_lora_targets_as_comma_separated_text(model_dirs) -> None:
+    model = build_token_classifier(model_dirs["llama"], LABELS)
+    assert linear_targets(model, "q_proj, v_proj") == ["q_proj", "v_proj"]
+    peft_model = apply_lora(model, r=2, alpha=4, target_modules="q_proj,v_proj")
+    wrapped = {name.rsplit(".", 1)[-1] for name, module in peft_model.named_modules() if hasattr(module, "lora_A")}
+    assert wrapped == {"q_proj", "v_proj"}
+
+
+def test_unknown_lora_target_is_a_clear_error(model_dirs) -> None:
+    model = build_token_classifier(model_dirs["llama"], LABELS)
+    with pytest.raises(LsfaError, match="c_attn"):
+        apply_lora(model, target_modules="q_proj,c_attn")
+
+
+def test_lora_model_keeps_its_attention_setting(model_dirs) -> None:
+    tokenizer = load_tokenizer(model_dirs["llama"])
+    full = apply_lora(build_token_classifier(model_dirs["llama"], LABELS, attention="full"), r=2, alpha=4)
+    causal = apply_lora(build_token_classifier(model_dirs["llama"], LABELS, attention="causal"), r=2, alpha=4)
+    assert sees_right_context(full, tokenizer)
+    assert not sees_right_context(causal, tokenizer)
+
+
+def test_count_parameters_matches_lora_arithmetic(model_dirs) -> None:
+    model = build_token_classifier(model_dirs["llama"], LABELS)
+    plain = count_parameters(model)
+    assert plain["trainable"] == plain["total"] == sum(p.numel() for p in model.parameters())
+    assert plain["trainable_pct"] == pytest.approx(100.0)
+    head = model.score
+    head_size = sum(p.numel() for p in head.parameters())
+    rank = 4
+    expected_lora = sum(
+        rank * (module.in_features + module.out_features)
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Linear) and not name.startswith("score")
+    )
+    counts = count_parameters(apply_lora(model, r=rank, alpha=8))
+    assert counts["trainable"] == expected_lora + head_size
+    assert counts["trainable_pct"] == pytest.approx(100.0 * counts["trainable"] / counts["total"])
+    assert counts["total"] > plain["total"]

@@ -1,0 +1,163 @@
+"""Tests for lsfa.models.saving: tagger folders round-trip (LoRA, full, merged) with their attention setting."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer
+
+from lsfa.errors import LsfaError
+from lsfa.models.attention import restore_attention
+from lsfa.models.classifier import (
+    apply_lora,
+    build_token_classifier,
+    ensure_token_classification_class,
+    load_tokenizer,
+)
+from lsfa.models.saving import META_FILE, TaggerMeta, load_tagger, read_meta, save_tagger
+from tests.tiny import tiny_decoder_dir
+
+LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+TEXTS = ["Peter Blackburn visited Brussels .", "In 1996 ,", "Zürich"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def base_dirs(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("bases")
+    return {family: tiny_decoder_dir(root / family, family, num_layers=3) for family in ("llama", "gemma3_text")}
+
+
+def make_tagger(base: Path, weights: str, attention: str = "full"):
+    """A tagger whose trainable weights are perturbed, as after training (fresh LoRA would be a no-op)."""
+    model = build_token_classifier(base, LABELS, attention=attention)
+    if weights in ("lora", "merged"):
+        model = apply_lora(model, r=4, alpha=8, dropout=0.0)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.requires_grad:
+                parameter.add_(0.2 * torch.randn(parameter.shape, generator=generator))
+    model.eval()
+    meta = TaggerMeta(
+        base_model=str(base),
+        model_type=model.config.model_type,
+        labels=LABELS,
+        attention=attention,
+        weights="lora" if weights in ("lora", "merged") else "full",
+    )
+    return model, load_tokenizer(base), meta
+
+
+def logits_of(model, tokenizer, texts=TEXTS) -> torch.Tensor:
+    batch = tokenizer(texts, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        logits = model(**batch).logits
+    return logits.masked_fill(~batch["attention_mask"].bool()[..., None], 0.0)
+
+
+def sees_right_context(model, tokenizer) -> bool:
+    first = logits_of(model, tokenizer, ["Peter visited Brussels"])[0, :2]
+    second = logits_of(model, tokenizer, ["Peter visited London"])[0, :2]
+    return not torch.allclose(first, second)
+
+
+@pytest.mark.parametrize("weights", ["lora", "full", "merged"])
+def test_round_trip_gives_identical_predictions(base_dirs, tmp_path: Path, weights: str) -> None:
+    model, tokenizer, meta = make_tagger(base_dirs["llama"], weights)
+    expected = logits_of(model, tokenizer)
+    folder = save_tagger(model, tokenizer, tmp_path / "tagger", meta, merge=weights == "merged")
+    loaded, loaded_tokenizer, loaded_meta = load_tagger(folder)
+    assert loaded_meta.weights == weights
+    assert loaded_meta.labels == LABELS
+    assert not loaded.training
+    torch.testing.assert_close(logits_of(loaded, loaded_tokenizer), expected, atol=1e-5, rtol=1e-4)
+    assert {int(k): v for k, v in loaded.config.id2label.items()} == dict(enumerate(LABELS))
+
+
+def test_lora_folder_holds_only_the_adapter_and_head(base_dirs, tmp_path: Path) -> None:
+    model, tokenizer, meta = make_tagger(base_dirs["llama"], "lora")
+    folder = save_tagger(model, tokenizer, tmp_path / "tagger", meta)
+    assert (folder / "adapter_config.json").is_file()
+    assert (folder / META_FILE).is_file()
+    assert not (folder / "model.safetensors").exists()
+    assert json.loads((folder / "adapter_config.json").read_text())["modules_to_save"]
+
+
+def test_lora_tagger_can_be_merged_on_load(base_dirs, tmp_path: Path) -> None:
+    model, tokenizer, meta = make_tagger(base_dirs["llama"], "lora")
+    expected = logits_of(model, tokenizer)
+    folder = save_tagger(model, tokenizer, tmp_path / "tagger", meta)
+    merged, merged_tokenizer, _ = load_tagger(folder, merge=True)
+    assert not hasattr(merged, "peft_config")
+    torch.testing.assert_close(logits_of(merged, merged_tokenizer), expected, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma3_text"])
+@pytest.mark.parametrize("attention", ["full", "causal", "1"])
+def test_merged_export_is_a_plain_transformers_folder(base_dirs, tmp_path: Path, family: str, attention: str) -> None:
+    """Anyone can load a merged tagger with AutoModelForTokenClassification + restore_attention."""
+    model, tokenizer, meta = make_tagger(base_dirs[family], "merged", attention)
+    expected = logits_of(model, tokenizer)
+    folder = save_tagger(model, tokenizer, tmp_path / "tagger", meta, merge=True)
+    config = AutoConfig.from_pretrained(folder)
+    assert config.lsfa_attention == attention
+    ensure_token_classification_class(config)  # a no-op for llama; gemma3_text has no stock class
+    plain = AutoModelForTokenClassification.from_pretrained(folder).eval()
+    assert str(restore_attention(plain)) == attention
+    plain_tokenizer = AutoTokenizer.from_pretrained(folder)
+    torch.testing.assert_close(logits_of(plain, plain_tokenizer), expected, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("weights", ["lora", "full", "merged"])
+@pytest.mark.parametrize("attention", ["causal", "full"])
+def test_attention_setting_survives_reloading(base_dirs, tmp_path: Path, weights: str, attention: str) -> None:
+    model, tokenizer, meta = make_tagger(base_dirs["llama"], weights, attention)
+    assert sees_right_context(model, tokenizer) == (attention == "full")
+    folder = save_tagger(model, tokenizer, tmp_path / "tagger", meta, merge=weights == "merged")
+    loaded, loaded_tokenizer, loaded_meta = load_tagger(folder)
+    assert loaded_meta.attention == attention
+    assert sees_right_context(loaded, loaded_tokenizer) == (attention == "full")
+
+
+def test_saving_over_an_existing_tagger_replaces_it_cleanly(base_dirs, tmp_path: Path) -> None:
+    first, tokenizer, meta = make_tagger(base_dirs["llama"], "full")
+    save_tagger(first, tokenizer, tmp_path / "tagger", meta)
+    (tmp_path / "tagger" / "stale.txt").write_text("from the previous save")
+    second, _, _ = make_tagger(base_dirs["llama"], "lora")
+    save_tagger(second, tokenizer, tmp_path / "tagger", meta)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tagger"], "no staging or backup folder left behind"
+    assert not (tmp_path / "tagger" / "stale.txt").exists()
+    assert read_meta(tmp_path / "tagger").weights == "lora"
+
+
+def test_failed_save_leaves_no_staging_folder(base_dirs, tmp_path: Path) -> None:
+    model, _, meta = make_tagger(base_dirs["llama"], "full")
+
+    class BrokenTokenizer:
+        def save_pretrained(self, folder):
+            raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        save_tagger(model, BrokenTokenizer(), tmp_path / "tagger", meta)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_read_meta_explains_what_is_wrong(tmp_path: Path) -> None:
+    with pytest.raises(LsfaError, match="not an lsfa tagger folder"):
+        read_meta(tmp_path)
+    (tmp_path / META_FILE).write_text("{not json")
+    with pytest.raises(LsfaError, match="unreadable tagger metadata"):
+        read_meta(tmp_path)
+    (tmp_path / META_FILE).write_text(json.dumps({"base_model": "x", "model_type": "llama", "labels": ["O"]}))
+    assert read_meta(tmp_path).weights == "lora"
