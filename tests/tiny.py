@@ -26,8 +26,14 @@ def _fast(tokenizer: Tokenizer, **special) -> PreTrainedTokenizerFast:
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, **special)
 
 
-def byte_bpe_tokenizer(with_bos: bool = True, vocab_size: int = 300) -> PreTrainedTokenizerFast:
-    """GPT-2 / SmolLM2 style: byte-level BPE, the leading space lives inside the next token."""
+def byte_bpe_tokenizer(
+    with_bos: bool = True, vocab_size: int = 300, texts: list[str] | None = None
+) -> PreTrainedTokenizerFast:
+    """GPT-2 / SmolLM2 style: byte-level BPE, the leading space lives inside the next token.
+
+    ``texts`` (default :data:`CORPUS`) is what the merges are learnt from: tests of long fixed prompts pass
+    the prompt too, so it is a few dozen tokens instead of hundreds of single bytes.
+    """
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -35,7 +41,7 @@ def byte_bpe_tokenizer(with_bos: bool = True, vocab_size: int = 300) -> PreTrain
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
     )
-    tok.train_from_iterator(CORPUS, trainer)
+    tok.train_from_iterator(texts or CORPUS, trainer)
     if with_bos:
         bos = tok.token_to_id("<|endoftext|>")
         tok.post_processor = processors.TemplateProcessing(
@@ -120,5 +126,41 @@ def tiny_encoder_dir(path: Path, seed: int = 0) -> Path:
     )
     torch.manual_seed(seed)
     BertModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def tiny_causal_lm_dir(
+    path: Path, num_layers: int = 2, seed: int = 0, tied: bool = True, texts: list[str] | None = None
+) -> Path:
+    """A tiny llama *with* its language-model head (tied to the embeddings, as SmolLM2's), for generative tests.
+
+    ``tied=False`` saves the backbone only, like a catalogue folder whose head was dropped: loading it as a
+    causal LM leaves ``lm_head`` random, which the generative baseline must refuse. ``texts``: see
+    :func:`byte_bpe_tokenizer`.
+    """
+    import torch
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+
+    tokenizer = byte_bpe_tokenizer(vocab_size=600 if texts else 300, texts=texts)
+    config = AutoConfig.for_model(
+        "llama",
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=num_layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        head_dim=8,
+        tie_word_embeddings=tied,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config) if tied else AutoModel.from_config(config)
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path

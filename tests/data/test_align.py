@@ -262,7 +262,7 @@ def _multi_piece_encoding():
 
 
 def test_first_subtoken_only_labels() -> None:
-    encoding, pieces = _multi_piece_encoding()
+    encoding, _ = _multi_piece_encoding()
     labels = word_labels_to_subtokens(encoding, [1, 0, 1])
     assert [labels[k] for k in encoding.first_subtoken] == [1, 0, 1]
     labelled = {k for k, label in enumerate(labels) if label != IGNORE_INDEX}

@@ -19,7 +19,8 @@ TOKENIZERS = {
     "metaspace": functools.cache(metaspace_tokenizer),
     "wordpiece": functools.cache(wordpiece_tokenizer),
 }
-VOCABULARY = "the Peter Blackburn visited Brussels in 1996 , . naloxone clonidine Zürich 東京 🙂 Guillain-Barré".split()
+VOCABULARY = ["the", "Peter", "Blackburn", "visited", "Brussels", "in", "1996", ",", ".", "naloxone", "clonidine"]
+VOCABULARY += ["Zürich", "東京", "🙂", "Guillain-Barré"]
 
 
 def random_sentence(rng: random.Random, length: int) -> list[str]:

@@ -502,6 +502,23 @@ def test_concurrent_clients_each_get_their_own_answer(forced_tagger):
     assert app.state.batcher.texts == sum(len(texts) for texts in requests)
 
 
+def test_load_test_script_against_a_running_server(forced_tagger):
+    """bench/load_test.py (the full 2,000-request run is a script) works; here with a small count."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[2] / "bench" / "load_test.py"
+    app = create_app(forced_tagger, ServerSettings(**TEST_SETTINGS))
+    with running_server(app) as url:
+        command = [sys.executable, str(script), "--url", url, "--requests", "40", "--concurrency", "8"]
+        finished = subprocess.run([*command, "--distinct", "8"], capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    report = json.loads(finished.stdout)["batched"]
+    assert report["statuses"] == {"200": 40}
+    assert (report["server_errors_5xx"], report["correct"], report["incorrect"]) == (0, 40, 0)
+    assert report["latency_ms"]["p50"] <= report["latency_ms"]["p99"]
+
+
 def _chromium() -> tuple[str, str] | None:
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     driver = shutil.which("chromedriver")
@@ -531,7 +548,7 @@ def test_page_in_a_headless_browser_highlights_entities(forced_tagger, tmp_path)
         driver = webdriver.Chrome(service=Service(binaries[1]), options=options)
         try:
             driver.get(url + "/")
-            wait = WebDriverWait(driver, 30)
+            wait = WebDriverWait(driver, 90)  # generous: CI machines can be busy
             wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#legend .chip"))
             legend = [chip.text for chip in driver.find_elements(By.CSS_SELECTOR, "#legend .chip")]
             assert legend == ["PER", "LOC"]

@@ -45,7 +45,7 @@ def model_dirs(tmp_path_factory) -> dict[str, Path]:
 
 
 def first_position_logits(model, tokenizer, last_word: str) -> torch.Tensor:
-    """Logits of the first two positions of "Peter visited <last_word>"; they move with right context only if bidirectional."""
+    """Logits at the first two positions of "Peter visited <last_word>": they see it only if bidirectional."""
     batch = tokenizer(f"Peter visited {last_word}", return_tensors="pt")
     with torch.no_grad():
         return model(**batch).logits[0, :2]

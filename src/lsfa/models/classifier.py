@@ -99,9 +99,7 @@ def apply_attention(model: nn.Module, attention: str) -> str:
     """Set a decoder's attention (no-op for encoders); return the canonical setting string."""
     if is_encoder(model.config):
         if attention not in ("full", "bidirectional", "encoder"):
-            raise LsfaError(
-                f"{model.config.model_type} is an encoder: attention {attention!r} does not apply"
-            )
+            raise LsfaError(f"{model.config.model_type} is an encoder: attention {attention!r} does not apply")
         return "full"
     from lsfa.models.attention import set_attention
 

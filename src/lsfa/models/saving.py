@@ -108,9 +108,7 @@ def load_tagger(folder: str | Path, attn_implementation: str = "sdpa", merge: bo
 
         from lsfa.models.catalogue import resolve_model
 
-        base = build_token_classifier(
-            resolve_model(meta.base_model), meta.labels, meta.attention, attn_implementation
-        )
+        base = build_token_classifier(resolve_model(meta.base_model), meta.labels, meta.attention, attn_implementation)
         model = PeftModel.from_pretrained(base, str(folder))
         if merge:
             model = model.merge_and_unload()

@@ -9,7 +9,7 @@ A grid YAML is a base training config (the same keys as ``lsfa train`` configs) 
       - {name: full, mode: full, learning_rate: 5.0e-5}
     corpora: [conll2003, bc5cdr]
     seeds: [42]
-    systems: [spacy]                      # peers/baselines trained once per corpus and seed
+    systems: [spacy, {name: ift, model: smollm2-135m}]  # peers/baselines, once per corpus and seed
     output_dir: runs/experiments/NAME     # the grid folder
 
 Every cell is one :func:`lsfa.train.runner.train` run in ``<grid>/<corpus>/<model>/<mode>/<attention>/seed<k>/``
@@ -51,6 +51,7 @@ LAYER_GROUPS_PREFIX = "layer-groups:"
 # The function is called as ``function(config, options, run_dir, log)`` and must write ``metrics.json``.
 SYSTEMS: dict[str, tuple[str, str, str]] = {
     "spacy": ("lsfa.train.spacy_peer", "train_spacy", "tok2vec"),
+    "ift": ("lsfa.train.generative", "train_ift", "lora"),
 }
 
 
