@@ -61,14 +61,18 @@ SENTENCES = [
     "Brazil 's Petrobras signed a deal with Shell to explore off the coast of Rio de Janeiro .",
 ]
 
-SIZES = [(1, 0.55), (3, 0.25), (10, 0.12), (40, 0.08)]
-"""Sentences per text and how often: mostly short texts, some long enough to need several windows."""
+MIXES = {
+    "standard": [(1, 0.55), (3, 0.25), (10, 0.12), (40, 0.08)],
+    "light": [(1, 0.70), (2, 0.20), (5, 0.07), (20, 0.03)],
+}
+"""Sentences per text and how often. ``standard``: mostly short texts, some long enough to need several
+windows of 512 sub-tokens. ``light``: about 40 % of the characters, for real models on a small CPU."""
 
 
-def build_pool(seed: int, distinct: int) -> list[str]:
+def build_pool(seed: int, distinct: int, mix: str = "standard") -> list[str]:
     """Distinct texts of mixed sizes (a numbered tag makes each text unique, so cross-talk is visible)."""
     rng = random.Random(seed)
-    sizes, weights = zip(*SIZES, strict=True)
+    sizes, weights = zip(*MIXES[mix], strict=True)
     pool = []
     for index in range(distinct):
         count = rng.choices(sizes, weights)[0]
@@ -260,6 +264,7 @@ def main() -> None:
     parser.add_argument("--api-key", default=os.environ.get("LSFA_API_KEY"), help="Bearer key for --url.")
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--mix", choices=sorted(MIXES), default="standard", help="Text sizes (see MIXES).")
     parser.add_argument("--distinct", type=int, default=120, help="Distinct texts in the request pool.")
     parser.add_argument("--precision", default="auto", help="Server precision when this script starts it.")
     parser.add_argument("--threads", type=int, help="Server torch threads (lsfa serve --threads).")
@@ -269,7 +274,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, help="Also write the JSON report here.")
     args = parser.parse_args()
 
-    pool = build_pool(args.seed, args.distinct)
+    pool = build_pool(args.seed, args.distinct, args.mix)
     requests = build_requests(pool, args.requests, args.seed)
     report: dict = {
         "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),

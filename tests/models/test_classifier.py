@@ -20,7 +20,7 @@ from lsfa.models.classifier import (
     linear_targets,
     load_tokenizer,
 )
-from tests.tiny import tiny_decoder_dir, tiny_encoder_dir
+from tests.tiny import tiny_decoder_dir, tiny_encoder_dir, wordpiece_tokenizer
 
 LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 DECODERS = ["llama", "qwen2", "gemma3_text", "gpt2"]
@@ -185,3 +185,23 @@ def test_count_parameters_matches_lora_arithmetic(model_dirs) -> None:
     assert counts["trainable"] == expected_lora + head_size
     assert counts["trainable_pct"] == pytest.approx(100.0 * counts["trainable"] / counts["total"])
     assert counts["total"] > plain["total"]
+
+
+def test_encoder_without_sdpa_support_loads(tmp_path) -> None:
+    """MPNet has no SDPA attention in transformers 5.23: encoders must not be forced onto it."""
+    from transformers import MPNetConfig, MPNetModel
+
+    tokenizer = wordpiece_tokenizer()
+    config = MPNetConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    MPNetModel(config).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    model = build_token_classifier(tmp_path, LABELS)
+    assert type(model).__name__ == "MPNetForTokenClassification"
+    assert sees_right_context(model, load_tokenizer(tmp_path))

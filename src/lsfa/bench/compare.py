@@ -45,7 +45,10 @@ def encoder_variant(
         path = resolve_model(encoder_model)
     except LsfaError as error:
         return None, str(error)
-    model = build_token_classifier(path, list(labels), "full")
+    try:
+        model = build_token_classifier(path, list(labels), "full")
+    except ValueError:  # some encoders (MPNet) have no SDPA attention in transformers: use their eager one
+        model = build_token_classifier(path, list(labels), "full", attn_implementation="eager")
     if not is_encoder(model.config):
         return None, f"{encoder_model} is not an encoder ({model.config.model_type})"
     model = optimise_for_inference(model.to(device), settings.precision)

@@ -300,7 +300,10 @@ def _comparison_systems(options, meta, optimised, device, result) -> list[Any]:
     skipped: dict[str, str] = {}
     others: list[Any] = []
     settings = replace(optimised.settings, pack=False)
-    encoder, why = encoder_variant(meta.labels, settings, device, options.encoder_dir, options.encoder_model)
+    try:  # an optional baseline that cannot load must not cost the whole benchmark
+        encoder, why = encoder_variant(meta.labels, settings, device, options.encoder_dir, options.encoder_model)
+    except Exception as error:
+        encoder, why = None, f"could not load the encoder: {type(error).__name__}: {error}"
     if encoder is not None:
         others.append(encoder)
     else:

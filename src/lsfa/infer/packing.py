@@ -46,23 +46,31 @@ class PlannedBatch:
         return [example for row in self.rows for example in row]
 
 
-def token_budget_batches(lengths: Sequence[int], max_tokens: int, max_rows: int | None = None) -> list[PlannedBatch]:
+def token_budget_batches(
+    lengths: Sequence[int], max_tokens: int, max_rows: int | None = None, max_padding: float = 0.1
+) -> list[PlannedBatch]:
     """Length-sorted rows grouped so that ``rows x longest`` (the padded size) stays within ``max_tokens``.
 
-    Sorting makes the rows of a batch nearly equally long, so padding is small; a row longer than the
-    budget forms a batch of its own (it is never cut here: windowing happened at encoding time).
+    A batch is also closed before its padding would exceed ``max_padding`` of its padded size: without
+    that, a large budget over few sentences puts short and long rows together and pays for padding (the
+    benchmark measured batches of 4096 tokens at twice the real work on 150 CoNLL sentences). A row longer
+    than the budget forms a batch of its own (it is never cut here: windowing happened at encoding time).
     """
     order = sorted(range(len(lengths)), key=lambda k: (lengths[k], k))
     batches: list[PlannedBatch] = []
     current: list[int] = []
+    real = 0
     for index in order:
         width = lengths[index]  # sorted ascending: the newest row is the longest of the batch
-        too_wide = current and width * (len(current) + 1) > max_tokens
+        padded = width * (len(current) + 1)
+        too_wide = current and padded > max_tokens
+        too_padded = current and 1 - (real + width) / padded > max_padding
         too_many = max_rows is not None and len(current) >= max_rows
-        if too_wide or too_many:
+        if too_wide or too_padded or too_many:
             batches.append(PlannedBatch([[k] for k in current]))
-            current = []
+            current, real = [], 0
         current.append(index)
+        real += width
     if current:
         batches.append(PlannedBatch([[k] for k in current]))
     return batches

@@ -72,7 +72,7 @@ def build_token_classifier(
     model_path: str | Path,
     labels: Sequence[str],
     attention: str = "full",
-    attn_implementation: str = "sdpa",
+    attn_implementation: str | None = "sdpa",
     dtype: torch.dtype = torch.float32,
 ) -> nn.Module:
     """Load ``model_path`` with a fresh token-classification head over ``labels`` and set its attention.
@@ -82,6 +82,9 @@ def build_token_classifier(
     """
     config = AutoConfig.from_pretrained(str(model_path))
     ensure_token_classification_class(config)
+    if is_encoder(config):
+        # Encoders are bidirectional already; some (MPNet) have no SDPA path, so let transformers choose.
+        attn_implementation = None
     id2label = dict(enumerate(labels))
     model = AutoModelForTokenClassification.from_pretrained(
         str(model_path),
