@@ -22,19 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from lsfa.errors import LsfaError
+from lsfa.eval.errors import ERROR_CATEGORIES
 
 ATTENTION_NAMES = {"full": "LS-FA", "causal": "LS-CA"}
 KIND_ORDER = {"decoder": 0, "encoder": 1, "peer": 2}
 LENGTH_BUCKETS = ("1", "2", "3+")
-ERROR_COLUMNS = (
-    "too_short",
-    "too_long",
-    "boundary_off",
-    "completely_wrong",
-    "correct_span_wrong_type",
-    "false_positives",
-    "false_negatives",
-)
+ERROR_COLUMNS = tuple(name for name in ERROR_CATEGORIES if name != "exact_matches")
 # Strict span micro F1 of the smallest decoder the paper ran (Qwen2.5-0.5B, LS-FA, LoRA), shown beside ours.
 PAPER_REFERENCE = {"conll2003": 0.891, "bc5cdr": 0.863}
 PAPER_REFERENCE_SYSTEM = "Qwen2.5-0.5B LS-FA LoRA (Yano & Takamura 2026)"

@@ -177,36 +177,17 @@ def apply_causal_lora(model: nn.Module, config: TrainConfig) -> nn.Module:
 
 
 def training_arguments(config: TrainConfig, precision: str, run_dir: Path):
-    """Epoch-wise dev-loss evaluation and checkpoints, keeping the epoch with the lowest dev loss."""
-    from transformers import TrainingArguments
+    """The token classifier's Trainer arguments, but keeping the epoch with the lowest dev loss."""
+    from lsfa.train import runner
 
-    return TrainingArguments(
-        output_dir=str(run_dir / CHECKPOINTS),
-        num_train_epochs=config.epochs,
-        max_steps=config.max_steps,
-        learning_rate=config.learning_rate,
-        lr_scheduler_type=config.scheduler,
-        warmup_steps=config.warmup_ratio,
-        weight_decay=config.weight_decay,
-        per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=config.eval_batch_size,
-        gradient_accumulation_steps=config.gradient_accumulation,
-        bf16=precision == "bf16",
-        use_cpu=not torch.cuda.is_available(),
-        eval_strategy="epoch",
-        save_strategy="epoch",
-        save_total_limit=2,
-        load_best_model_at_end=True,
+    return runner.training_arguments(
+        config,
+        precision,
+        run_dir,
         metric_for_best_model="eval_loss",
         greater_is_better=False,
         prediction_loss_only=True,  # never gather vocabulary-sized logits of the dev set
         label_names=["labels"],
-        train_sampling_strategy="group_by_length" if config.group_by_length else "random",
-        logging_steps=config.logging_steps,
-        seed=config.seed,
-        data_seed=config.seed,
-        report_to=[],
-        dataloader_num_workers=0,
     )
 
 

@@ -277,11 +277,14 @@ def build_model(config: TrainConfig, labels: list[str]):
     return model, tokenizer, attention
 
 
-def training_arguments(config: TrainConfig, precision: str, run_dir: Path):
-    """The Trainer arguments for a config: epoch-wise dev evaluation, checkpoints, best-on-dev-F1."""
+def training_arguments(config: TrainConfig, precision: str, run_dir: Path, **overrides: Any):
+    """The Trainer arguments for a config: epoch-wise dev evaluation, checkpoints, best-on-dev-F1.
+
+    ``overrides`` replace or add arguments (the generative baseline selects on dev loss instead).
+    """
     from transformers import TrainingArguments
 
-    return TrainingArguments(
+    arguments = dict(
         output_dir=str(run_dir / CHECKPOINTS),
         num_train_epochs=config.epochs,
         max_steps=config.max_steps,
@@ -308,6 +311,8 @@ def training_arguments(config: TrainConfig, precision: str, run_dir: Path):
         dataloader_num_workers=0,
         ddp_find_unused_parameters=False,
     )
+    arguments.update(overrides)
+    return TrainingArguments(**arguments)
 
 
 def train(config: TrainConfig, resume: bool = False, log=print) -> dict[str, Any]:
