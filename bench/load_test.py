@@ -9,10 +9,12 @@ Phases:
 1. **Reference.** Every distinct text of the request pool is sent alone, one request at a time, so the
    server answers it in a batch of its own. This is the expected answer for that text.
 2. **Load.** ``--requests`` requests (1-4 texts of mixed sizes each, from short sentences to texts that
-   need several windows) from ``--concurrency`` clients on loopback. Each response must have no 5xx and
-   match, text by text, the reference answer (same spans and labels; scores within ``--score-tolerance``,
-   since batch composition changes padding and so the last float bits). A mismatch means cross-talk
-   between requests batched together, or batch-dependent predictions.
+   need several windows) from ``--concurrency`` clients on loopback. Each response must be a 200 and, text
+   by text, have the reference entities (same offsets, labels and texts, and offsets that slice its own
+   input to each entity's text); a difference means cross-talk between requests batched together, or a
+   prediction that depends on the batch. Scores may drift a little (batch composition changes padding
+   and packing, hence summation order, which bf16 makes visible): the largest drift is reported, and how
+   many responses drift by more than ``--score-tolerance``, but drift alone does not make an answer wrong.
 3. **Unbatched baseline** (``--baseline``, only when this script starts the server): the same load
    against a server started with ``--max-batch-texts 1 --batch-wait-ms 0``, to show what micro-batching buys.
 
@@ -89,10 +91,11 @@ def key(entities: list[dict]) -> list[tuple]:
     return [(e["start"], e["end"], e["label"], e["text"]) for e in entities]
 
 
-def same_answer(got: list[dict], want: list[dict], tolerance: float) -> bool:
-    if key(got) != key(want):
-        return False
-    return all(abs(a["score"] - b["score"]) <= tolerance for a, b in zip(got, want, strict=True))
+def check_answer(text: str, got: list[dict], want: list[dict]) -> float | None:
+    """The largest score drift from the reference, or ``None`` if the entities themselves differ."""
+    if key(got) != key(want) or any(text[e["start"] : e["end"]] != e["text"] for e in got):
+        return None
+    return max((abs(a["score"] - b["score"]) for a, b in zip(got, want, strict=True)), default=0.0)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -119,7 +122,8 @@ async def run_load(
         queue.put_nowait(texts)
     latencies: list[float] = []
     statuses: dict[str, int] = {}
-    outcome = {"correct": 0, "incorrect": 0, "transport_errors": 0}
+    outcome = {"correct": 0, "incorrect": 0, "transport_errors": 0, "score_drift_over_tolerance": 0}
+    drifts: list[float] = []
     examples: list[dict] = []
 
     async def client_loop() -> None:
@@ -140,11 +144,15 @@ async def run_load(
                     examples.append({"status": response.status_code, "body": response.text[:300]})
                     continue
                 results = response.json()["results"]
-                ok = len(results) == len(texts) and all(
-                    same_answer(result["entities"], expected[text], tolerance)
+                checks = [
+                    check_answer(text, result["entities"], expected[text])
                     for text, result in zip(texts, results, strict=False)
-                )
+                ]
+                ok = len(results) == len(texts) and None not in checks
                 outcome["correct" if ok else "incorrect"] += 1
+                if ok:
+                    drifts.append(max(checks))  # type: ignore[type-var]
+                    outcome["score_drift_over_tolerance"] += max(checks) > tolerance  # type: ignore[operator]
                 if not ok and len(examples) < 5:
                     want = [expected[text] for text in texts]
                     examples.append({"texts": [text[:80] for text in texts], "got": results, "want": want})
@@ -161,6 +169,7 @@ async def run_load(
         "statuses": statuses,
         "server_errors_5xx": sum(n for status, n in statuses.items() if status.startswith("5")),
         **outcome,
+        "max_score_drift": round(max(drifts, default=0.0), 4),
         "latency_ms": {
             "p50": round(percentile(latencies, 50) * 1000, 1),
             "p90": round(percentile(latencies, 90) * 1000, 1),
