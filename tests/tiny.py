@@ -76,9 +76,7 @@ def wordpiece_tokenizer(vocab_size: int = 300) -> PreTrainedTokenizerFast:
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
     )
-    return _fast(
-        tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]"
-    )
+    return _fast(tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
 
 
 def tiny_decoder_dir(path: Path, model_type: str = "llama", num_layers: int = 2, seed: int = 0) -> Path:

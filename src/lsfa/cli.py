@@ -324,6 +324,12 @@ def predict_command(
     max_length: int | None = typer.Option(
         None, "--max-length", help="Sub-tokens per window (default: as trained); longer inputs are windowed."
     ),
+    max_batch_tokens: int | None = typer.Option(
+        None, "--max-batch-tokens", help="Fill each forward pass up to this many padded sub-tokens (e.g. 4096)."
+    ),
+    pack: bool = typer.Option(
+        False, "--pack/--no-pack", help="Pack short inputs into shared rows (block-diagonal mask; decoders only)."
+    ),
 ) -> None:
     """Tag raw text, JSONL or CoNLL with a trained tagger; entities carry character offsets into the input text."""
     import json
@@ -341,7 +347,14 @@ def predict_command(
         records = files.read_text_records(input_path)
     elif input_path is not None and input_format == "jsonl":
         records = files.read_jsonl_records(input_path)
-    tagger = Tagger.load(model_dir, precision=precision, batch_size=batch_size, max_length=max_length)
+    tagger = Tagger.load(
+        model_dir,
+        precision=precision,
+        batch_size=batch_size,
+        max_length=max_length,
+        max_batch_tokens=max_batch_tokens,
+        pack=pack,
+    )
     show_progress = sys.stderr.isatty()
     with files.output_stream(output) as stream:
         if text is not None:

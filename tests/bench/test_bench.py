@@ -27,14 +27,6 @@ LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 NAMES = {"Peter": "PER", "Smith": "PER", "Paris": "LOC", "London": "LOC"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> dict[str, Path]:
     """A tiny LoRA tagger saved as ``lsfa train`` saves one, its base model, an encoder and a corpus."""

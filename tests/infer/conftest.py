@@ -5,18 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
 from tests.infer.tiny_taggers import build_all
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _one_thread():
-    """The machine is shared: tiny models gain nothing from more threads."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="session")

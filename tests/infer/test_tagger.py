@@ -6,6 +6,7 @@ import random
 import shutil
 
 import pytest
+import torch
 
 from lsfa.data.encode import encode_sentences
 from lsfa.errors import LsfaError
@@ -129,6 +130,37 @@ def test_loaded_tagger_predicts_like_the_model_in_memory(tiny_taggers, name, mer
     for want, have in zip(expected.scores, got.scores, strict=True):
         assert have == pytest.approx(want, abs=1e-4)
     assert loaded.labels == LABELS and loaded.attention == "full" and loaded.model_name == str(tiny_taggers["base"])
+
+
+@pytest.mark.skipif(not torch.ops.mkldnn._is_mkldnn_bf16_supported(), reason="this CPU has no fast bf16")
+def test_bf16_load_caches_weights_and_predicts_like_plain_autocast(tiny_taggers):
+    """The fast path stores merged linear weights in bf16 once: same tags and scores as plain bf16 autocast."""
+    from lsfa.infer.optimise import required_precision
+
+    model, tokenizer, meta = random_model(tiny_taggers["base"], lora=True)
+    plain = Tagger(model.merge_and_unload(), tokenizer, meta, precision="bf16")
+    loaded = Tagger.load(tiny_taggers["lora"], precision="bf16")
+    assert required_precision(loaded.model) == "bf16" and required_precision(plain.model) is None
+    words = [[w.text for w in split_words(text)] for text in TEXTS]
+    expected, got = plain.predict_words(words), loaded.predict_words(words)
+    assert got.tags == expected.tags
+    for want, have in zip(expected.scores, got.scores, strict=True):
+        assert have == pytest.approx(want, abs=1e-6)
+    with pytest.raises(LsfaError, match="stored in bf16"):
+        Tagger(loaded.model, tokenizer, meta, precision="fp32").predict_words(words)
+
+
+@pytest.mark.parametrize("plan", [{"max_batch_tokens": 64}, {"max_batch_tokens": 64, "pack": True}])
+def test_batch_plans_do_not_change_predictions(tiny_taggers, plan):
+    words = [[w.text for w in split_words(text)] for text in TEXTS]
+    plain = Tagger.load(tiny_taggers["random"], precision="fp32", batch_size=2)
+    planned = Tagger.load(tiny_taggers["random"], precision="fp32", **plan)
+    expected, got = plain.predict_words(words), planned.predict_words(words)
+    assert got.tags == expected.tags
+    for want, have in zip(expected.scores, got.scores, strict=True):
+        assert have == pytest.approx(want, abs=1e-4)
+    with pytest.raises(LsfaError, match="max batch tokens"):
+        Tagger.load(tiny_taggers["random"], precision="fp32", max_batch_tokens=0)
 
 
 def test_load_accepts_a_run_folder(tiny_taggers, tmp_path):

@@ -27,14 +27,6 @@ DECODERS = ["llama", "qwen2", "gemma3_text", "gpt2"]
 FAMILIES = [*DECODERS, "bert"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def model_dirs(tmp_path_factory) -> dict[str, Path]:
     """One tiny random model folder per family (built once for the module)."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -28,14 +27,6 @@ SENTENCE = Sentence(
     ["Peter", "Smith", "of", "Acme", "met", "Peter", "Smith", "in", "New", "York", "."],
     ["B-PER", "I-PER", "O", "B-ORG", "O", "B-PER", "I-PER", "O", "B-LOC", "I-LOC", "O"],
 )
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 # --- prompt and response ------------------------------------------------------------------------------------

@@ -24,14 +24,6 @@ LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 TEXTS = ["Peter Blackburn visited Brussels .", "In 1996 ,", "Zürich"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def base_dirs(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("bases")

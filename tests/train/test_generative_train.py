@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from lsfa.data.align import IGNORE_INDEX
 from lsfa.errors import LsfaError
@@ -17,14 +16,6 @@ from tests.tiny import CORPUS, byte_bpe_tokenizer, tiny_causal_lm_dir
 from tests.train.synthetic import ENTITIES, FILLERS, write_synthetic_corpus
 
 SPLIT_KEYS = {"set", "malformed", "n_sentences", "ms_per_sentence", "inference_seconds", "cut_responses"}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")

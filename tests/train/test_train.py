@@ -37,14 +37,6 @@ SPLIT_EXTRA_KEYS = {"inference_seconds", "ms_per_sentence", "cut_words"}
 SUBPROCESS_TIMEOUT = 600
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def write_corpus(folder: Path, splits=("train", "dev", "test"), seed: int = 0) -> Path:
     """Two-column CoNLL files with a ``-DOCSTART-`` every few sentences (documents for context tests)."""
     rng = random.Random(seed)

@@ -134,6 +134,8 @@ class Tagger:
         batch_size: int = 32,
         max_length: int | None = None,
         progress: bool = False,
+        max_batch_tokens: int | None = None,
+        pack: bool = False,
     ) -> None:
         from lsfa.infer.predictor import resolve_precision
 
@@ -150,6 +152,10 @@ class Tagger:
         if self.max_length <= 4:
             raise LsfaError(f"max length must be more than 4 sub-tokens, got {self.max_length}")
         self.progress = progress
+        if max_batch_tokens is not None and max_batch_tokens < 1:
+            raise LsfaError(f"max batch tokens must be at least 1, got {max_batch_tokens}")
+        self.max_batch_tokens = max_batch_tokens
+        self.pack = pack
 
     @classmethod
     def load(
@@ -160,23 +166,45 @@ class Tagger:
         batch_size: int = 32,
         max_length: int | None = None,
         device: str | None = None,
+        max_batch_tokens: int | None = None,
+        pack: bool = False,
     ) -> Tagger:
         """Load a tagger folder (or a training run folder holding ``model/``).
 
         ``merge=True`` folds a LoRA adapter into the weights once, so prediction runs at the speed of a
-        plain model. ``device`` defaults to CUDA when available. ``max_length`` overrides the length the
-        model was trained with (longer texts are windowed either way).
+        plain model; with bf16 precision the merged linear weights are then also stored in bf16 once
+        (:func:`lsfa.infer.optimise.optimise_for_inference`: the same numbers autocast computes, without
+        re-casting ~100M weights on every call, which dominates batch-1 latency). ``device`` defaults to CUDA
+        when available. ``max_length`` overrides the length the model was trained with (longer texts are
+        windowed either way). ``max_batch_tokens`` fills each forward pass up to that many padded tokens
+        instead of ``batch_size`` rows, and ``pack`` also packs several short rows into one with a
+        block-diagonal mask (both are what ``lsfa bench`` measures as the optimised path).
         """
         import torch
 
+        from lsfa.infer.optimise import optimise_for_inference
+        from lsfa.infer.predictor import resolve_precision
         from lsfa.models.saving import load_tagger
 
         folder = resolve_tagger_folder(folder)
+        if precision not in PRECISIONS:
+            raise LsfaError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
         with _quiet_loading():
             model, tokenizer, meta = load_tagger(folder, merge=merge)
         target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         model.to(target)
-        return cls(model, tokenizer, meta, precision=precision, batch_size=batch_size, max_length=max_length)
+        if merge and resolve_precision(precision, target) == "bf16":
+            model = optimise_for_inference(model, "bf16")
+        return cls(
+            model,
+            tokenizer,
+            meta,
+            precision=precision,
+            batch_size=batch_size,
+            max_length=max_length,
+            max_batch_tokens=max_batch_tokens,
+            pack=pack,
+        )
 
     @property
     def labels(self) -> list[str]:
@@ -244,6 +272,8 @@ class Tagger:
             documents=documents,
             context=self.meta.context if documents is not None else "sentence",
             progress=self.progress,
+            max_batch_tokens=self.max_batch_tokens,
+            pack=self.pack,
         )
 
     def tag_words(self, words: Sequence[str]) -> list[str]:
