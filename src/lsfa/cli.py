@@ -503,6 +503,8 @@ def experiment_run(
 
     Finished cells (with metrics.json) are skipped, so re-running resumes; a failing cell is recorded in
     failures.json and the grid goes on. Exit status 1 when any cell failed.
+    Several processes may run the same grid at once (e.g. two one-thread workers on a 2-core CPU): each
+    claims a cell with RUN/running.lock, and the others pass over it.
     """
     from lsfa.train.grid import load_grid, run_grid
 
@@ -515,6 +517,7 @@ def experiment_run(
     typer.echo(
         f"grid {spec.output_dir}: {len(outcome.trained)} trained, {len(outcome.skipped)} already finished, "
         f"{len(outcome.failed)} failed"
+        + (f", {len(outcome.busy)} being trained by other processes" if outcome.busy else "")
     )
     if outcome.failed:
         typer.secho(f"failed cells are listed in {Path(spec.output_dir) / 'failures.json'}", err=True, fg="red")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -148,6 +151,38 @@ def test_system_cells_call_their_trainer_with_options(tmp_path: Path, monkeypatc
     assert written == {"system": "fake", "seed": 42, "options": {"depth": 3}}
     cell = json.loads((tmp_path / "g" / outcome.trained[0] / "cell.json").read_text())
     assert cell["system"] == "fake" and cell["attention"] == "none"
+
+
+def test_a_cell_claimed_by_a_live_process_is_passed_over(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setitem(grid_module.SYSTEMS, "fake", ("tests.train.test_grid", "fake_system", "peer"))
+    spec = parse_grid(_grid(models=[], systems=["fake"], seeds=[1, 2], output_dir=str(tmp_path / "g")))
+    busy = tmp_path / "g" / "conll2003/fake/peer/none/seed1"
+    busy.mkdir(parents=True)
+    (busy / grid_module.LOCK_FILE).write_text(f"{socket.gethostname()}:{os.getppid()}\n")  # alive: our parent
+    lines: list[str] = []
+    outcome = run_grid(spec, log=lines.append)
+    assert outcome.busy == ["conll2003/fake/peer/none/seed1"]
+    assert outcome.trained == ["conll2003/fake/peer/none/seed2"]
+    assert any("being trained by another process" in line for line in lines)
+    assert not (tmp_path / "g" / outcome.trained[0] / grid_module.LOCK_FILE).exists()  # released after training
+    assert (busy / grid_module.LOCK_FILE).exists()  # another process's lock is left alone
+
+
+def test_claims_are_exclusive_and_stale_locks_are_taken_over(tmp_path: Path) -> None:
+    from lsfa.train.grid import claim_cell, release_cell
+
+    cell = tmp_path / "cell"
+    assert claim_cell(cell) is None
+    assert claim_cell(cell) == f"{socket.gethostname()}:{os.getpid()}"  # held (by us): not claimed twice
+    release_cell(cell)
+    assert claim_cell(cell) is None
+    release_cell(cell)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (cell / grid_module.LOCK_FILE).write_text(f"{socket.gethostname()}:{dead.pid}\n")
+    assert claim_cell(cell) is None  # its process is gone: stale, taken over
+    (cell / grid_module.LOCK_FILE).write_text("other-host:1\n")
+    assert claim_cell(cell) == "other-host:1"  # another machine's claim cannot be checked: respected
 
 
 # --- a real tiny grid ----------------------------------------------------------------------------------

@@ -18,6 +18,11 @@ skipped, so re-running the same command resumes an interrupted grid; a cell that
 ``<grid>/failures.json`` with its error and the grid goes on with the next cell, because one bad model
 path or an out-of-memory cell should not cost a night of other runs.
 
+Several ``lsfa experiment run`` processes may work on the same grid at once (two chains on a 2-core CPU,
+or one per GPU or machine on a shared folder): a process claims a cell by creating ``<cell>/running.lock``
+(exclusively) and the others pass over it. A lock whose process is gone (same host, dead pid) is stale and
+taken over, so a killed run does not block its cell forever.
+
 Extra keys in a model, mode or corpus entry are training-config overrides for that entry (encoders usually want
 a smaller learning rate than LoRA). Catalogue encoders get only ``attention: full`` unless their entry
 says otherwise: they are bidirectional by design, so a causal cell would silently train the same model.
@@ -42,6 +47,7 @@ from lsfa.errors import LsfaError
 from lsfa.train.config import TrainConfig, load_config
 
 CELL_FILE = "cell.json"
+LOCK_FILE = "running.lock"
 FAILURES_FILE = "failures.json"
 GRID_FILE = "grid.yaml"
 GRID_KEYS = ("models", "attention", "modes", "corpora", "seeds", "systems", "output_dir", "name", "description")
@@ -177,6 +183,7 @@ class GridOutcome:
     trained: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: list[dict[str, Any]] = field(default_factory=list)
+    busy: list[str] = field(default_factory=list)
 
 
 # --- reading a grid file -----------------------------------------------------------------------------
@@ -410,8 +417,16 @@ def run_grid(
         if dry_run:
             log(f"{prefix}: to run ({describe_config(cell)})")
             continue
+        holder = claim_cell(folder)
+        if holder is not None:
+            outcome.busy.append(cell.key)
+            log(f"{prefix}: being trained by another process ({holder}), passed over")
+            continue
         log(f"{prefix}: training")
-        failure = _run_one(cell, folder, log)
+        try:
+            failure = _run_one(cell, folder, log)
+        finally:
+            release_cell(folder)
         if failure is None:
             outcome.trained.append(cell.key)
         else:
@@ -421,6 +436,65 @@ def run_grid(
     if not dry_run:
         _update_failures(grid_dir, cells, outcome)
     return outcome
+
+
+def _lock_owner() -> str:
+    import os
+    import socket
+
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _alive(owner: str) -> bool:
+    """Whether a lock's ``host:pid`` may still be running (always True for another host: we cannot tell)."""
+    import os
+    import socket
+
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def claim_cell(folder: Path) -> str | None:
+    """Claim a cell for this process: None when claimed, else the ``host:pid`` of the process holding it."""
+    import os
+
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = folder / LOCK_FILE
+    for _ in range(2):
+        try:
+            handle = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                owner = lock.read_text().strip()
+                age = time.time() - lock.stat().st_mtime
+            except OSError:
+                continue  # released meanwhile: try again
+            if (owner and _alive(owner)) or (not owner and age < 60):
+                return owner or "a process still writing its lock"
+            lock.unlink(missing_ok=True)  # stale: its process is gone, take it over
+            continue
+        with os.fdopen(handle, "w") as stream:
+            stream.write(_lock_owner() + "\n")
+        return None
+    return "unknown (the lock could not be taken)"
+
+
+def release_cell(folder: Path) -> None:
+    """Remove this process's claim on a cell."""
+    lock = folder / LOCK_FILE
+    try:
+        if lock.read_text().strip() == _lock_owner():
+            lock.unlink()
+    except OSError:
+        pass
 
 
 def config_drift(folder: Path, cell: Cell) -> list[str]:
