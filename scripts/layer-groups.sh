@@ -1,10 +1,8 @@
 #!/usr/bin/env bash
-# Dukić & Šnajder layer-group screening (configs/experiments/layer-groups.yaml) in two chains side by side,
-# then the best pattern ON DEV trained like the other systems of configs/experiments/cpu-budget.yaml.
-#   scripts/layer-groups.sh screen 0     # patterns groups=4:0xxx   (chain 1)
-#   scripts/layer-groups.sh screen 1     # patterns groups=4:1xxx   (chain 2)
-#   scripts/layer-groups.sh best         # prints the best pattern by dev strict F1 (test is never read)
-#   scripts/layer-groups.sh train CORPUS # trains the pattern listed for smollm2-135m in cpu-budget.yaml (LoRA)
+# The best pattern of the Dukić & Šnajder layer-group screening (configs/experiments/layer-groups.yaml, run by
+# scripts/cpu-budget.sh), by dev strict F1: the test split is never read.
+#   scripts/layer-groups.sh best
+
 set -eu
 grid=runs/experiments/layer-groups
 best() {
@@ -19,8 +17,6 @@ if len(scores) < 16:
 print(max(sorted(scores), key=scores.get))
 PY
 }
-case ${1:?usage: scripts/layer-groups.sh screen 0|1 | best | train CORPUS} in
-  screen) lsfa experiment run configs/experiments/layer-groups.yaml --only "*/groups4-${2:?0 or 1}*/*" ;;
+case ${1:?usage: scripts/layer-groups.sh best} in
   best) best ;;
-  train) lsfa experiment run configs/experiments/cpu-budget.yaml --only "${2:?corpus}/smollm2-135m/lora/groups4-*/*" ;;
 esac
