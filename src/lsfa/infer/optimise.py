@@ -27,8 +27,11 @@ def optimise_for_inference(model: nn.Module, precision: str) -> nn.Module:
         model = model.merge_and_unload()
     model.eval()
     if precision == "bf16":
+        # A language-model head tied to the input embeddings shares its weight with them: casting it would
+        # turn the embeddings, and so the residual stream, to bf16 too. Such a head stays fp32.
+        embedding_weights = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
         for module in model.modules():
-            if isinstance(module, nn.Linear):
+            if isinstance(module, nn.Linear) and id(module.weight) not in embedding_weights:
                 module.to(torch.bfloat16)
         setattr(model, CAST_MARK, "bf16")
     return model

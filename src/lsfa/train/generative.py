@@ -275,6 +275,12 @@ def _finish(model, tokenizer, dev_sentences, facts, extra, context) -> dict[str,
     grid_config, config, settings, precision, run_dir, log = context
     types = extra["types"]
     _save_model(model, tokenizer, run_dir / MODEL, config, settings, types)
+    # Decode with merged LoRA and bf16 weights stored once, as lsfa's taggers predict: under plain autocast
+    # every decoding step would re-cast all ~100M weights for one new token per row.
+    from lsfa.infer.optimise import optimise_for_inference
+
+    parameters = count_parameters(model)  # before merging, which folds the adapter away
+    model = optimise_for_inference(model, precision)
     metrics: dict[str, Any] = {
         "system": SYSTEM,
         "config": grid_config.model_dump(),
@@ -308,7 +314,7 @@ def _finish(model, tokenizer, dev_sentences, facts, extra, context) -> dict[str,
         log(f"{split}: set P {scores['precision']:.4f}  R {scores['recall']:.4f}  F1 {scores['f1']:.4f}"
             f"  malformed {metrics[split]['malformed']}")  # fmt: skip
     metrics.update(_timing(facts, config))
-    metrics["parameters"] = count_parameters(model)
+    metrics["parameters"] = parameters
     metrics["machine"] = extra["machine"]
     write_json_atomic(run_dir / "metrics.json", metrics)
     return metrics
