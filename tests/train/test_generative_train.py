@@ -89,6 +89,16 @@ def test_grid_options_split_into_training_overrides_and_generation_settings() ->
         split_options(base, {"learning_rate": -1})
 
 
+def test_dev_loss_batches_are_no_larger_than_training_batches(tmp_path: Path) -> None:
+    """Vocabulary-sized logits for every dev prompt token: big eval batches ran a real run out of memory."""
+    from lsfa.train.generative import training_arguments
+
+    config = load_config(None, {"batch_size": 8, "eval_batch_size": 64})
+    args = training_arguments(config, "fp32", tmp_path)
+    assert args.per_device_eval_batch_size == 8 and args.prediction_loss_only
+    assert args.metric_for_best_model == "eval_loss" and not args.greater_is_better
+
+
 def test_the_grid_knows_the_ift_system() -> None:
     from lsfa.train.grid import expand_cells, parse_grid
 

@@ -187,6 +187,9 @@ def training_arguments(config: TrainConfig, precision: str, run_dir: Path):
         metric_for_best_model="eval_loss",
         greater_is_better=False,
         prediction_loss_only=True,  # never gather vocabulary-sized logits of the dev set
+        # Each dev batch still holds fp32 logits over the whole vocabulary for every prompt token (plus the
+        # loss's copies): at 64 long prompts that is several GB, which killed a BC5CDR run out of memory.
+        per_device_eval_batch_size=min(config.eval_batch_size, config.batch_size),
         label_names=["labels"],
     )
 
