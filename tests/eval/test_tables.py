@@ -163,6 +163,9 @@ def test_layer_patterns_are_ranked_on_dev(fabricated: Path) -> None:
         (2, "groups=4:1111"),
         (3, "groups=4:0000"),
     ]
+    headers = [[label for _, label, _ in build_tables(collect_cells(fabricated), split=s)["layer_patterns"].columns]
+               for s in ("test", "dev")]  # fmt: skip
+    assert headers[0][-2:] == ["dev F1", "test F1"] and headers[1][-1] == "dev F1" and "test F1" not in headers[1]
 
 
 def test_write_report_writes_markdown_json_and_plots(fabricated: Path, tmp_path: Path) -> None:

@@ -455,12 +455,13 @@ def layer_patterns_table(groups, split: str) -> Table | None:
     selected = {key: cells for key, cells in groups.items() if key[3].startswith("groups=")}
     if not selected:
         return None
-    table = Table(
-        "layer_patterns",
-        "Layer-group patterns ranked by dev F1 (1 = bidirectional group, first group = lowest layers)",
-        [("corpus", "corpus", "text"), ("model", "model", "text"), ("mode", "mode", "text"), ("rank", "rank", "int"),
-         ("attention_setting", "pattern", "text"), ("dev_f1", "dev F1", "stat"), ("test_f1", f"{split} F1", "stat")],
-    )  # fmt: skip
+    columns = [("corpus", "corpus", "text"), ("model", "model", "text"), ("mode", "mode", "text"),
+               ("rank", "rank", "int"), ("attention_setting", "pattern", "text"),
+               ("dev_f1", "dev F1", "stat")]  # fmt: skip
+    if split != "dev":
+        columns.append(("test_f1", f"{split} F1", "stat"))
+    title = "Layer-group patterns ranked by dev F1 (1 = bidirectional group, first group = lowest layers)"
+    table = Table("layer_patterns", title, columns)
     ranked: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for (corpus, model, mode, attention), cells in selected.items():
         ranked.setdefault((corpus, model, mode), []).append(
