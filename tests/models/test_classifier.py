@@ -197,3 +197,10 @@ def test_encoder_without_sdpa_support_loads(tmp_path) -> None:
     model = build_token_classifier(tmp_path, LABELS)
     assert type(model).__name__ == "MPNetForTokenClassification"
     assert sees_right_context(model, load_tokenizer(tmp_path))
+    # A trained MPNet tagger saved and loaded again (lsfa evaluate --model-dir, lsfa bench --encoder-dir).
+    from lsfa.models.saving import TaggerMeta, load_tagger, save_tagger
+
+    meta = TaggerMeta(base_model=str(tmp_path), model_type="mpnet", labels=LABELS, attention="full", weights="full")
+    save_tagger(model, load_tokenizer(tmp_path), tmp_path / "tagger", meta)
+    loaded, tokenizer, _ = load_tagger(tmp_path / "tagger")
+    assert type(loaded).__name__ == "MPNetForTokenClassification" and sees_right_context(loaded, tokenizer)

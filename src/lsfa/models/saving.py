@@ -115,7 +115,12 @@ def load_tagger(folder: str | Path, attn_implementation: str = "sdpa", merge: bo
     else:
         from transformers import AutoConfig
 
-        ensure_token_classification_class(AutoConfig.from_pretrained(str(folder)))
+        from lsfa.models.classifier import is_encoder
+
+        config = AutoConfig.from_pretrained(str(folder))
+        ensure_token_classification_class(config)
+        if is_encoder(config):  # as in training: some encoders (MPNet) have no SDPA path, let transformers choose
+            attn_implementation = None
         model = AutoModelForTokenClassification.from_pretrained(
             str(folder), attn_implementation=attn_implementation, dtype=torch.float32
         )
