@@ -128,6 +128,27 @@ def tiny_encoder_dir(path: Path, seed: int = 0) -> Path:
     return path
 
 
+def tiny_causal_lm(tied: bool = True, seed: int = 0):
+    """A tiny llama causal LM in memory (``lm_head`` tied to the embeddings unless ``tied=False``), in eval
+    mode, and its byte-level BPE tokenizer."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = byte_bpe_tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+        tie_word_embeddings=tied,
+    )
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(config).eval(), tokenizer
+
+
 def tiny_causal_lm_dir(
     path: Path, num_layers: int = 2, seed: int = 0, tied: bool = True, texts: list[str] | None = None
 ) -> Path:

@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from lsfa.infer.optimise import optimise_for_inference, required_precision
+from tests.tiny import tiny_causal_lm
 
 
-def _tiny_lm(tied: bool) -> LlamaForCausalLM:
-    config = LlamaConfig(
-        vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=2, tie_word_embeddings=tied,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    return LlamaForCausalLM(config)
+def _tiny_lm(tied: bool):
+    return tiny_causal_lm(tied=tied)[0]
 
 
 def test_a_tied_lm_head_keeps_the_embeddings_fp32() -> None:

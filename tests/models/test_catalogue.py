@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import torch
-from transformers import AutoModel, AutoModelForTokenClassification, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from transformers import AutoModel, AutoModelForTokenClassification, AutoTokenizer, LlamaForCausalLM
 
 from lsfa.errors import LsfaError
 from lsfa.models import catalogue
@@ -39,7 +39,7 @@ from lsfa.models.catalogue import (
     save_plain_folder,
     verify_plain_folder,
 )
-from tests.tiny import byte_bpe_tokenizer
+from tests.tiny import tiny_causal_lm as shared_tiny_causal_lm
 
 
 @pytest.fixture
@@ -306,19 +306,7 @@ def test_resolve_paths_and_hub_ids(home: Path, tmp_path: Path) -> None:
 
 
 def tiny_causal_lm(tie: bool = True) -> tuple[LlamaForCausalLM, Any]:
-    tokenizer = byte_bpe_tokenizer()
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=8,
-        tie_word_embeddings=tie,
-    )
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(config).eval()
+    model, tokenizer = shared_tiny_causal_lm(tied=tie)
     # What a GGUF-loaded config carries and a plain folder must not (it would claim quantised weights).
     model.config.quantization_config = {"quant_method": "gguf", "gguf_file": "x.gguf", "dequantize": False}
     return model, tokenizer

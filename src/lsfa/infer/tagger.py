@@ -34,6 +34,11 @@ SPAN_SCHEME = "IOB2"
 SPAN_MODE = "conlleval"
 
 
+def _check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise LsfaError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+
+
 @dataclass(frozen=True)
 class Entity:
     """One entity found in a text: ``text == original[start:end]`` (character offsets, end exclusive).
@@ -139,8 +144,7 @@ class Tagger:
     ) -> None:
         from lsfa.infer.predictor import resolve_precision
 
-        if precision not in PRECISIONS:
-            raise LsfaError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+        _check_precision(precision)
         if batch_size < 1:
             raise LsfaError(f"batch size must be at least 1, got {batch_size}")
         self.model = model
@@ -187,8 +191,7 @@ class Tagger:
         from lsfa.models.saving import load_tagger
 
         folder = resolve_tagger_folder(folder)
-        if precision not in PRECISIONS:
-            raise LsfaError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+        _check_precision(precision)  # before the weights load, not after
         with _quiet_loading():
             model, tokenizer, meta = load_tagger(folder, merge=merge)
         target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))

@@ -32,7 +32,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
+import socket
 import time
 import traceback
 from collections.abc import Callable
@@ -439,17 +441,11 @@ def run_grid(
 
 
 def _lock_owner() -> str:
-    import os
-    import socket
-
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def _alive(owner: str) -> bool:
     """Whether a lock's ``host:pid`` may still be running (always True for another host: we cannot tell)."""
-    import os
-    import socket
-
     host, _, pid = owner.rpartition(":")
     if host != socket.gethostname() or not pid.isdigit():
         return True
@@ -464,8 +460,6 @@ def _alive(owner: str) -> bool:
 
 def claim_cell(folder: Path) -> str | None:
     """Claim a cell for this process: None when claimed, else the ``host:pid`` of the process holding it."""
-    import os
-
     folder.mkdir(parents=True, exist_ok=True)
     lock = folder / LOCK_FILE
     for _ in range(2):
