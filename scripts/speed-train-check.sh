@@ -7,6 +7,7 @@
 #   bf16       bf16 autocast, random batch order    (precision change only)
 #   optimised  bf16 autocast, length-grouped order  (what `lsfa train` does by default)
 #   scripts/speed-train-check.sh run [SEED ...]   # default seeds 42 43 44; finished runs are skipped
+#   RECIPES="reference" scripts/speed-train-check.sh run 43   # only some recipes
 #   scripts/speed-train-check.sh summary OUT.json # dev F1 per recipe and seed, means, s/epoch
 set -eu
 root=runs/speed/train-check
@@ -61,7 +62,7 @@ case ${1:?usage: scripts/speed-train-check.sh run [SEED ...] | summary OUT.json}
     seeds=("$@")
     [ $# -eq 0 ] && seeds=(42 43 44)
     for seed in "${seeds[@]}"; do
-      for recipe in reference bf16 optimised; do run_one "$recipe" "$seed"; done
+      for recipe in ${RECIPES:-reference bf16 optimised}; do run_one "$recipe" "$seed"; done
     done ;;
   summary) summary "${2:?output json}" ;;
 esac
