@@ -348,3 +348,44 @@ def test_torchrun_two_ranks_agree(tiny_model: Path, corpus: Path, tmp_path: Path
     assert (run_dir / "predictions" / "test.conll").is_file()
     assert (run_dir / "model" / "lsfa.json").is_file()
     assert result.stdout.count("run folder:") == 1, "only rank 0 reports and writes the run folder"
+
+
+def test_bf16_lora_run_casts_frozen_weights_and_its_saved_model_predicts_the_same(
+    tmp_path: Path, tiny_model: Path, corpus: Path, monkeypatch
+) -> None:
+    """bf16 LoRA training stores the frozen base weights in bf16 once and trains short rows with the math
+    attention kernel; the saved adapter (on an fp32 base, under autocast) must give the written predictions."""
+    import lsfa.infer.optimise
+    import lsfa.train.kernels
+    from lsfa.infer.predictor import predict_words
+    from lsfa.models.saving import load_tagger
+
+    widths: list[int] = []
+    original = lsfa.train.kernels.training_attention_context
+
+    def recording(width, device, kernel="auto"):
+        widths.append(width)
+        assert kernel == "auto"
+        return original(width, device, kernel)
+
+    cast_layers: list[int] = []
+    original_cast = lsfa.infer.optimise.cast_frozen_linear_weights
+
+    def recording_cast(model, dtype=torch.bfloat16):
+        cast_layers.append(original_cast(model, dtype))
+        assert all(p.dtype == torch.float32 for p in model.parameters() if p.requires_grad)
+        return cast_layers[-1]
+
+    monkeypatch.setattr(lsfa.train.kernels, "training_attention_context", recording)
+    monkeypatch.setattr(lsfa.infer.optimise, "cast_frozen_linear_weights", recording_cast)
+    settings = settings_for(tiny_model, corpus, tmp_path / "run", epochs=1, precision="bf16", test_split=None)
+    metrics = train(load_config(None, settings), log=lambda message: None)
+    assert metrics["precision"] == "bf16"
+    assert cast_layers and cast_layers[0] > 0
+    assert len(widths) == STEPS_PER_EPOCH
+    model, tokenizer, meta = load_tagger(tmp_path / "run" / "model")
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    dev = read_conll(corpus / "dev.txt").sentences
+    predicted = predict_words(model, tokenizer, [s.tokens for s in dev], max_length=meta.max_length, precision="bf16")
+    written = read_conll(tmp_path / "run" / "predictions" / "dev.conll").sentences
+    assert predicted.tags == [s.tags for s in written]

@@ -425,7 +425,14 @@ def _training(options, meta, sentences, tokenizer, device, precision, log) -> di
     lengths = [len(row.input_ids) for row in rows]
     variants = [
         TrainVariant("reference", "fp32", "random", options.train_batch_size),
-        TrainVariant("optimised", precision, "grouped", options.train_batch_size, cast_frozen=precision == "bf16"),
+        TrainVariant(
+            "optimised",
+            precision,
+            "grouped",
+            options.train_batch_size,
+            cast_frozen=precision == "bf16",
+            attention_kernel="auto",
+        ),
     ]
     log(f"training: {options.train_steps} steps per recipe on fresh LoRA models of {meta.base_model} ...")
     try:

@@ -4,8 +4,9 @@ Both variants train the same model (the tagger's base model with a new head over
 on every linear projection as in the paper) with AdamW on the same sentences; they differ only in what the
 issue names: the *reference* runs fp32 with batches of 8 in random order (padding to the longest of a random
 batch), the *optimised* one runs bf16 autocast with length-grouped batches (the Trainer's
-``group_by_length``: random mega-batches sorted by length, so each batch pads little) and its frozen base
-weights stored in bf16 once instead of cast by autocast at every step (bit-identical). Throughput counts
+``group_by_length``: random mega-batches sorted by length, so each batch pads little), its frozen base
+weights stored in bf16 once instead of cast by autocast at every step (bit-identical), and the math
+attention kernel for short rows on CPU (:mod:`lsfa.train.kernels`), as ``lsfa train`` does. Throughput counts
 real (non-padding) sub-tokens, so padding is not credited as work.
 """
 
@@ -23,6 +24,7 @@ from lsfa.bench.system import PeakMemory, synchronize
 from lsfa.data.align import IGNORE_INDEX
 from lsfa.data.encode import Example
 from lsfa.infer.predictor import autocast_context
+from lsfa.train.kernels import training_attention_context
 
 
 @dataclass
@@ -34,6 +36,7 @@ class TrainVariant:
     order: str  # "random" or "grouped"
     batch_size: int
     cast_frozen: bool = False  # store frozen base weights in bf16 once (see cast_frozen_linear_weights)
+    attention_kernel: str = "default"  # "auto": math attention for short rows on CPU (lsfa.train.kernels)
     model: Any = None
     optimizer: Any = None
     batches: list[list[int]] = field(default_factory=list)
@@ -53,6 +56,7 @@ class TrainVariant:
             "batch_order": "random" if self.order == "random" else "length-grouped",
             "batch_size": self.batch_size,
             "frozen_weights": "bf16, cast once" if self.cast_frozen else "fp32",
+            "attention_kernel": self.attention_kernel,
             "steps": self.steps,
             "tokens": self.tokens,
             "padded_tokens": self.padded_tokens,
@@ -131,9 +135,11 @@ def train_step(variant: TrainVariant, rows: Sequence[Example], pad_id: int, devi
     synchronize(device)
     start = time.perf_counter()
     inputs = collate(selected, pad_id, device)
-    with autocast_context(device, variant.precision):
-        loss = variant.model(**inputs).loss
-    loss.backward()
+    width = inputs["input_ids"].shape[-1]
+    with training_attention_context(width, device, variant.attention_kernel):
+        with autocast_context(device, variant.precision):
+            loss = variant.model(**inputs).loss
+        loss.backward()
     variant.optimizer.step()
     variant.optimizer.zero_grad(set_to_none=True)
     value = loss.item()  # also waits for the GPU

@@ -57,6 +57,9 @@ class TrainConfig(BaseModel):
     context: Literal["sentence", "document"] = "sentence"
     precision: Literal["bf16", "fp32", "auto"] = "auto"
     group_by_length: bool = True
+    attention_kernel: Literal["auto", "default"] = Field(
+        "auto", description="auto: math attention for short rows on CPU (faster); default: PyTorch's choice"
+    )
     early_stopping_patience: int | None = Field(2, description="epochs without dev F1 gain before stopping")
     seed: int = 42
     output_dir: str = "runs/default"

@@ -226,15 +226,18 @@ class KillSwitch:
         self.callback = _Callback()
 
 
-def ner_trainer_class():
-    """The Trainer with evaluation kept in dataset order.
+def ner_trainer_class(attention_kernel: str = "default"):
+    """The Trainer with evaluation kept in dataset order and the attention kernel chosen per step.
 
     With ``group_by_length`` the stock Trainer also shuffles evaluation batches by length, but our
     metric maps prediction rows back to words by position. Our dev rows are already sorted by length,
-    so sequential order loses nothing.
+    so sequential order loses nothing. ``attention_kernel`` is the config key of that name
+    (:func:`lsfa.train.kernels.training_attention_context`).
     """
     from torch.utils.data import SequentialSampler
     from transformers import Trainer
+
+    from lsfa.train.kernels import training_attention_context
 
     class NerTrainer(Trainer):
         def __init__(self, *args, **kwargs):
@@ -243,6 +246,11 @@ def ner_trainer_class():
             # neither divide the loss by gradient_accumulation nor undo its x world_size scaling under
             # DDP: gradients 2-8x too large. Mean loss per micro-batch, divided as usual, is correct.
             self.model_accepts_loss_kwargs = False
+
+        def training_step(self, model, inputs, *args, **kwargs):
+            width = inputs["input_ids"].shape[-1]
+            with training_attention_context(width, self.args.device, attention_kernel):
+                return super().training_step(model, inputs, *args, **kwargs)
 
         def _get_eval_sampler(self, eval_dataset):
             if self.args.world_size <= 1:
@@ -319,6 +327,7 @@ def train(config: TrainConfig, resume: bool = False, log=print) -> dict[str, Any
     """Run one training job end to end and return its ``metrics.json`` content (rank 0)."""
     from transformers import DataCollatorForTokenClassification, EarlyStoppingCallback, set_seed
 
+    from lsfa.infer.optimise import cast_frozen_linear_weights
     from lsfa.infer.predictor import resolve_precision
 
     started = time.perf_counter()
@@ -333,6 +342,10 @@ def train(config: TrainConfig, resume: bool = False, log=print) -> dict[str, Any
     for warning in corpus.warnings:
         log(f"note: {warning}")
     model, tokenizer, attention = build_model(config, labels)
+    if precision == "bf16" and config.mode == "lora" and not config.save_merged:
+        # Bit-identical to autocast's per-step casts (see cast_frozen_linear_weights); only the adapter
+        # and the head are saved, so the rounded base weights never reach a file. A merged save needs them fp32.
+        cast_frozen_linear_weights(model, torch.bfloat16)
     train_rows = encode_split(tokenizer, train_sentences, labels, config, train=True)
     dev_rows = sort_rows_by_length(encode_split(tokenizer, dev_sentences, labels, config, train=False))
     args = training_arguments(config, precision, run_dir)
@@ -344,7 +357,7 @@ def train(config: TrainConfig, resume: bool = False, log=print) -> dict[str, Any
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
     if os.environ.get("LSFA_KILL_AT_STEP"):
         callbacks.append(KillSwitch(int(os.environ["LSFA_KILL_AT_STEP"])).callback)
-    trainer = ner_trainer_class()(
+    trainer = ner_trainer_class(config.attention_kernel)(
         model=model,
         args=args,
         train_dataset=RowDataset(train_rows),
