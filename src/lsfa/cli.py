@@ -93,7 +93,7 @@ def evaluate(
     ),
     split: str | None = typer.Option(None, "--split", help="Split for --model-dir (default test)."),
     data_dir: str | None = typer.Option(None, "--data-dir", help="Folder holding the named corpora (--model-dir)."),
-    precision: str = typer.Option("auto", "--precision", help="auto, fp32 or bf16 (--model-dir)."),
+    precision: str = typer.Option("auto", "--precision", help="auto, fp32, bf16 or bf16-full (--model-dir)."),
     batch_size: int = typer.Option(32, "--batch-size", help="Rows per forward pass (--model-dir)."),
 ) -> None:
     """Entity-level scores of predicted tags against gold tags: strict P/R/F1, set, partial, by length, errors."""
@@ -320,7 +320,9 @@ def predict_command(
         "auto", "--format", help="auto (.jsonl: jsonl; .conll/.iob/.bio/.tsv: conll; else text), text, jsonl, conll."
     ),
     batch_size: int = typer.Option(32, "--batch-size", help="Documents per prediction call and rows per forward pass."),
-    precision: str = typer.Option("auto", "--precision", help="auto (bf16 where fast), fp32 or bf16."),
+    precision: str = typer.Option(
+        "auto", "--precision", help="auto (bf16 where fast), fp32, bf16 (autocast) or bf16-full (all weights bf16)."
+    ),
     max_length: int | None = typer.Option(
         None, "--max-length", help="Sub-tokens per window (default: as trained); longer inputs are windowed."
     ),
@@ -394,6 +396,12 @@ def bench_command(
     threads: int | None = typer.Option(None, "--threads", help="CPU threads of the optimised path (default: tried)."),
     max_batch_tokens: int = typer.Option(4096, "--max-batch-tokens", help="Token budget per optimised batch."),
     pack: str = typer.Option("auto", "--pack", help="Sequence packing: auto (keep if faster), on, off."),
+    pack_tokens: int | None = typer.Option(
+        None, "--pack-tokens", help="Longest packed row (default: about three average rows, 64-256)."
+    ),
+    precision: str = typer.Option(
+        "auto", "--precision", help="Optimised path: auto (bf16-full where bf16 is fast), fp32, bf16, bf16-full."
+    ),
     ablation_sentences: int = typer.Option(200, "--ablation-sentences", help="Sample for per-optimisation timing."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     data_dir: str | None = typer.Option(None, "--data-dir", help="Folder of named corpora (default LSFA_DATA_DIR)."),
@@ -412,7 +420,8 @@ def bench_command(
         model_dir=model_dir, corpus=corpus, split=split, data_dir=data_dir, sentences=sentences,
         latency_sentences=latency_sentences, rounds=rounds, train_steps=train_steps, compare=compare,
         encoder_dir=encoder_dir, encoder_model=encoder_model, spacy_model=spacy_model, threads=threads,
-        max_batch_tokens=max_batch_tokens, pack=pack, ablation_sentences=ablation_sentences, device=device,
+        max_batch_tokens=max_batch_tokens, pack=pack, pack_tokens=pack_tokens, precision=precision,
+        ablation_sentences=ablation_sentences, device=device,
         matmul_size=matmul_size, matmul_seconds=matmul_seconds,
     )  # fmt: skip
     result = run_bench(options, log=lambda message: typer.echo(message, err=True))
@@ -445,7 +454,9 @@ def serve_command(
     api_key: str | None = typer.Option(
         None, "--api-key", help="Require 'Authorization: Bearer KEY' on /v1/* (default: $LSFA_API_KEY, else none)."
     ),
-    precision: str = typer.Option("auto", "--precision", help="auto (bf16 where fast), fp32 or bf16."),
+    precision: str = typer.Option(
+        "auto", "--precision", help="auto (bf16 where fast), fp32, bf16 (autocast) or bf16-full (all weights bf16)."
+    ),
     max_request_bytes: int = typer.Option(1_000_000, "--max-request-bytes", help="Largest request body."),
     max_texts: int = typer.Option(64, "--max-texts", help="Most texts or documents per request."),
     max_chars_per_text: int = typer.Option(20_000, "--max-chars-per-text", help="Most characters per text."),

@@ -101,8 +101,17 @@ def test_bench_json_has_every_figure(workspace, tmp_path):
     threads = result["threads"]
     assert threads["reference"] >= 1 and threads["optimised"] >= 1 and "torch_threads" in threads
     assert result["memory"]["process_peak_rss_mb"] > 0
-    assert [row["name"] for row in result["ablation"]][:2] == ["reference", "+ merged LoRA"]
-    assert any(row["name"].startswith("+ packing") for row in result["ablation"])
+    names = [row["name"] for row in result["ablation"]]
+    assert names[:2] == ["reference", "+ merged LoRA"]
+    assert any(name.startswith("+ packing") for name in names)
+    if result["peak"]["bf16"]:  # auto picks bf16-full where bf16 is fast; its ablation shows both bf16 steps
+        assert inference["optimised"]["precision"] == "bf16-full"
+        assert names.index("+ bf16 weights cached") < names.index("+ every weight in bf16 (bf16-full)")
+        assert training["optimised"]["precision"] == "bf16"  # training keeps fp32 master weights
+        assert training["optimised"]["attention_kernel"] == "auto"
+    pack_tokens = result["options"]["pack_tokens"]  # auto_pack_tokens of the benchmark rows
+    assert pack_tokens % 32 == 0 and 64 <= pack_tokens <= 256
+    assert f"+ packing ({pack_tokens})" in names
 
     encoder = result["compare"]["encoder"]
     assert encoder["sentences"] == 16 and encoder["ratio_to_lsfa_optimised"] > 0
@@ -131,6 +140,10 @@ def test_bench_bad_options_are_one_line_errors(workspace, tmp_path):
     outcome = CliRunner().invoke(app, _bench_args(workspace, tmp_path / "x.json", "--pack", "maybe"))
     assert outcome.exit_code != 0
     assert "--pack must be auto, on or off" in str(outcome.exception or outcome.output)
+    outcome = CliRunner().invoke(app, _bench_args(workspace, tmp_path / "x.json", "--precision", "fp16"))
+    assert "--precision must be auto, fp32, bf16 or bf16-full" in str(outcome.exception or outcome.output)
+    outcome = CliRunner().invoke(app, _bench_args(workspace, tmp_path / "x.json", "--pack-tokens", "0"))
+    assert "--pack-tokens must be at least 1" in str(outcome.exception or outcome.output)
     outcome = CliRunner().invoke(app, ["bench", "--model-dir", str(tmp_path), "--corpus", "x"])
     assert "not an lsfa tagger folder" in str(outcome.exception or outcome.output)
 
@@ -238,6 +251,35 @@ def test_cached_bf16_weights_predict_like_autocast(decoder_dir):
 
     with pytest.raises(LsfaError, match="precision='bf16'"):
         predict_words(fast, tokenizer, sentences, precision="fp32")
+
+
+def test_bf16_full_stores_every_weight_in_bf16_and_predicts_close_to_autocast(decoder_dir):
+    """bf16-full is not bit-identical to autocast (bf16 residual stream), but the tags barely move."""
+    torch.manual_seed(3)
+    model = build_token_classifier(decoder_dir, LABELS, "full").eval()
+    tokenizer = load_tokenizer(decoder_dir)
+    sentences = _sentences()
+    autocast = predict_words(model, tokenizer, sentences, precision="bf16")
+    from lsfa.errors import LsfaError
+
+    with pytest.raises(LsfaError, match="needs the weights in bf16"):
+        predict_words(model, tokenizer, sentences, precision="bf16-full")
+    full = optimise_for_inference(model, "bf16-full")
+    assert {p.dtype for p in full.parameters()} == {torch.bfloat16}
+    predicted = predict_words(full, tokenizer, sentences, precision="bf16-full", pack=True)
+    tags = [tag for sentence in autocast.tags for tag in sentence]
+    same = sum(a == b for a, b in zip(tags, [t for s in predicted.tags for t in s], strict=True))
+    assert same / len(tags) >= 0.95
+    with pytest.raises(LsfaError, match="precision='bf16-full'"):
+        predict_words(full, tokenizer, sentences, precision="bf16")
+
+
+def test_auto_pack_length_holds_about_three_average_rows():
+    assert packing.auto_pack_tokens([22] * 10) == 96
+    assert packing.auto_pack_tokens([5, 7, 9]) == 64
+    assert packing.auto_pack_tokens([40, 44]) == 128
+    assert packing.auto_pack_tokens([400]) == 256
+    assert packing.auto_pack_tokens([]) == 64
 
 
 def test_merging_lora_keeps_predictions(decoder_dir):

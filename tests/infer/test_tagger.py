@@ -150,6 +150,19 @@ def test_bf16_load_caches_weights_and_predicts_like_plain_autocast(tiny_taggers)
         Tagger(loaded.model, tokenizer, meta, precision="fp32").predict_words(words)
 
 
+def test_bf16_full_load_casts_every_weight_and_needs_merged_weights(tiny_taggers):
+    from lsfa.infer.optimise import required_precision
+
+    loaded = Tagger.load(tiny_taggers["lora"], precision="bf16-full")
+    assert required_precision(loaded.model) == "bf16-full"
+    assert {p.dtype for p in loaded.model.parameters()} == {torch.bfloat16}
+    words = [[w.text for w in split_words(text)] for text in TEXTS]
+    got = loaded.predict_words(words)
+    assert [len(tags) for tags in got.tags] == [len(w) for w in words]
+    with pytest.raises(LsfaError, match="cannot keep an adapter unmerged"):
+        Tagger.load(tiny_taggers["lora"], precision="bf16-full", merge=False)
+
+
 @pytest.mark.parametrize("plan", [{"max_batch_tokens": 64}, {"max_batch_tokens": 64, "pack": True}])
 def test_batch_plans_do_not_change_predictions(tiny_taggers, plan):
     words = [[w.text for w in split_words(text)] for text in TEXTS]

@@ -53,7 +53,8 @@ class BenchOptions:
     reference_batch_size: int = 8
     max_batch_tokens: int = 4096
     pack: str = "auto"  # auto: keep packing only if it measured faster; on; off
-    pack_tokens: int = 256
+    pack_tokens: int | None = None  # None: lsfa.infer.packing.auto_pack_tokens of the benchmark rows
+    precision: str = "auto"  # of the optimised path; auto: bf16-full where bf16 is fast, else fp32
     threads: int | None = None  # None: try the candidates and keep the fastest
     ablation_sentences: int = 200
     compare: bool = False
@@ -71,7 +72,7 @@ class BenchOptions:
             "--rounds": self.rounds,
             "--train-batch-size": self.train_batch_size,
             "--max-batch-tokens": self.max_batch_tokens,
-            "--pack-tokens": self.pack_tokens,
+            "--pack-tokens": 1 if self.pack_tokens is None else self.pack_tokens,
             "--matmul-size": self.matmul_size,
         }
         for flag, value in positive.items():
@@ -85,6 +86,8 @@ class BenchOptions:
             raise LsfaError(f"--threads must be at least 1, got {self.threads}")
         if self.pack not in ("auto", "on", "off"):
             raise LsfaError(f"--pack must be auto, on or off, not {self.pack!r}")
+        if self.precision not in ("auto", "fp32", "bf16", "bf16-full"):
+            raise LsfaError(f"--precision must be auto, fp32, bf16 or bf16-full, not {self.precision!r}")
 
 
 def _stderr(message: str) -> None:
@@ -107,10 +110,14 @@ def run_bench(options: BenchOptions, log: Log = _stderr) -> dict[str, Any]:
     words = [s.tokens for s in sentences]
     documents = [s.doc_id for s in sentences] if meta.context == "document" else None
     default_threads = torch.get_num_threads()
-    precision = "bf16" if bf16_supported(device) else "fp32"
+    precision = options.precision
+    if precision == "auto":
+        precision = "bf16-full" if bf16_supported(device) else "fp32"
 
     log(f"bench: {len(sentences)} sentences of {options.corpus}/{options.split}, device {device}, {precision}")
     reference_model, tokenizer, _ = load_tagger(options.model_dir, merge=False)
+    if options.pack_tokens is None:
+        options = replace(options, pack_tokens=_auto_pack_tokens(tokenizer, words, documents, meta))
     merged_model = load_tagger(options.model_dir, merge=True)[0].to(device)
     # The ablation needs merged fp32 weights after the optimised model has cached its bf16 ones.
     keep_fp32 = options.ablation_sentences > 0 and precision != "fp32"
@@ -134,9 +141,7 @@ def run_bench(options: BenchOptions, log: Log = _stderr) -> dict[str, Any]:
         ),
         meta.max_length,
         meta.context,
-        f"{precision} autocast, merged weights"
-        + (" cached in bf16" if precision == "bf16" else "")
-        + ", length-sorted token-budget batches",
+        _precision_note(precision) + ", length-sorted token-budget batches",
     )
     del reference_model, merged_model, optimised_model  # the variants hold them; let `del` below free them
     result: dict[str, Any] = {
@@ -180,7 +185,8 @@ def run_bench(options: BenchOptions, log: Log = _stderr) -> dict[str, Any]:
     del reference, optimised, others
     gc.collect()
     torch.set_num_threads(default_threads)
-    result["training"] = _training(options, meta, sentences, tokenizer, device, precision, log)
+    training_precision = "bf16" if precision == "bf16-full" else precision  # training needs fp32 masters
+    result["training"] = _training(options, meta, sentences, tokenizer, device, training_precision, log)
     result["memory"] = {"process_peak_rss_mb": process_peak_mb()}
     result["seconds"] = time.perf_counter() - started
 
@@ -188,6 +194,24 @@ def run_bench(options: BenchOptions, log: Log = _stderr) -> dict[str, Any]:
 
     result["targets"] = targets(result)
     return result
+
+
+def _precision_note(precision: str) -> str:
+    """How the optimised path computes, for the report."""
+    if precision == "bf16-full":
+        return "merged weights, every weight and activation in bf16 (bf16-full)"
+    if precision == "bf16":
+        return "bf16 autocast, merged weights cached in bf16"
+    return f"{precision}, merged weights"
+
+
+def _auto_pack_tokens(tokenizer, words, documents, meta) -> int:
+    """The pack length :func:`lsfa.infer.packing.auto_pack_tokens` picks for the benchmark rows."""
+    from lsfa.data.encode import encode_sentences
+    from lsfa.infer.packing import auto_pack_tokens
+
+    encoded = encode_sentences(tokenizer, words, max_length=meta.max_length, documents=documents, context=meta.context)
+    return auto_pack_tokens([len(row.input_ids) for row in encoded.examples])
 
 
 # --- machine -----------------------------------------------------------------------------------------------
@@ -249,10 +273,14 @@ def _ablation(reference, optimised, merged_fp32, words, documents, options, log)
     merged = replace(plain, model=merged_fp32)
     steps = [plain, inf.with_settings(merged, "+ merged LoRA")]
     if precision != "fp32":
-        steps.append(inf.with_settings(merged, f"+ {precision} autocast", precision=precision))
+        steps.append(inf.with_settings(merged, "+ bf16 autocast", precision="bf16"))
     cast = replace(plain, model=optimised.model)
     if precision == "bf16":
         steps.append(inf.with_settings(cast, "+ bf16 weights cached", precision=precision))
+    if precision == "bf16-full":
+        cached = optimise_for_inference(copy.deepcopy(merged_fp32), "bf16")
+        steps.append(inf.with_settings(replace(plain, model=cached), "+ bf16 weights cached", precision="bf16"))
+        steps.append(inf.with_settings(cast, "+ every weight in bf16 (bf16-full)", precision=precision))
     steps.append(inf.with_settings(cast, "+ length-sorted", precision=precision, sort_by_length=True))
     budget = {"precision": precision, "sort_by_length": True, "max_batch_tokens": options.max_batch_tokens}
     steps.append(inf.with_settings(cast, f"+ token-budget batches ({options.max_batch_tokens})", **budget))
@@ -348,7 +376,7 @@ def _main_rounds(reference, optimised, others, words, documents, sentences, opti
 
 def _utilisation(optimised, peaks, precision) -> dict[str, Any]:
     """MFU of the optimised run against the matmul peak of its precision, end to end and forward-only."""
-    peak = peaks.get(precision) or peaks["fp32"]
+    peak = peaks.get("bf16" if precision == "bf16-full" else precision) or peaks["fp32"]
     parameters = inf.non_embedding_parameters(optimised.model)
     forward_seconds = optimised.seconds - optimised.encode_seconds
     return {

@@ -22,6 +22,9 @@ from lsfa.errors import LsfaError
 from lsfa.infer import packing
 from lsfa.infer.optimise import required_precision
 
+BF16_PRECISIONS = ("bf16", "bf16-full")
+"""Precisions that run under bf16 autocast: linear weights in bf16 (``bf16``) or every weight (``bf16-full``)."""
+
 
 @dataclass
 class WordPredictions:
@@ -33,8 +36,8 @@ class WordPredictions:
 
 
 def autocast_context(device: torch.device, precision: str):
-    """bf16 autocast on CPU or CUDA when ``precision == "bf16"``, else a no-op context."""
-    if precision == "bf16":
+    """bf16 autocast on CPU or CUDA for ``bf16`` and ``bf16-full`` (bf16 weights), else a no-op context."""
+    if precision in BF16_PRECISIONS:
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
@@ -76,14 +79,15 @@ def predict_encoded(
     progress: bool = False,
     max_batch_tokens: int | None = None,
     pack: bool = False,
-    pack_tokens: int = 256,
+    pack_tokens: int | None = None,
 ) -> WordPredictions:
     """Run the model over encoded rows and assemble per-word tags and probabilities.
 
     By default rows go in batches of ``batch_size`` (sorted by length unless ``sort_by_length=False``).
     ``max_batch_tokens`` instead fills each batch up to that many padded tokens (rows always sorted);
-    ``pack`` additionally packs rows into sequences of up to ``pack_tokens`` tokens when the model allows
-    it (:func:`lsfa.infer.packing.packing_supported`), and silently falls back to padded batches otherwise.
+    ``pack`` additionally packs rows into sequences of up to ``pack_tokens`` tokens (default: chosen from
+    the row lengths, :func:`lsfa.infer.packing.auto_pack_tokens`) when the model allows it
+    (:func:`lsfa.infer.packing.packing_supported`), and silently falls back to padded batches otherwise.
     """
     device = next(model.parameters()).device
     if required_precision(model) not in (None, precision):
@@ -91,6 +95,8 @@ def predict_encoded(
             f"this model's weights were stored in {required_precision(model)} for fast inference; "
             f"predict with precision={required_precision(model)!r}, not {precision!r}"
         )
+    if precision == "bf16-full" and required_precision(model) is None:
+        raise LsfaError("precision bf16-full needs the weights in bf16: optimise_for_inference(model, 'bf16-full')")
     tags = [["O"] * n for n in sentence_lengths]
     scores = [[1.0] * n for n in sentence_lengths]
     examples = encoded.examples
@@ -117,12 +123,12 @@ def plan_batches(
     sort_by_length: bool = True,
     max_batch_tokens: int | None = None,
     packed: bool = False,
-    pack_tokens: int = 256,
+    pack_tokens: int | None = None,
 ) -> list[packing.PlannedBatch]:
     """Which rows run together: fixed-size batches, token-budget batches, or packed rows."""
     lengths = [len(example.input_ids) for example in examples]
     if packed:
-        limit = packing.pack_limit(model, pack_tokens)
+        limit = packing.pack_limit(model, pack_tokens or packing.auto_pack_tokens(lengths))
         return packing.packed_batches(lengths, limit, max_batch_tokens or limit * batch_size)
     if max_batch_tokens:
         return packing.token_budget_batches(lengths, max_batch_tokens)
@@ -174,7 +180,7 @@ def predict_words(
     progress: bool = False,
     max_batch_tokens: int | None = None,
     pack: bool = False,
-    pack_tokens: int = 256,
+    pack_tokens: int | None = None,
 ) -> WordPredictions:
     """Predict a tag per word for pre-split sentences (windows and context handled here).
 

@@ -29,7 +29,7 @@ from lsfa.infer.predictor import WordPredictions
 from lsfa.infer.text import Word, split_words
 from lsfa.models.saving import META_FILE, TaggerMeta
 
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16", "bf16-full")
 SPAN_SCHEME = "IOB2"
 SPAN_MODE = "conlleval"
 
@@ -178,7 +178,8 @@ class Tagger:
         ``merge=True`` folds a LoRA adapter into the weights once, so prediction runs at the speed of a
         plain model; with bf16 precision the merged linear weights are then also stored in bf16 once
         (:func:`lsfa.infer.optimise.optimise_for_inference`: the same numbers autocast computes, without
-        re-casting ~100M weights on every call, which dominates batch-1 latency). ``device`` defaults to CUDA
+        re-casting ~100M weights on every call, which dominates batch-1 latency). ``precision="bf16-full"``
+        stores every weight in bf16 (faster again, not bit-identical to autocast). ``device`` defaults to CUDA
         when available. ``max_length`` overrides the length the model was trained with (longer texts are
         windowed either way). ``max_batch_tokens`` fills each forward pass up to that many padded tokens
         instead of ``batch_size`` rows, and ``pack`` also packs several short rows into one with a
@@ -192,12 +193,15 @@ class Tagger:
 
         folder = resolve_tagger_folder(folder)
         _check_precision(precision)  # before the weights load, not after
+        if precision == "bf16-full" and not merge:
+            raise LsfaError("precision bf16-full stores the merged weights in bf16: it cannot keep an adapter unmerged")
         with _quiet_loading():
             model, tokenizer, meta = load_tagger(folder, merge=merge)
         target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         model.to(target)
-        if merge and resolve_precision(precision, target) == "bf16":
-            model = optimise_for_inference(model, "bf16")
+        resolved = resolve_precision(precision, target)
+        if merge and resolved in ("bf16", "bf16-full"):
+            model = optimise_for_inference(model, resolved)
         return cls(
             model,
             tokenizer,
