@@ -435,6 +435,7 @@ def _training(options, meta, sentences, tokenizer, device, precision, log) -> di
     if options.train_steps == 0:
         return {"skipped": "--train-steps 0"}
     from lsfa.bench.training import TrainVariant, fresh_lora_model, measure_training, prepare_variant
+    from lsfa.train.collate import packing_collator
     from lsfa.train.runner import inside_map
 
     label2id = {label: k for k, label in enumerate(meta.labels)}
@@ -456,7 +457,7 @@ def _training(options, meta, sentences, tokenizer, device, precision, log) -> di
         TrainVariant(
             "optimised",
             precision,
-            "grouped",
+            "random",
             options.train_batch_size,
             cast_frozen=precision == "bf16",
             attention_kernel="auto",
@@ -467,6 +468,8 @@ def _training(options, meta, sentences, tokenizer, device, precision, log) -> di
         for variant in variants:
             model = fresh_lora_model(meta.base_model, meta.labels, meta.attention, device, options.seed)
             prepare_variant(variant, model, lengths, options.seed, learning_rate=2e-4)
+            if variant.name == "optimised":
+                variant.collator = packing_collator(model, tokenizer.pad_token_id, lengths)[0]
     except LsfaError as error:
         return {"skipped": f"cannot build a fresh LoRA model of {meta.base_model}: {error}"}
     threads = torch.get_num_threads()

@@ -3,10 +3,11 @@
 Both variants train the same model (the tagger's base model with a new head over the tagger's labels, LoRA
 on every linear projection as in the paper) with AdamW on the same sentences; they differ only in what the
 issue names: the *reference* runs fp32 with batches of 8 in random order (padding to the longest of a random
-batch), the *optimised* one runs bf16 autocast with length-grouped batches (the Trainer's
-``group_by_length``: random mega-batches sorted by length, so each batch pads little), its frozen base
+batch), the *optimised* one runs what ``lsfa train`` does by default: the same random batches, packed into
+shared rows so no compute goes to padding (:mod:`lsfa.train.collate`), bf16 autocast with the frozen base
 weights stored in bf16 once instead of cast by autocast at every step (bit-identical), and the math
-attention kernel for short rows on CPU (:mod:`lsfa.train.kernels`), as ``lsfa train`` does. Throughput counts
+attention kernel for short rows on CPU (:mod:`lsfa.train.kernels`). Length-grouped batches (the Trainer's
+``group_by_length``) are available as ``order="grouped"``. Throughput counts
 real (non-padding) sub-tokens, so padding is not credited as work.
 """
 
@@ -37,6 +38,7 @@ class TrainVariant:
     batch_size: int
     cast_frozen: bool = False  # store frozen base weights in bf16 once (see cast_frozen_linear_weights)
     attention_kernel: str = "default"  # "auto": math attention for short rows on CPU (lsfa.train.kernels)
+    collator: Any = None  # a lsfa.train.collate.PackingCollator packs each batch's rows; None pads them
     model: Any = None
     optimizer: Any = None
     batches: list[list[int]] = field(default_factory=list)
@@ -54,6 +56,7 @@ class TrainVariant:
             "name": self.name,
             "precision": self.precision,
             "batch_order": "random" if self.order == "random" else "length-grouped",
+            "batching": f"packed rows of <= {self.collator.pack_tokens} sub-tokens" if self.collator else "padded",
             "batch_size": self.batch_size,
             "frozen_weights": "bf16, cast once" if self.cast_frozen else "fp32",
             "attention_kernel": self.attention_kernel,
@@ -134,7 +137,11 @@ def train_step(variant: TrainVariant, rows: Sequence[Example], pad_id: int, devi
     selected = [rows[k] for k in batch]
     synchronize(device)
     start = time.perf_counter()
-    inputs = collate(selected, pad_id, device)
+    if variant.collator is None:
+        inputs = collate(selected, pad_id, device)
+    else:
+        features = [{"input_ids": row.input_ids, "labels": row.labels} for row in selected]
+        inputs = {key: value.to(device) for key, value in variant.collator(features).items()}
     width = inputs["input_ids"].shape[-1]
     with training_attention_context(width, device, variant.attention_kernel):
         with autocast_context(device, variant.precision):
@@ -145,8 +152,8 @@ def train_step(variant: TrainVariant, rows: Sequence[Example], pad_id: int, devi
     value = loss.item()  # also waits for the GPU
     variant.seconds += time.perf_counter() - start
     variant.steps += 1
-    variant.tokens += int(inputs["attention_mask"].sum())
-    variant.padded_tokens += inputs["attention_mask"].numel()
+    variant.tokens += sum(len(row.input_ids) for row in selected)
+    variant.padded_tokens += inputs["input_ids"].numel()
     variant.losses.append(value)
 
 

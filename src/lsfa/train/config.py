@@ -56,7 +56,8 @@ class TrainConfig(BaseModel):
     label_all_subtokens: bool = False
     context: Literal["sentence", "document"] = "sentence"
     precision: Literal["bf16", "fp32", "auto"] = "auto"
-    group_by_length: bool = True
+    group_by_length: bool = Field(False, description="length-grouped batches (the Trainer's group_by_length)")
+    pack: bool = Field(True, description="pack each batch's rows into shared rows: no compute on padding")
     attention_kernel: Literal["auto", "default"] = Field(
         "auto", description="auto: math attention for short rows on CPU (faster); default: PyTorch's choice"
     )

@@ -240,12 +240,24 @@ def ner_trainer_class(attention_kernel: str = "default"):
     from lsfa.train.kernels import training_attention_context
 
     class NerTrainer(Trainer):
-        def __init__(self, *args, **kwargs):
+        def __init__(self, *args, train_collator=None, **kwargs):
             super().__init__(*args, **kwargs)
+            self.train_collator = train_collator
             # Token classifiers take **kwargs but ignore num_items_in_batch, so the stock Trainer would
             # neither divide the loss by gradient_accumulation nor undo its x world_size scaling under
             # DDP: gradients 2-8x too large. Mean loss per micro-batch, divided as usual, is correct.
             self.model_accepts_loss_kwargs = False
+
+        def get_train_dataloader(self):
+            """Training batches through ``train_collator`` (packing); evaluation keeps the padding collator,
+            whose rows map back to words by position."""
+            if self.train_collator is None:
+                return super().get_train_dataloader()
+            evaluation_collator, self.data_collator = self.data_collator, self.train_collator
+            try:
+                return super().get_train_dataloader()
+            finally:
+                self.data_collator = evaluation_collator
 
         def training_step(self, model, inputs, *args, **kwargs):
             width = inputs["input_ids"].shape[-1]
@@ -329,6 +341,7 @@ def train(config: TrainConfig, resume: bool = False, log=print) -> dict[str, Any
 
     from lsfa.infer.optimise import cast_frozen_linear_weights
     from lsfa.infer.predictor import resolve_precision
+    from lsfa.train.collate import packing_collator
 
     started = time.perf_counter()
     machine = machine_info()  # before training: the commit that ran, not the one checked out at the end
@@ -351,6 +364,13 @@ def train(config: TrainConfig, resume: bool = False, log=print) -> dict[str, Any
     args = training_arguments(config, precision, run_dir)
     if args.process_index == 0:
         (run_dir / "config.yaml").write_text(dump_config(config))
+    train_collator, batching = None, "padded rows"
+    if config.pack:
+        lengths = [len(row.input_ids) for row in train_rows.examples]
+        train_collator, batching = packing_collator(model, tokenizer.pad_token_id, lengths)
+        if train_collator is None:
+            log(f"note: training batches are padded, not packed: {batching}")
+            batching = "padded rows"
     timer = EpochTimer()
     callbacks = [timer.callback]
     if config.early_stopping_patience:
@@ -367,6 +387,7 @@ def train(config: TrainConfig, resume: bool = False, log=print) -> dict[str, Any
         compute_metrics=make_compute_metrics(dev_rows, dev_sentences, labels),
         preprocess_logits_for_metrics=argmax_logits,
         callbacks=callbacks,
+        train_collator=train_collator,
     )
     checkpoint = last_complete_checkpoint(run_dir) if resume else None
     if resume:
@@ -381,7 +402,7 @@ def train(config: TrainConfig, resume: bool = False, log=print) -> dict[str, Any
                    {"train_seconds": train_seconds, "wall_start": started, "epochs": timer.epochs,
                     "global_step": output.global_step, "train_tokens": train_rows.n_subtokens,
                     "ranks": final_fingerprint, "best_checkpoint": trainer.state.best_model_checkpoint,
-                    "machine": machine},
+                    "machine": machine, "batching": batching},
                    log)  # fmt: skip
 
 
@@ -491,4 +512,5 @@ def _timing(facts: dict[str, Any], config: TrainConfig) -> dict[str, Any]:
         "wall_seconds": time.perf_counter() - facts["wall_start"],
         "peak_memory_mb": peak_memory_mb(),
         "ranks": facts["ranks"],
+        "train_batching": facts.get("batching"),
     }
