@@ -403,3 +403,13 @@ def test_targets_are_checked_against_the_figures():
     assert checked["training_speedup"]["met"] is True
     assert checked["mfu"]["met"] is False
     assert targets({})["inference_speedup"]["met"] is None
+
+
+def test_balanced_packs_keep_every_row_and_even_out_the_loads():
+    lengths = [30, 25, 22, 20, 18, 12, 9, 4]  # 140 tokens: two packs of 70 against first-fit's 96 + 44
+    packs = packing.balanced_packs(lengths, 96)
+    assert sorted(k for pack in packs for k in pack) == list(range(len(lengths)))
+    loads = sorted(sum(lengths[k] for k in pack) for pack in packs)
+    assert len(packs) == 2 and loads[-1] - loads[0] <= max(lengths)
+    assert max(loads) < max(sum(lengths[k] for k in pack) for pack in packing.plan_packs(lengths, 96))
+    assert packing.balanced_packs([], 96) == [] and packing.balanced_packs([500], 96) == [[0]]

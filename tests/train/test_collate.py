@@ -50,7 +50,7 @@ def test_labels_land_on_their_tokens_and_none_is_lost():
     features = _features()
     batch = PackingCollator(pad_id=0, pack_tokens=16)(features)
     assert batch["input_ids"].shape[0] < len(features)  # several rows share a model row
-    assert batch["input_ids"].shape[1] <= 16 or batch["input_ids"].shape[0] == 1
+    assert batch["input_ids"].shape[1] < 16 + max(len(f["input_ids"]) for f in features)
     pairs = sorted(
         (token, label)
         for row_ids, row_labels in zip(batch["input_ids"].tolist(), batch["labels"].tolist(), strict=True)

@@ -4,7 +4,8 @@ Why not length-grouped batches (the Trainer's ``group_by_length``), the usual cu
 changes *which* sentences train together, and on the short runs of docs/results/performance.md it cost dev F1
 (smollm2-135m LS-FA LoRA, 1,000 CoNLL-2003 sentences: 0.566 grouped against 0.595 with random batches, same
 seed and bf16). Packing keeps the random batches of the reference recipe and removes the padding instead:
-the rows of one batch are packed first-fit into model rows of at most ``pack_tokens`` sub-tokens, each
+the rows of one batch are spread over as few model rows as ``pack_tokens`` allows, balanced so the batch's
+padding (to its longest row) stays small (:func:`lsfa.infer.packing.balanced_packs`), each
 sentence in its own block of a block-diagonal mask (bidirectional, or lower-triangular for causal models)
 with positions restarting at 0 (:func:`lsfa.infer.packing.build_inputs`). Each sentence is then computed as
 if alone, and the loss (the mean over labelled sub-tokens of the batch) is the one of the padded batch.
@@ -32,7 +33,7 @@ class PackingCollator:
 
     def __call__(self, features: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         lengths = [len(feature["input_ids"]) for feature in features]
-        packs = packing.plan_packs(lengths, self.pack_tokens)
+        packs = packing.balanced_packs(lengths, self.pack_tokens)
         rows = [[features[k]["input_ids"] for k in pack] for pack in packs]
         inputs, offsets = packing.build_inputs(rows, self.pad_id, torch.device("cpu"), self.causal)
         labels = torch.full(inputs["input_ids"].shape, IGNORE_INDEX, dtype=torch.long)
