@@ -49,6 +49,11 @@ def _num(value: Any, digits: int = 1, suffix: str = "") -> str:
     return f"{value:,}{suffix}"
 
 
+def _batches(row: dict[str, Any]) -> str:
+    """A training recipe's batch plan: size, order and whether rows are padded or packed."""
+    return f"{row['batch_size']}, {row['batch_order']}, {row.get('batching', 'padded')}"
+
+
 def render_bench(result: dict[str, Any]):
     """Rich tables: machine, inference, latency, ablation, comparison, training and targets."""
     from rich.console import Group
@@ -138,7 +143,7 @@ def render_bench(result: dict[str, Any]):
             train.add_column(column)
         for key in ("reference", "optimised"):
             row = training[key]
-            train.add_row(key, row["precision"], f"{row['batch_size']}, {row['batch_order']}, {row.get('batching', 'padded')}", str(row["steps"]),
+            train.add_row(key, row["precision"], _batches(row), str(row["steps"]),
                           _num(row["tokens_per_second"], 0), _num(row["seconds_per_step"], 2),
                           _num(100 * (row["padding_share"] or 0), 0, "%"),
                           _num((row.get("memory") or {}).get("peak_mb"), 0))  # fmt: skip
@@ -236,7 +241,7 @@ def render_markdown(result: dict[str, Any], command: str | None = None) -> str:
     if "skipped" in training:
         out.append(f"skipped: {training['skipped']}")
     else:
-        rows = [[key, row["precision"], f"{row['batch_size']}, {row['batch_order']}, {row.get('batching', 'padded')}", str(row["steps"]),
+        rows = [[key, row["precision"], _batches(row), str(row["steps"]),
                  _num(row["tokens_per_second"], 0), _num(100 * (row["padding_share"] or 0), 0, "%"),
                  _num((row.get("memory") or {}).get("peak_mb"), 0)]
                 for key, row in ((k, training[k]) for k in ("reference", "optimised"))]  # fmt: skip
