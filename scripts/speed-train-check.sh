@@ -19,10 +19,10 @@ run_one() {
   local recipe=$1 seed=$2 out=$root/$1/seed$2
   [ -f "$out/metrics.json" ] && return 0
   case $recipe in
-    reference) flags=(--precision fp32 --no-group-by-length --no-pack --attention-kernel default) ;;
-    bf16) flags=(--precision bf16 --no-group-by-length --no-pack --attention-kernel default) ;;
-    grouped) flags=(--precision bf16 --group-by-length --no-pack --attention-kernel default) ;;
-    optimised) flags=(--precision bf16 --no-group-by-length --pack --attention-kernel auto) ;;
+    reference) flags=(--precision fp32 --no-group-by-length --no-pack --kernels default) ;;
+    bf16) flags=(--precision bf16 --no-group-by-length --no-pack --kernels default) ;;
+    grouped) flags=(--precision bf16 --group-by-length --no-pack --kernels default) ;;
+    optimised) flags=(--precision bf16 --no-group-by-length --pack --kernels fast) ;;
   esac
   mkdir -p "$out"
   lsfa train -c "$config" "${flags[@]}" --seed "$seed" --output-dir "$out" >"$out.log" 2>&1

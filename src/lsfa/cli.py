@@ -383,7 +383,7 @@ def bench_command(
     markdown_out: str | None = typer.Option(None, "--markdown", help="Also write a Markdown report to this file."),
     compare: bool = typer.Option(False, "--compare", help="Also time an encoder tagger and spaCy (if installed)."),
     sentences: int | None = typer.Option(None, "--sentences", help="Use only the first N sentences."),
-    train_steps: int = typer.Option(12, "--train-steps", help="Timed training steps per recipe (0: skip)."),
+    train_steps: int = typer.Option(24, "--train-steps", help="Timed training steps per recipe (0: skip)."),
     latency_sentences: int = typer.Option(100, "--latency-sentences", help="Sentences timed one by one."),
     rounds: int = typer.Option(4, "--rounds", help="Interleaved rounds (chunks) per measurement."),
     encoder_dir: str | None = typer.Option(None, "--encoder-dir", help="Trained encoder tagger for --compare."),

@@ -110,7 +110,7 @@ def test_bench_json_has_every_figure(workspace, tmp_path):
         assert inference["optimised"]["precision"] == "bf16-full"
         assert names.index("+ bf16 weights cached") < names.index("+ every weight in bf16 (bf16-full)")
         assert training["optimised"]["precision"] == "bf16"  # training keeps fp32 master weights
-        assert training["optimised"]["attention_kernel"] == "auto"
+        assert training["optimised"]["kernels"] == "fast"
     pack_tokens = result["options"]["pack_tokens"]  # auto_pack_tokens of the benchmark rows
     assert pack_tokens % 32 == 0 and 64 <= pack_tokens <= 256
     assert f"+ packing ({pack_tokens})" in names

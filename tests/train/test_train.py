@@ -363,10 +363,10 @@ def test_bf16_lora_run_casts_frozen_weights_and_its_saved_model_predicts_the_sam
     widths: list[int] = []
     original = lsfa.train.kernels.training_attention_context
 
-    def recording(width, device, kernel="auto"):
+    def recording(width, device, kernels="fast"):
         widths.append(width)
-        assert kernel == "auto"
-        return original(width, device, kernel)
+        assert kernels == "fast"
+        return original(width, device, kernels)
 
     cast_layers: list[int] = []
     original_cast = lsfa.infer.optimise.cast_frozen_linear_weights

@@ -48,7 +48,7 @@ class BenchOptions:
     sentences: int | None = None
     latency_sentences: int = 100
     rounds: int = 4
-    train_steps: int = 12
+    train_steps: int = 24
     train_batch_size: int = 8
     reference_batch_size: int = 8
     max_batch_tokens: int = 4096
@@ -460,7 +460,7 @@ def _training(options, meta, sentences, tokenizer, device, precision, log) -> di
             "random",
             options.train_batch_size,
             cast_frozen=precision == "bf16",
-            attention_kernel="auto",
+            kernels="fast",
         ),
     ]
     log(f"training: {options.train_steps} steps per recipe on fresh LoRA models of {meta.base_model} ...")

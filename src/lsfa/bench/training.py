@@ -5,9 +5,10 @@ on every linear projection as in the paper) with AdamW on the same sentences; th
 issue names: the *reference* runs fp32 with batches of 8 in random order (padding to the longest of a random
 batch), the *optimised* one runs what ``lsfa train`` does by default: the same random batches, packed into
 shared rows so no compute goes to padding (:mod:`lsfa.train.collate`), bf16 autocast with the frozen base
-weights stored in bf16 once instead of cast by autocast at every step (bit-identical), and the math
-attention kernel for short rows on CPU (:mod:`lsfa.train.kernels`). Length-grouped batches (the Trainer's
-``group_by_length``) are available as ``order="grouped"``. Throughput counts
+weights stored in bf16 once instead of cast by autocast at every step (bit-identical), the math
+attention kernel for short rows, a cheaper LoRA dropout mask on CPU (:mod:`lsfa.train.kernels`) and the
+fused AdamW kernel.
+Length-grouped batches (the Trainer's ``group_by_length``) are available as ``order="grouped"``. Throughput counts
 real (non-padding) sub-tokens, so padding is not credited as work.
 """
 
@@ -25,7 +26,7 @@ from lsfa.bench.system import PeakMemory, synchronize
 from lsfa.data.align import IGNORE_INDEX
 from lsfa.data.encode import Example
 from lsfa.infer.predictor import autocast_context
-from lsfa.train.kernels import training_attention_context
+from lsfa.train.kernels import training_attention_context, use_fast_lora_dropout
 
 
 @dataclass
@@ -37,7 +38,7 @@ class TrainVariant:
     order: str  # "random" or "grouped"
     batch_size: int
     cast_frozen: bool = False  # store frozen base weights in bf16 once (see cast_frozen_linear_weights)
-    attention_kernel: str = "default"  # "auto": math attention for short rows on CPU (lsfa.train.kernels)
+    kernels: str = "default"  # "fast": math attention for short rows, cheaper LoRA dropout (lsfa.train.kernels)
     collator: Any = None  # a lsfa.train.collate.PackingCollator packs each batch's rows; None pads them
     model: Any = None
     optimizer: Any = None
@@ -59,7 +60,7 @@ class TrainVariant:
             "batching": f"packed rows of <= {self.collator.pack_tokens} sub-tokens" if self.collator else "padded",
             "batch_size": self.batch_size,
             "frozen_weights": "bf16, cast once" if self.cast_frozen else "fp32",
-            "attention_kernel": self.attention_kernel,
+            "kernels": self.kernels,
             "steps": self.steps,
             "tokens": self.tokens,
             "padded_tokens": self.padded_tokens,
@@ -143,7 +144,7 @@ def train_step(variant: TrainVariant, rows: Sequence[Example], pad_id: int, devi
         features = [{"input_ids": row.input_ids, "labels": row.labels} for row in selected]
         inputs = {key: value.to(device) for key, value in variant.collator(features).items()}
     width = inputs["input_ids"].shape[-1]
-    with training_attention_context(width, device, variant.attention_kernel):
+    with training_attention_context(width, device, variant.kernels):
         with autocast_context(device, variant.precision):
             loss = variant.model(**inputs).loss
         loss.backward()
@@ -163,9 +164,12 @@ def prepare_variant(variant: TrainVariant, model, lengths: Sequence[int], seed: 
         from lsfa.infer.optimise import cast_frozen_linear_weights
 
         cast_frozen_linear_weights(model, torch.bfloat16)
+    if variant.kernels == "fast" and next(model.parameters()).device.type == "cpu":
+        use_fast_lora_dropout(model)
     variant.model = model
     trainable = [p for p in model.parameters() if p.requires_grad]
-    variant.optimizer = torch.optim.AdamW(trainable, lr=learning_rate, weight_decay=0.001)
+    fused = variant.kernels == "fast"  # as lsfa train's optim="adamw_torch_fused"
+    variant.optimizer = torch.optim.AdamW(trainable, lr=learning_rate, weight_decay=0.001, fused=fused)
     rng = random.Random(seed)
     make = random_batches if variant.order == "random" else length_grouped_batches
     variant.batches = make(lengths, variant.batch_size, rng)

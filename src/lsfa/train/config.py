@@ -58,8 +58,8 @@ class TrainConfig(BaseModel):
     precision: Literal["bf16", "fp32", "auto"] = "auto"
     group_by_length: bool = Field(False, description="length-grouped batches (the Trainer's group_by_length)")
     pack: bool = Field(True, description="pack each batch's rows into shared rows: no compute on padding")
-    attention_kernel: Literal["auto", "default"] = Field(
-        "auto", description="auto: math attention for short rows on CPU (faster); default: PyTorch's choice"
+    kernels: Literal["fast", "default"] = Field(
+        "fast", description="fast: fused AdamW; on CPU also math attention for short rows, cheaper LoRA dropout"
     )
     early_stopping_patience: int | None = Field(2, description="epochs without dev F1 gain before stopping")
     seed: int = 42

@@ -226,12 +226,12 @@ class KillSwitch:
         self.callback = _Callback()
 
 
-def ner_trainer_class(attention_kernel: str = "default"):
+def ner_trainer_class(kernels: str = "default"):
     """The Trainer with evaluation kept in dataset order and the attention kernel chosen per step.
 
     With ``group_by_length`` the stock Trainer also shuffles evaluation batches by length, but our
     metric maps prediction rows back to words by position. Our dev rows are already sorted by length,
-    so sequential order loses nothing. ``attention_kernel`` is the config key of that name
+    so sequential order loses nothing. ``kernels`` is the config key of that name
     (:func:`lsfa.train.kernels.training_attention_context`).
     """
     from torch.utils.data import SequentialSampler
@@ -261,7 +261,7 @@ def ner_trainer_class(attention_kernel: str = "default"):
 
         def training_step(self, model, inputs, *args, **kwargs):
             width = inputs["input_ids"].shape[-1]
-            with training_attention_context(width, self.args.device, attention_kernel):
+            with training_attention_context(width, self.args.device, kernels):
                 return super().training_step(model, inputs, *args, **kwargs)
 
         def _get_eval_sampler(self, eval_dataset):
@@ -328,6 +328,9 @@ def training_arguments(config: TrainConfig, precision: str, run_dir: Path, **ove
         seed=config.seed,
         data_seed=config.seed,
         report_to=[],
+        # One fused kernel for all parameters instead of a few ops per tensor: 5 ms instead of 17 ms per step
+        # for smollm2-135m's 420 LoRA matrices on the 2-core CPU; the same update up to summation order.
+        optim="adamw_torch_fused" if config.kernels == "fast" else "adamw_torch",
         dataloader_num_workers=0,
         ddp_find_unused_parameters=False,
     )
@@ -342,6 +345,7 @@ def train(config: TrainConfig, resume: bool = False, log=print) -> dict[str, Any
     from lsfa.infer.optimise import cast_frozen_linear_weights
     from lsfa.infer.predictor import resolve_precision
     from lsfa.train.collate import packing_collator
+    from lsfa.train.kernels import use_fast_lora_dropout
 
     started = time.perf_counter()
     machine = machine_info()  # before training: the commit that ran, not the one checked out at the end
@@ -359,6 +363,8 @@ def train(config: TrainConfig, resume: bool = False, log=print) -> dict[str, Any
         # Bit-identical to autocast's per-step casts (see cast_frozen_linear_weights); only the adapter
         # and the head are saved, so the rounded base weights never reach a file. A merged save needs them fp32.
         cast_frozen_linear_weights(model, torch.bfloat16)
+    if config.kernels == "fast" and not torch.cuda.is_available():
+        use_fast_lora_dropout(model)
     train_rows = encode_split(tokenizer, train_sentences, labels, config, train=True)
     dev_rows = sort_rows_by_length(encode_split(tokenizer, dev_sentences, labels, config, train=False))
     args = training_arguments(config, precision, run_dir)
@@ -377,7 +383,7 @@ def train(config: TrainConfig, resume: bool = False, log=print) -> dict[str, Any
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
     if os.environ.get("LSFA_KILL_AT_STEP"):
         callbacks.append(KillSwitch(int(os.environ["LSFA_KILL_AT_STEP"])).callback)
-    trainer = ner_trainer_class(config.attention_kernel)(
+    trainer = ner_trainer_class(config.kernels)(
         model=model,
         args=args,
         train_dataset=RowDataset(train_rows),
