@@ -6,8 +6,10 @@
 #   reference  fp32, random batches, padded                 (the paper's recipe)
 #   bf16       bf16 autocast, random batches, padded         (precision change only)
 #   grouped    bf16 autocast, length-grouped batches, padded (the Trainer's group_by_length)
-#   optimised  bf16 autocast, random batches packed into shared rows, math attention for short rows
-#              (what `lsfa train` does by default)
+#   optimised  bf16 autocast, random batches packed into shared rows, kernels: fast (math attention for
+#              short rows, cheaper LoRA dropout mask, fused AdamW): what `lsfa train` does by default
+# (Runs of this script at commits de915b3-4b3b3d2 called "optimised" the packed recipe with math attention
+# only; docs/results/performance.md reports them as packed-math.)
 #   scripts/speed-train-check.sh run [SEED ...]   # default seeds 42 43 44; finished runs are skipped
 #   RECIPES="reference" scripts/speed-train-check.sh run 43   # only some recipes
 #   scripts/speed-train-check.sh summary OUT.json # dev F1 per recipe and seed, means, s/epoch
