@@ -11,8 +11,8 @@ which :func:`lsfa.infer.predictor.predict_encoded` checks.
 stream, the norms' outputs and the activations are bf16 as well: no fp32 activations to cast before each
 matrix product, half the memory traffic in the element-wise work. It is what loading an LLM with
 ``torch_dtype=bfloat16`` gives; it is not bit-identical to autocast (the residual sums are rounded to bf16).
-On smollm2-135m LS-FA it ran 1.15x faster than ``bf16`` and scored 88.72 test F1 on CoNLL-2003 against
-88.60 (autocast) and 88.64 (fp32); docs/results/performance.md holds the bench run.
+On smollm2-135m LS-FA it ran 1.04x faster than ``bf16`` in the bench's ablation and scored 88.72 test F1 on
+CoNLL-2003 against 88.64 (fp32) and 88.59 (autocast, previous run); docs/results/performance.md has both.
 """
 
 from __future__ import annotations

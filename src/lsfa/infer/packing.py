@@ -81,8 +81,9 @@ def auto_pack_tokens(lengths: Sequence[int], minimum: int = 64, maximum: int = 2
 
     Why not simply long packs: every token of a packed row computes attention scores against the whole
     row (the block-diagonal mask only zeroes them), so attention work per token grows with the pack
-    length. With 256-token packs of CoNLL-2003 sentences (22 sub-tokens on average) attention took 24% of
-    the forward time; 64-96-token packs still hold several sentences each and cut that in half. A pack
+    length. With 256-token packs of CoNLL-2003 sentences (22 sub-tokens on average) attention took 22% of
+    the forward time, with 64-token packs 14%, and 64-token packs still hold several sentences each: 1.14x
+    faster (docs/results/speed-checks/). A pack
     only sets an upper bound: batches are padded to their longest pack, not to this length.
     """
     if not lengths:
@@ -118,7 +119,7 @@ def balanced_packs(lengths: Sequence[int], pack_tokens: int) -> list[list[int]]:
     """All rows in as few packs as ``pack_tokens`` allows on average, balanced so the longest pack is short.
 
     For one training batch, which is padded to its longest pack: first-fit leaves a small last pack beside
-    full ones (28% padding measured on CoNLL-2003 batches of 8), while placing each row, longest first, into
+    full ones, while placing each row, longest first, into
     the pack with the least tokens so far (LPT scheduling) evens them out. A pack can exceed
     ``pack_tokens`` by less than one row.
     """

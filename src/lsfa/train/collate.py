@@ -2,13 +2,13 @@
 
 Why not length-grouped batches (the Trainer's ``group_by_length``), the usual cure for padding: grouping
 changes *which* sentences train together, and on the short runs of docs/results/performance.md it cost dev F1
-(smollm2-135m LS-FA LoRA, 1,000 CoNLL-2003 sentences: 0.566 grouped against 0.595 with random batches, same
-seed and bf16). Packing keeps the random batches of the reference recipe and removes the padding instead:
-the rows of one batch are spread over as few model rows as ``pack_tokens`` allows, balanced so the batch's
-padding (to its longest row) stays small (:func:`lsfa.infer.packing.balanced_packs`), each
-sentence in its own block of a block-diagonal mask (bidirectional, or lower-triangular for causal models)
-with positions restarting at 0 (:func:`lsfa.infer.packing.build_inputs`). Each sentence is then computed as
-if alone, and the loss (the mean over labelled sub-tokens of the batch) is the one of the padded batch.
+(smollm2-135m LS-FA LoRA, 1,000 CoNLL-2003 sentences, bf16: mean dev F1 0.590 over three seeds grouped, 0.622
+over five seeds with random batches). Packing keeps the random batches of the reference recipe and removes the
+padding instead: the rows of one batch are spread over as few model rows as ``pack_tokens`` allows, balanced
+so the batch's padding (to its longest row) stays small (:func:`lsfa.infer.packing.balanced_packs`), each
+sentence in its own block of a block-diagonal mask (bidirectional, or lower-triangular for causal models) with
+positions restarting at 0 (:func:`lsfa.infer.packing.build_inputs`). Each sentence is then computed as if
+alone, and the loss (the mean over labelled sub-tokens of the batch) is the one of the padded batch.
 """
 
 from __future__ import annotations

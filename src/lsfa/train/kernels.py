@@ -5,11 +5,12 @@
 Why: PyTorch's fused CPU attention (``_scaled_dot_product_flash_attention_for_cpu``) is built for long
 sequences. NER training rows are short (CoNLL-2003 sentences average 22 sub-tokens), and there its backward
 pass costs about eight times its forward: profiling `lsfa bench`'s LoRA training step put 18% of the step in
-it. The math kernel (two batched matrix products and a softmax, computed in fp32 for bf16 inputs) is 2-3.6x
-faster forward plus backward on rows up to about 100 sub-tokens and slower from about 200 on (measured on
-the 2-core developers' machine, 8 rows, smollm2-135m's 9 query and 3 key/value heads of 64 dims; see
-docs/results/performance.md). Both compute exact attention, so only the floating-point summation order
-changes. Inference keeps the fused kernel, which is the faster one there.
+it. The math kernel (two batched matrix products and a softmax, computed in fp32 for bf16 inputs) is 1.4-3.5x
+faster forward plus backward on rows up to 128 sub-tokens and slower from about 192 on (measured on the 2-core
+developers' machine, 8 rows, smollm2-135m's 9 query and 3 key/value heads of 64 dims:
+scripts/speed-checks/kernels_micro.py, docs/results/speed-checks/kernels-micro.txt). Both compute exact
+attention, so only the floating-point summation order changes. Inference keeps the fused kernel, which is
+the faster one there.
 """
 
 from __future__ import annotations
