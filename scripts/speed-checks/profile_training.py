@@ -10,27 +10,14 @@ import sys
 
 import torch
 from torch.profiler import ProfilerActivity, profile
+from training_rows import training_rows
 
 from lsfa.bench.training import TrainVariant, fresh_lora_model, prepare_variant, train_step
-from lsfa.data.corpora import load_split
-from lsfa.data.encode import encode_sentences
-from lsfa.models.saving import load_tagger
 from lsfa.train.collate import packing_collator
-from lsfa.train.runner import inside_map
 
 threads, kernels, order = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 torch.set_num_threads(threads)
-sentences = load_split("conll2003", "test").sentences[:800]
-_, tokenizer, meta = load_tagger("runs/conll2003-lsfa-lora/model", merge=False)
-label2id = {label: k for k, label in enumerate(meta.labels)}
-encoded = encode_sentences(
-    tokenizer,
-    [s.tokens for s in sentences],
-    [[label2id[t] for t in s.tags] for s in sentences],
-    max_length=512,
-    inside_of=inside_map(meta.labels),
-)
-rows = encoded.examples
+rows, tokenizer, meta = training_rows(800)
 lengths = [len(row.input_ids) for row in rows]
 cpu = torch.device("cpu")
 variant = TrainVariant(

@@ -9,26 +9,13 @@ smollm2-135m LoRA taggers, 4 rounds of 8 steps, first 800 CoNLL-2003 test senten
 import sys
 
 import torch
+from training_rows import training_rows
 
 from lsfa.bench.training import TrainVariant, fresh_lora_model, prepare_variant, train_step
-from lsfa.data.corpora import load_split
-from lsfa.data.encode import encode_sentences
-from lsfa.models.saving import load_tagger
 from lsfa.train.collate import packing_collator
-from lsfa.train.runner import inside_map
 
 torch.set_num_threads(int(sys.argv[1]))
-sentences = load_split("conll2003", "test").sentences[:800]
-_, tokenizer, meta = load_tagger("runs/conll2003-lsfa-lora/model", merge=False)
-label2id = {label: k for k, label in enumerate(meta.labels)}
-encoded = encode_sentences(
-    tokenizer,
-    [s.tokens for s in sentences],
-    [[label2id[t] for t in s.tags] for s in sentences],
-    max_length=512,
-    inside_of=inside_map(meta.labels),
-)
-rows = encoded.examples
+rows, tokenizer, meta = training_rows(800)
 lengths = [len(row.input_ids) for row in rows]
 cpu = torch.device("cpu")
 variants = [
