@@ -72,12 +72,13 @@ class BenchOptions:
             "--rounds": self.rounds,
             "--train-batch-size": self.train_batch_size,
             "--max-batch-tokens": self.max_batch_tokens,
-            "--pack-tokens": 1 if self.pack_tokens is None else self.pack_tokens,
             "--matmul-size": self.matmul_size,
         }
         for flag, value in positive.items():
             if value < 1:
                 raise LsfaError(f"{flag} must be at least 1, got {value}")
+        if self.pack_tokens is not None and self.pack_tokens < 1:
+            raise LsfaError(f"--pack-tokens must be at least 1, got {self.pack_tokens}")
         if self.sentences is not None and self.sentences < 1:
             raise LsfaError(f"--sentences must be at least 1, got {self.sentences}")
         if self.train_steps < 0 or self.ablation_sentences < 0:
