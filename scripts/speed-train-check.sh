@@ -13,8 +13,11 @@
 #   scripts/speed-train-check.sh run [SEED ...]   # default seeds 42 43 44; finished runs are skipped
 #   RECIPES="reference" scripts/speed-train-check.sh run 43   # only some recipes
 #   scripts/speed-train-check.sh summary OUT.json # dev F1 per recipe and seed, means, s/epoch
+#   TRAIN_LIMIT=2000 scripts/speed-train-check.sh run 42   # a longer short run (runs/speed/train-check-2000)
 set -eu
+limit=${TRAIN_LIMIT:-1000}
 root=runs/speed/train-check
+[ "$limit" = 1000 ] || root=runs/speed/train-check-$limit
 config=configs/speed-train-reference.yaml
 
 run_one() {
@@ -27,7 +30,7 @@ run_one() {
     optimised) flags=(--precision bf16 --no-group-by-length --pack --kernels fast) ;;
   esac
   mkdir -p "$out"
-  lsfa train -c "$config" "${flags[@]}" --seed "$seed" --output-dir "$out" >"$out.log" 2>&1
+  lsfa train -c "$config" "${flags[@]}" --train-limit "$limit" --seed "$seed" --output-dir "$out" >"$out.log" 2>&1
 }
 
 summary() {
