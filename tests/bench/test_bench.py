@@ -239,13 +239,18 @@ def test_packed_padding_rows_do_not_produce_nan(decoder_dir):
         assert torch.isfinite(model(**inputs).logits).all()
 
 
-def test_cached_bf16_weights_predict_like_autocast(decoder_dir):
-    """Storing linear weights in bf16 once is bit-identical to letting autocast cast them every call."""
+def _model_and_autocast_predictions(decoder_dir):
+    """A seeded tiny tagger, its tokenizer, the test sentences and their plain bf16-autocast predictions."""
     torch.manual_seed(3)
     model = build_token_classifier(decoder_dir, LABELS, "full").eval()
     tokenizer = load_tokenizer(decoder_dir)
     sentences = _sentences()
-    autocast = predict_words(model, tokenizer, sentences, precision="bf16")
+    return model, tokenizer, sentences, predict_words(model, tokenizer, sentences, precision="bf16")
+
+
+def test_cached_bf16_weights_predict_like_autocast(decoder_dir):
+    """Storing linear weights in bf16 once is bit-identical to letting autocast cast them every call."""
+    model, tokenizer, sentences, autocast = _model_and_autocast_predictions(decoder_dir)
     fast = optimise_for_inference(model, "bf16")
     cached = predict_words(fast, tokenizer, sentences, precision="bf16")
     assert cached.tags == autocast.tags and cached.scores == autocast.scores
@@ -257,11 +262,7 @@ def test_cached_bf16_weights_predict_like_autocast(decoder_dir):
 
 def test_bf16_full_stores_every_weight_in_bf16_and_predicts_close_to_autocast(decoder_dir):
     """bf16-full is not bit-identical to autocast (bf16 residual stream), but the tags barely move."""
-    torch.manual_seed(3)
-    model = build_token_classifier(decoder_dir, LABELS, "full").eval()
-    tokenizer = load_tokenizer(decoder_dir)
-    sentences = _sentences()
-    autocast = predict_words(model, tokenizer, sentences, precision="bf16")
+    model, tokenizer, sentences, autocast = _model_and_autocast_predictions(decoder_dir)
     from lsfa.errors import LsfaError
 
     with pytest.raises(LsfaError, match="needs the weights in bf16"):

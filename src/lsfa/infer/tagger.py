@@ -188,7 +188,7 @@ class Tagger:
         import torch
 
         from lsfa.infer.optimise import optimise_for_inference
-        from lsfa.infer.predictor import resolve_precision
+        from lsfa.infer.predictor import BF16_PRECISIONS, resolve_precision
         from lsfa.models.saving import load_tagger
 
         folder = resolve_tagger_folder(folder)
@@ -200,7 +200,7 @@ class Tagger:
         target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         model.to(target)
         resolved = resolve_precision(precision, target)
-        if merge and resolved in ("bf16", "bf16-full"):
+        if merge and resolved in BF16_PRECISIONS:
             model = optimise_for_inference(model, resolved)
         return cls(
             model,
