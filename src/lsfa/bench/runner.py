@@ -33,6 +33,7 @@ from lsfa.bench.system import (
 )
 from lsfa.errors import LsfaError
 from lsfa.infer.optimise import optimise_for_inference
+from lsfa.precision import PRECISIONS
 
 Log = Callable[[str], None]
 
@@ -87,8 +88,8 @@ class BenchOptions:
             raise LsfaError(f"--threads must be at least 1, got {self.threads}")
         if self.pack not in ("auto", "on", "off"):
             raise LsfaError(f"--pack must be auto, on or off, not {self.pack!r}")
-        if self.precision not in ("auto", "fp32", "bf16", "bf16-full"):
-            raise LsfaError(f"--precision must be auto, fp32, bf16 or bf16-full, not {self.precision!r}")
+        if self.precision not in PRECISIONS:
+            raise LsfaError(f"--precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
 
 
 def _stderr(message: str) -> None:

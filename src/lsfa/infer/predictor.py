@@ -21,9 +21,7 @@ from lsfa.data.encode import EncodedSet, Example, encode_sentences
 from lsfa.errors import LsfaError
 from lsfa.infer import packing
 from lsfa.infer.optimise import required_precision
-
-BF16_PRECISIONS = ("bf16", "bf16-full")
-"""Precisions that run under bf16 autocast: linear weights in bf16 (``bf16``) or every weight (``bf16-full``)."""
+from lsfa.precision import BF16_PRECISIONS, resolve_precision  # noqa: F401 (resolve_precision: re-exported)
 
 
 @dataclass
@@ -40,19 +38,6 @@ def autocast_context(device: torch.device, precision: str):
     if precision in BF16_PRECISIONS:
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
-
-
-def resolve_precision(precision: str, device: torch.device | None = None) -> str:
-    """``auto`` becomes ``bf16`` where the hardware has fast bf16 matmuls, ``fp32`` elsewhere."""
-    if precision != "auto":
-        return precision
-    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    try:
-        return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
-    except (AttributeError, RuntimeError):
-        return "fp32"
 
 
 def pad_batch(rows: Sequence[Example], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:

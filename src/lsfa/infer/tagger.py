@@ -28,15 +28,10 @@ from lsfa.errors import LsfaError
 from lsfa.infer.predictor import WordPredictions
 from lsfa.infer.text import Word, split_words
 from lsfa.models.saving import META_FILE, TaggerMeta
+from lsfa.precision import check_precision
 
-PRECISIONS = ("auto", "fp32", "bf16", "bf16-full")
 SPAN_SCHEME = "IOB2"
 SPAN_MODE = "conlleval"
-
-
-def _check_precision(precision: str) -> None:
-    if precision not in PRECISIONS:
-        raise LsfaError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
 
 
 @dataclass(frozen=True)
@@ -142,9 +137,9 @@ class Tagger:
         max_batch_tokens: int | None = None,
         pack: bool = False,
     ) -> None:
-        from lsfa.infer.predictor import resolve_precision
+        from lsfa.precision import resolve_precision
 
-        _check_precision(precision)
+        check_precision(precision)
         if batch_size < 1:
             raise LsfaError(f"batch size must be at least 1, got {batch_size}")
         self.model = model
@@ -188,11 +183,11 @@ class Tagger:
         import torch
 
         from lsfa.infer.optimise import optimise_for_inference
-        from lsfa.infer.predictor import BF16_PRECISIONS, resolve_precision
         from lsfa.models.saving import load_tagger
+        from lsfa.precision import BF16_PRECISIONS, resolve_precision
 
         folder = resolve_tagger_folder(folder)
-        _check_precision(precision)  # before the weights load, not after
+        check_precision(precision)  # before the weights load, not after
         if precision == "bf16-full" and not merge:
             raise LsfaError("precision bf16-full stores the merged weights in bf16: it cannot keep an adapter unmerged")
         with _quiet_loading():
