@@ -32,6 +32,7 @@ main: models
 	$(BIN)/lsfa compare -c configs/main.yaml
 
 test: models
+	$(BIN)/lsfa env
 	$(BIN)/ruff check src tests
 	$(BIN)/pytest -q
 

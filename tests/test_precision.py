@@ -23,7 +23,7 @@ def test_auto_picks_bf16_only_where_it_is_measured_faster(monkeypatch, speedup: 
 def test_explicit_precisions_are_kept_and_unknown_ones_named() -> None:
     for name in ("fp32", "bf16", "bf16-full"):
         assert precision.resolve_precision(name) == name
-    with pytest.raises(LsfaError, match="unknown precision 'fp16'.*auto, fp32, bf16, bf16-full"):
+    with pytest.raises(LsfaError, match=r"unknown precision 'fp16'.*auto, fp32, bf16, bf16-full"):
         precision.check_precision("fp16")
 
 

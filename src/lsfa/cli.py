@@ -549,6 +549,17 @@ def experiment_report(
         typer.echo(f"{name}: {path}")
 
 
+@app.command("env")
+def env(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of one line.")) -> None:
+    """The machine in one line: CPU model and speed flags, torch's CPU capability, and whether bf16 pays here."""
+    import json
+
+    from lsfa.machine import machine_line, machine_summary
+
+    summary = machine_summary()
+    typer.echo(json.dumps(summary, indent=2) if as_json else machine_line(summary))
+
+
 def main() -> None:
     """Entry point of the console script: run the app and turn user errors into one clean line."""
     try:

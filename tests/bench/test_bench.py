@@ -22,6 +22,7 @@ from lsfa.infer.predictor import predict_encoded, predict_words
 from lsfa.models.classifier import apply_lora, build_token_classifier, load_tokenizer
 from lsfa.models.saving import TaggerMeta, save_tagger
 from tests.tiny import CORPUS, tiny_decoder_dir, tiny_encoder_dir
+from tests.tolerances import assert_changed, assert_unchanged
 
 LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 NAMES = {"Peter": "PER", "Smith": "PER", "Paris": "LOC", "London": "LOC"}
@@ -143,7 +144,7 @@ def test_bench_bad_options_are_one_line_errors(workspace, tmp_path):
     assert outcome.exit_code != 0
     assert "--pack must be auto, on or off" in str(outcome.exception or outcome.output)
     outcome = CliRunner().invoke(app, _bench_args(workspace, tmp_path / "x.json", "--precision", "fp16"))
-    assert "--precision must be auto, fp32, bf16 or bf16-full" in str(outcome.exception or outcome.output)
+    assert "--precision must be one of auto, fp32, bf16, bf16-full" in str(outcome.exception or outcome.output)
     outcome = CliRunner().invoke(app, _bench_args(workspace, tmp_path / "x.json", "--pack-tokens", "0"))
     assert "--pack-tokens must be at least 1" in str(outcome.exception or outcome.output)
     outcome = CliRunner().invoke(app, ["bench", "--model-dir", str(tmp_path), "--corpus", "x"])
@@ -226,9 +227,9 @@ def test_packed_logits_match_each_sentence_alone_and_mask_matters(decoder_dir):
         packed = model(**inputs).logits[0]
         leaky = model(input_ids=inputs["input_ids"], position_ids=inputs["position_ids"]).logits[0]
     for ids, offset, logits in zip(rows, offsets[0], alone, strict=True):
-        torch.testing.assert_close(packed[offset : offset + len(ids)], logits, atol=1e-5, rtol=1e-5)
+        assert_unchanged(packed[offset : offset + len(ids)], logits, "a packed sentence")  # other shapes: noise only
     second = slice(offsets[0][1], offsets[0][1] + len(rows[1]))
-    assert not torch.allclose(leaky[second], alone[1], atol=1e-3)
+    assert_changed(leaky[second], alone[1], "a sentence that sees its pack neighbour")
 
 
 def test_packed_padding_rows_do_not_produce_nan(decoder_dir):
@@ -325,9 +326,11 @@ def test_frozen_bf16_weights_train_like_autocast(decoder_dir):
         loss.backward()
         losses.append(loss.item())
         grads.append([p.grad.clone() for p in candidate.parameters() if p.requires_grad])
-    assert losses[0] == losses[1]
+    # Autocast casts the fp32 weights to the same bf16 values that were stored: the same numbers go into the
+    # same kernels, so only reordering noise may differ (bf16 rounding itself is the same on both sides).
+    assert losses[0] == pytest.approx(losses[1], rel=1e-4)
     for ours, theirs in zip(*grads, strict=True):
-        torch.testing.assert_close(ours, theirs, atol=0, rtol=0)
+        assert_unchanged(ours, theirs, "a LoRA gradient")
     assert all(p.dtype == torch.float32 for p in cast.parameters() if p.requires_grad)
 
 

@@ -11,6 +11,7 @@ from lsfa.data.align import IGNORE_INDEX
 from lsfa.models.classifier import apply_lora, build_token_classifier, load_tokenizer
 from lsfa.train.collate import PackingCollator, packing_collator
 from tests.tiny import tiny_decoder_dir, tiny_encoder_dir
+from tests.tolerances import assert_unchanged
 
 LABELS = ["O", "B-PER", "I-PER", "B-LOC"]
 
@@ -82,9 +83,10 @@ def test_packed_batch_has_the_loss_and_gradients_of_the_padded_batch(decoder, at
         loss.backward()
         losses.append(loss.detach())
         grads.append([p.grad.clone() for p in model.parameters() if p.requires_grad])
-    torch.testing.assert_close(losses[0], losses[1], atol=1e-5, rtol=1e-5)
+    # Packed and padded rows run through other shapes: equal up to fp32 reordering noise (tests/tolerances.py).
+    assert_unchanged(losses[0], losses[1], "the loss")
     for padded, packed in zip(*grads, strict=True):
-        torch.testing.assert_close(padded, packed, atol=1e-5, rtol=1e-4)
+        assert_unchanged(padded, packed, "a gradient")
 
 
 def test_encoders_are_not_packed(tmp_path):

@@ -346,7 +346,37 @@ def resolve_model(name_or_path: str | Path, auto_fetch: bool = False) -> Path | 
         close = difflib.get_close_matches(text, CATALOGUE, n=1, cutoff=0.5)
         if close:
             raise LsfaError(f"unknown model '{text}'; did you mean the catalogue model '{close[0]}'?")
+    if hub_offline() and not in_hub_cache(text):
+        raise LsfaError(unknown_model_message(text))
     return text
+
+
+def unknown_model_message(name: str, reason: str = "") -> str:
+    """Why ``name`` cannot be loaded: not a catalogue name, not a folder, and hub ids need the network."""
+    offline = " (this process is offline: HF_HUB_OFFLINE is set)" if hub_offline() else ""
+    detail = f" [{reason}]" if reason else ""
+    return (
+        f"unknown model '{name}': not in lsfa's catalogue ({', '.join(CATALOGUE)}; see `lsfa models`) and "
+        f"not a local folder; a Hugging Face hub id needs network access{offline}{detail}"
+    )
+
+
+def hub_offline() -> bool:
+    """Whether transformers / huggingface_hub are told not to reach the hub."""
+    return any(os.environ.get(name, "").lower() in ("1", "true", "yes", "on") for name in OFFLINE_VARIABLES)
+
+
+OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+
+
+def in_hub_cache(repo_id: str) -> bool:
+    """Whether a hub model's config is already in the local hub cache (so offline loading can work)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except Exception:  # an id the hub library rejects (bad characters) is not cached either
+        return False
 
 
 def provision(entry: ModelEntry, force: bool = False, report: Reporter | None = None) -> Path:

@@ -11,7 +11,8 @@ such family at import would cost seconds).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -19,6 +20,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer, PretrainedConfig
 
 from lsfa.errors import LsfaError
+from lsfa.models.catalogue import unknown_model_message
 
 ENCODER_TYPES = {
     "bert", "roberta", "mpnet", "deberta", "deberta-v2", "distilbert", "electra", "xlm-roberta",
@@ -57,9 +59,22 @@ def ensure_token_classification_class(config: PretrainedConfig) -> None:
     AutoModelForTokenClassification.register(type(config), head_class, exist_ok=True)
 
 
+@contextlib.contextmanager
+def hub_errors(model_path: str | Path) -> Iterator[None]:
+    """Turn transformers' "couldn't connect to huggingface.co" for a hub id into one clear lsfa error."""
+    try:
+        yield
+    except OSError as error:
+        if isinstance(model_path, Path) or Path(str(model_path)).exists():
+            raise
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise LsfaError(unknown_model_message(str(model_path), first_line)) from error
+
+
 def load_tokenizer(model_path: str | Path):
     """A fast tokenizer with a pad token (decoders often lack one: their EOS pads, masked anyway)."""
-    tokenizer = AutoTokenizer.from_pretrained(str(model_path))
+    with hub_errors(model_path):
+        tokenizer = AutoTokenizer.from_pretrained(str(model_path))
     if not getattr(tokenizer, "is_fast", False):
         raise LsfaError(f"{model_path}: lsfa needs a fast tokenizer (character offsets) for alignment")
     if tokenizer.pad_token is None:
@@ -80,7 +95,8 @@ def build_token_classifier(
     ``attention`` is ``causal`` (LS-CA), ``full`` (LS-FA) or a layer pattern (see
     :func:`lsfa.models.attention.parse_attention`); encoders ignore it (they are bidirectional).
     """
-    config = AutoConfig.from_pretrained(str(model_path))
+    with hub_errors(model_path):
+        config = AutoConfig.from_pretrained(str(model_path))
     ensure_token_classification_class(config)
     if is_encoder(config):
         # Encoders are bidirectional already; some (MPNet) have no SDPA path, so let transformers choose.

@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from lsfa.errors import LsfaError
+from lsfa.yaml_files import read_yaml_mapping
 
 
 class LoraOptions(BaseModel):
@@ -152,14 +153,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     data: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
-        if not path.is_file():
-            raise LsfaError(f"{path}: config file not found")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as error:
-            raise LsfaError(f"{path}: not valid YAML: {error}") from error
-        if not isinstance(data, dict):
-            raise LsfaError(f"{path}: a training config must be a mapping of keys to values")
+        data = read_yaml_mapping(path, "config file")
     merged = _deep_merge(data, overrides or {})
     try:
         return TrainConfig.model_validate(merged)

@@ -47,6 +47,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lsfa.errors import LsfaError
 from lsfa.train.config import TrainConfig, load_config
+from lsfa.yaml_files import read_yaml_mapping
 
 CELL_FILE = "cell.json"
 LOCK_FILE = "running.lock"
@@ -192,14 +193,7 @@ class GridOutcome:
 def load_grid(path: str | Path, output_dir: str | None = None) -> GridSpec:
     """Read and validate a grid YAML; every cell's config is checked before anything is trained."""
     path = Path(path)
-    if not path.is_file():
-        raise LsfaError(f"{path}: grid file not found")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise LsfaError(f"{path}: not valid YAML: {error}") from error
-    if not isinstance(data, dict):
-        raise LsfaError(f"{path}: a grid file must be a mapping (base config keys plus models, attention, ...)")
+    data = read_yaml_mapping(path, "grid file")
     spec = parse_grid(data, source=str(path), default_name=path.stem)
     if output_dir is not None:
         spec = spec.model_copy(update={"output_dir": output_dir})

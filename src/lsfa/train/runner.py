@@ -27,6 +27,7 @@ from lsfa.data.align import IGNORE_INDEX
 from lsfa.data.encode import EncodedSet, encode_sentences
 from lsfa.data.types import Sentence
 from lsfa.errors import LsfaError
+from lsfa.machine import cpu_model, machine_summary
 from lsfa.train.config import TrainConfig, dump_config
 
 CHECKPOINTS = "checkpoints"
@@ -140,11 +141,8 @@ def machine_info() -> dict[str, Any]:
     """Where a run happened, recorded with its numbers."""
     return {
         "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "torch": torch.__version__,
+        "processor": cpu_model(),
+        **machine_summary(measure_bf16=False),
         "lsfa": __version__,
         "git_commit": _git_commit(),
     }
