@@ -34,6 +34,7 @@ main: models
 test: models
 	$(BIN)/lsfa env
 	$(BIN)/ruff check src tests
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/pytest -q
 
 test-fast: setup

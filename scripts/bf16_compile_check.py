@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from lsfa.infer.tagger import Tagger
+from lsfa.inference.tagger import Tagger
 
 ROUNDS = 4
 

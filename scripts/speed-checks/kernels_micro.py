@@ -1,4 +1,4 @@
-"""Micro-benchmarks behind lsfa.train.kernels: attention forward+backward (fused vs math) by row width, LoRA
+"""Micro-benchmarks behind lsfa.training.kernels: attention forward+backward (fused vs math) by row width, LoRA
 dropout masks, AdamW (for-each vs fused). One thread unless THREADS is given.
 
     python scripts/speed-checks/kernels_micro.py [THREADS]
@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from lsfa.train.kernels import FastDropout
+from lsfa.training.kernels import FastDropout
 
 torch.set_num_threads(int(sys.argv[1]) if len(sys.argv) > 1 else 1)
 

@@ -9,8 +9,8 @@ import time
 import torch
 
 from lsfa.data.corpora import load_split
-from lsfa.infer.predictor import predict_words
-from lsfa.infer.tagger import Tagger
+from lsfa.inference.predictor import predict_words
+from lsfa.inference.tagger import Tagger
 
 torch.set_num_threads(int(sys.argv[1]))
 count = int(sys.argv[2])

@@ -13,8 +13,8 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from lsfa.data.corpora import load_split
-from lsfa.infer.predictor import predict_words
-from lsfa.infer.tagger import Tagger
+from lsfa.inference.predictor import predict_words
+from lsfa.inference.tagger import Tagger
 
 threads, budget, pack_tokens = (int(x) for x in sys.argv[1:4])
 precision = sys.argv[4] if len(sys.argv) > 4 else "bf16"

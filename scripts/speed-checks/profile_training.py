@@ -13,7 +13,7 @@ from torch.profiler import ProfilerActivity, profile
 from training_rows import training_rows
 
 from lsfa.bench.training import TrainVariant, fresh_lora_model, prepare_variant, train_step
-from lsfa.train.collate import packing_collator
+from lsfa.training.collate import packing_collator
 
 threads, kernels, order = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 torch.set_num_threads(threads)

@@ -12,7 +12,7 @@ import torch
 from training_rows import training_rows
 
 from lsfa.bench.training import TrainVariant, fresh_lora_model, prepare_variant, train_step
-from lsfa.train.collate import packing_collator
+from lsfa.training.collate import packing_collator
 
 torch.set_num_threads(int(sys.argv[1]))
 rows, tokenizer, meta = training_rows(800)

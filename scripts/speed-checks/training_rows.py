@@ -3,7 +3,7 @@
 from lsfa.data.corpora import load_split
 from lsfa.data.encode import encode_sentences
 from lsfa.models.saving import load_tagger
-from lsfa.train.runner import inside_map
+from lsfa.training.runner import inside_map
 
 TAGGER = "runs/conll2003-lsfa-lora/model"
 

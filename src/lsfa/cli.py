@@ -75,6 +75,16 @@ def data_convert(
     typer.echo(f"{len(conll.sentences):,} sentences {conll.scheme} -> {conll.tag_scheme}: {target}")
 
 
+def _check_decoding_options(decoding: str, threshold: float | None) -> None:
+    """Refuse a bad --decoding or --threshold before any model loads."""
+    from lsfa.decoding import check_threshold
+    from lsfa.inference.decode import check_decoding
+
+    check_decoding(decoding, "--decoding")
+    if threshold is not None:
+        check_threshold(threshold, "--threshold")
+
+
 # --- evaluate --------------------------------------------------------------------------------------
 @app.command("evaluate")
 def evaluate(
@@ -95,6 +105,18 @@ def evaluate(
     data_dir: str | None = typer.Option(None, "--data-dir", help="Folder holding the named corpora (--model-dir)."),
     precision: str = typer.Option("auto", "--precision", help="auto, fp32, bf16 or bf16-full (--model-dir)."),
     batch_size: int = typer.Option(32, "--batch-size", help="Rows per forward pass (--model-dir)."),
+    decoding: str = typer.Option(
+        "argmax", "--decoding", help="argmax (as the paper scored) or viterbi (well-formed spans) (--model-dir)."
+    ),
+    calibration: Path | None = typer.Option(
+        None,
+        "--calibration",
+        help="Write ECE before/after temperature scaling, a reliability diagram and the "
+        "threshold curve (dev and test of the corpus) into this folder (--model-dir).",
+    ),
+    target_precision: float | None = typer.Option(
+        None, "--target-precision", help="With --calibration: the threshold reaching this precision on dev."
+    ),
 ) -> None:
     """Entity-level scores of predicted tags against gold tags: strict P/R/F1, set, partial, by length, errors."""
     import json
@@ -104,7 +126,13 @@ def evaluate(
             raise LsfaError("use either --gold/--pred or --model-dir/--corpus/--split, not both")
         if model_dir is None:
             raise LsfaError("--corpus/--split need --model-dir (the tagger to evaluate)")
-        _evaluate_model_dir(model_dir, corpus, split or "test", data_dir, mode, precision, batch_size, as_json)
+        _check_decoding_options(decoding, None)
+        if calibration is not None:
+            _calibration(model_dir, corpus, data_dir, decoding, precision, calibration, target_precision)
+            return
+        _evaluate_model_dir(
+            model_dir, corpus, split or "test", data_dir, mode, precision, batch_size, as_json, decoding
+        )
         return
     if gold is None or pred is None:
         raise LsfaError("give both --gold and --pred (two CoNLL files with the same words)")
@@ -123,9 +151,39 @@ def evaluate(
         Console().print(render_report(result, title=f"{pred} vs {gold} ({mode}, {scheme})"))
 
 
+def _calibration(
+    model_dir: str, corpus: str | None, data_dir: str | None, decoding: str, precision: str, out: Path,
+    target_precision: float | None,
+) -> None:  # fmt: skip
+    """``lsfa evaluate --model-dir --calibration OUT``: how far entity confidences can be trusted."""
+    from lsfa.inference.calibration import calibration_report
+    from lsfa.inference.evaluate import training_corpus
+    from lsfa.inference.tagger import Tagger
+
+    if corpus is None:
+        corpus, trained_data_dir = training_corpus(model_dir)
+        data_dir = data_dir or trained_data_dir
+        if corpus is None:
+            raise LsfaError(f"{model_dir}: give the corpus (--corpus); no training config.yaml found")
+    tagger = Tagger.load(model_dir, precision=precision, decoding=decoding)
+    report = calibration_report(tagger, corpus, out, data_dir=data_dir, target_precision=target_precision)
+    used = report["temperature"]["used"]
+    typer.echo(
+        f"ECE on test: {report['uncalibrated']['ece']:.4f} at T=1, {report['calibrated']['ece']:.4f} at T={used:.3f}"
+        f" ({report['calibrated']['entities']:,} entities); files in {out}"
+    )
+    for split, scores in report["decodings"].items():
+        typer.echo(
+            f"{split} strict F1: argmax {scores['argmax']['f1']:.4f} ({scores['argmax_ill_formed_tags']} ill-formed "
+            f"tags), viterbi {scores['viterbi']['f1']:.4f}"
+        )
+    if "target_precision" in report:
+        typer.echo(f"threshold for precision {target_precision}: {report['target_precision']}")
+
+
 def _evaluate_model_dir(
     model_dir: str, corpus: str | None, split: str, data_dir: str | None, mode: str, precision: str,
-    batch_size: int, as_json: bool,
+    batch_size: int, as_json: bool, decoding: str = "argmax",
 ) -> None:  # fmt: skip
     """``lsfa evaluate --model-dir``: predict a corpus split with a saved tagger, report like --gold/--pred."""
     import json
@@ -133,12 +191,12 @@ def _evaluate_model_dir(
     from rich.console import Console
 
     from lsfa.eval.report import render_report
-    from lsfa.infer.evaluate import evaluate_model
+    from lsfa.inference.evaluate import evaluate_model
 
     warnings: list[str] = []
     result = evaluate_model(
         model_dir, corpus, split, data_dir=data_dir, mode=mode, precision=precision,  # type: ignore[arg-type]
-        batch_size=batch_size, warn=warnings.append,
+        batch_size=batch_size, warn=warnings.append, decoding=decoding,
     )  # fmt: skip
     _print_reader_warnings(warnings)
     if as_json:
@@ -220,13 +278,20 @@ def models_path(name: str = typer.Argument(..., help="Catalogue name.")) -> None
 
 
 # --- train -----------------------------------------------------------------------------------------
-_TRAIN_HELP = """Fine-tune a tagger. Every config key is also a flag: --learning-rate 1e-4, --lora-r 16,
---attention causal, --no-group-by-length, ... (see `lsfa train --list-options`)."""
+_TRAIN_HELP = """Fine-tune a tagger. Every config key is also a flag (a YAML value; booleans also as
+--pack / --no-pack); flags override the --config file, which overrides the defaults below."""
+
+
+def _train_epilog() -> str:
+    from lsfa.training.config import config_help
+
+    return "Config keys, as flags:\n\n" + config_help()
 
 
 @app.command(
     "train",
     help=_TRAIN_HELP,
+    epilog=_train_epilog(),
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
 )
 def train_command(
@@ -236,14 +301,14 @@ def train_command(
     list_options: bool = typer.Option(False, "--list-options", help="Print every config key and exit."),
 ) -> None:
     """Train with the transformers Trainer (works under torchrun / accelerate launch unchanged)."""
-    from lsfa.train.config import TrainConfig, dump_config, flag_names, load_config, parse_overrides
+    from lsfa.training.config import TrainConfig, dump_config, flag_names, load_config, parse_overrides
 
     if list_options:
         for flag, key in flag_names().items():
             typer.echo(f"{flag:28s} {key}")
         return
     resolved: TrainConfig = load_config(config, parse_overrides(list(ctx.args)))
-    from lsfa.train.runner import train
+    from lsfa.training.runner import train
 
     if _is_main_process():
         typer.echo("# lsfa train: resolved config\n" + dump_config(resolved))
@@ -270,8 +335,8 @@ def compare_command(
     from rich.console import Console
     from rich.markdown import Markdown
 
-    from lsfa.train.compare import compare_attention, comparison_markdown, comparison_rows
-    from lsfa.train.config import dump_config, load_config, parse_overrides
+    from lsfa.experiments.compare import compare_attention, comparison_markdown, comparison_rows
+    from lsfa.training.config import dump_config, load_config, parse_overrides
 
     resolved = load_config(config, parse_overrides(list(ctx.args)))
     typer.echo("# lsfa compare: resolved config\n" + dump_config(resolved))
@@ -291,7 +356,7 @@ def report_command(
     title: str = typer.Option("Run report", "--title"),
 ) -> None:
     """A finished run's metrics.json as Markdown (scores per split, errors, timings, machine)."""
-    from lsfa.eval.run_report import load_metrics, run_markdown
+    from lsfa.experiments.run_report import load_metrics, run_markdown
 
     text = run_markdown(load_metrics(run), title)
     if output:
@@ -332,6 +397,12 @@ def predict_command(
     pack: bool = typer.Option(
         False, "--pack/--no-pack", help="Pack short inputs into shared rows (block-diagonal mask; decoders only)."
     ),
+    decoding: str = typer.Option(
+        "viterbi", "--decoding", help="viterbi (well-formed spans) or argmax (each word's best tag, as the paper)."
+    ),
+    threshold: float | None = typer.Option(
+        None, "--threshold", help="Drop entities whose confidence (calibrated span probability) is below this."
+    ),
 ) -> None:
     """Tag raw text, JSONL or CoNLL with a trained tagger; entities carry character offsets into the input text."""
     import json
@@ -340,10 +411,11 @@ def predict_command(
         raise LsfaError("give exactly one of --text or --input")
     if input_path not in (None, "-") and output is not None and Path(input_path).resolve() == Path(output).resolve():
         raise LsfaError(f"{output}: refusing to overwrite the input file; choose another output path")
-    from lsfa.infer import files
-    from lsfa.infer.tagger import Tagger
+    from lsfa.inference import files
+    from lsfa.inference.tagger import Tagger
 
     input_format = files.detect_format(input_path or "", input_format)  # validate before loading the model
+    _check_decoding_options(decoding, threshold)
     records = None  # read and checked before the model loads, so a bad line fails fast
     if input_path is not None and input_format == "text":
         records = files.read_text_records(input_path)
@@ -356,6 +428,8 @@ def predict_command(
         max_length=max_length,
         max_batch_tokens=max_batch_tokens,
         pack=pack,
+        decoding=decoding,
+        threshold=threshold,
     )
     show_progress = sys.stderr.isatty()
     with files.output_stream(output) as stream:
@@ -465,12 +539,16 @@ def serve_command(
     threads: int | None = typer.Option(
         None, "--threads", help="torch CPU threads for the model (default: torch's; 1 is best on a busy machine)."
     ),
+    decoding: str = typer.Option(
+        "viterbi", "--decoding", help="viterbi (well-formed spans) or argmax (each word's best tag)."
+    ),
 ) -> None:
     """Serve a tagger over HTTP: POST /v1/ner, GET /v1/model, GET /healthz, a try-it page at / and /docs."""
     from pydantic import ValidationError
 
-    from lsfa.infer.server import ServerSettings
+    from lsfa.inference.server import ServerSettings
 
+    _check_decoding_options(decoding, None)
     options = {"max_request_bytes": max_request_bytes, "max_texts": max_texts, "max_chars_per_text": max_chars_per_text}
     options |= {"batch_wait_ms": batch_wait_ms, "max_batch_texts": max_batch_texts}
     if api_key is not None:
@@ -482,14 +560,14 @@ def serve_command(
         raise LsfaError(f"--{str(problem['loc'][0]).replace('_', '-')}: {problem['msg']}") from None
     import uvicorn
 
-    from lsfa.infer.server import create_app
-    from lsfa.infer.tagger import Tagger
+    from lsfa.inference.server import create_app
+    from lsfa.inference.tagger import Tagger
 
     if threads is not None:
         import torch
 
         torch.set_num_threads(max(1, threads))
-    tagger = Tagger.load(model_dir, precision=precision)
+    tagger = Tagger.load(model_dir, precision=precision, decoding=decoding)
     if settings.api_key is None and host not in ("127.0.0.1", "localhost", "::1"):
         typer.secho(f"warning: serving on {host} without an API key (--api-key or LSFA_API_KEY)", err=True, fg="yellow")
     typer.echo(f"serving {tagger!r} on http://{host}:{port}/ (API docs at /docs)", err=True)
@@ -517,7 +595,7 @@ def experiment_run(
     Several processes may run the same grid at once (e.g. two one-thread workers on a 2-core CPU): each
     claims a cell with RUN/running.lock, and the others pass over it.
     """
-    from lsfa.train.grid import load_grid, run_grid
+    from lsfa.experiments.grid import load_grid, run_grid
 
     spec = load_grid(grid_file, output_dir=output_dir)
     outcome = run_grid(spec, dry_run=dry_run, only=only, log=typer.echo)
@@ -542,7 +620,7 @@ def experiment_report(
     split: str = typer.Option("test", "--split", help="Split the tables score (test or dev)."),
 ) -> None:
     """Collect the grid's cells into Markdown + JSON tables shaped like the paper's, and PNG plots."""
-    from lsfa.eval.tables import write_report
+    from lsfa.experiments.tables import write_report
 
     paths = write_report(grid_dir, out, split=split)
     for name, path in paths.items():

@@ -16,10 +16,10 @@ from typer.testing import CliRunner
 
 from lsfa.cli import app
 from lsfa.data.encode import encode_sentences
-from lsfa.infer import packing
-from lsfa.infer.optimise import optimise_for_inference
-from lsfa.infer.predictor import predict_encoded, predict_words
+from lsfa.inference.predictor import predict_encoded, predict_words
+from lsfa.models import packing
 from lsfa.models.classifier import apply_lora, build_token_classifier, load_tokenizer
+from lsfa.models.optimise import optimise_for_inference
 from lsfa.models.saving import TaggerMeta, save_tagger
 from tests.tiny import CORPUS, tiny_decoder_dir, tiny_encoder_dir
 from tests.tolerances import assert_changed, assert_unchanged
@@ -306,7 +306,7 @@ def test_frozen_bf16_weights_train_like_autocast(decoder_dir):
     """Casting the frozen base weights once gives the loss and LoRA gradients autocast gives."""
     import copy
 
-    from lsfa.infer.optimise import cast_frozen_linear_weights
+    from lsfa.models.optimise import cast_frozen_linear_weights
 
     torch.manual_seed(5)
     model = apply_lora(build_token_classifier(decoder_dir, LABELS, "full"), r=4, alpha=8)

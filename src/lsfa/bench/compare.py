@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from lsfa.bench.inference import InferenceSettings, TaggerVariant
-from lsfa.infer.optimise import optimise_for_inference
+from lsfa.models.optimise import optimise_for_inference
 
 
 def encoder_variant(
@@ -73,7 +73,7 @@ class SpacyVariant:
     def run(self, sentences: Sequence[Sequence[str]], indices: Sequence[int]) -> None:
         from spacy.tokens import Doc
 
-        from lsfa.train.spacy_peer import doc_tags, spacy_words
+        from lsfa.baselines.spacy_peer import doc_tags, spacy_words
 
         start = time.perf_counter()
         docs = [Doc(self.nlp.vocab, words=spacy_words(sentences[k])) for k in indices]

@@ -2,7 +2,7 @@
 
 A variant is a model plus a batch plan (:class:`InferenceSettings`). The *reference recipe* is the paper's
 setting: fp32, LoRA adapter not merged, batches of 8 sentences in file order padded to the longest. lsfa's
-*optimised path* is what :func:`lsfa.infer.predictor.predict_words` does with its fast options: merged
+*optimised path* is what :func:`lsfa.inference.predictor.predict_words` does with its fast options: merged
 weights, bf16 autocast, length-sorted token-budget batches, optionally packed rows. Every timing covers the
 whole job a user waits for (sub-word encoding included), not only the forward passes.
 """
@@ -19,7 +19,7 @@ import torch
 
 from lsfa.bench.system import PeakMemory, synchronize
 from lsfa.data.encode import encode_sentences
-from lsfa.infer.predictor import WordPredictions, predict_encoded
+from lsfa.inference.predictor import WordPredictions, predict_encoded
 
 
 @dataclass(frozen=True)

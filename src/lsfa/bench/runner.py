@@ -32,7 +32,7 @@ from lsfa.bench.system import (
     thread_settings,
 )
 from lsfa.errors import LsfaError
-from lsfa.infer.optimise import optimise_for_inference
+from lsfa.models.optimise import optimise_for_inference
 from lsfa.precision import PRECISIONS
 
 Log = Callable[[str], None]
@@ -54,7 +54,7 @@ class BenchOptions:
     reference_batch_size: int = 8
     max_batch_tokens: int = 4096
     pack: str = "auto"  # auto: keep packing only if it measured faster; on; off
-    pack_tokens: int | None = None  # None: lsfa.infer.packing.auto_pack_tokens of the benchmark rows
+    pack_tokens: int | None = None  # None: lsfa.models.packing.auto_pack_tokens of the benchmark rows
     precision: str = "auto"  # of the optimised path; auto: bf16-full where bf16 is fast, else fp32
     threads: int | None = None  # None: try the candidates and keep the fastest
     ablation_sentences: int = 200
@@ -208,9 +208,9 @@ def _precision_note(precision: str) -> str:
 
 
 def _auto_pack_tokens(tokenizer, words, documents, meta) -> int:
-    """The pack length :func:`lsfa.infer.packing.auto_pack_tokens` picks for the benchmark rows."""
+    """The pack length :func:`lsfa.models.packing.auto_pack_tokens` picks for the benchmark rows."""
     from lsfa.data.encode import encode_sentences
-    from lsfa.infer.packing import auto_pack_tokens
+    from lsfa.models.packing import auto_pack_tokens
 
     encoded = encode_sentences(tokenizer, words, max_length=meta.max_length, documents=documents, context=meta.context)
     return auto_pack_tokens([len(row.input_ids) for row in encoded.examples])
@@ -263,7 +263,7 @@ def _choose_threads(optimised, words, documents, options, device, log) -> tuple[
 
 def _ablation(reference, optimised, merged_fp32, words, documents, options, log) -> list[dict[str, Any]]:
     """Each optimisation added on top of the previous ones, on the same sample, at the chosen thread count."""
-    from lsfa.infer.packing import packing_supported
+    from lsfa.models.packing import packing_supported
 
     sample = min(options.ablation_sentences, len(words))
     if sample == 0:
@@ -307,7 +307,7 @@ def _ablation(reference, optimised, merged_fp32, words, documents, options, log)
 
 def _decide_packing(options: BenchOptions, ablation: list[dict[str, Any]], model) -> bool:
     """Packing stays on only if it was measured faster than plain token-budget batches (``--pack auto``)."""
-    from lsfa.infer.packing import packing_supported
+    from lsfa.models.packing import packing_supported
 
     if options.pack == "off" or not packing_supported(model)[0]:
         return False
@@ -437,17 +437,15 @@ def _training(options, meta, sentences, tokenizer, device, precision, log) -> di
     if options.train_steps == 0:
         return {"skipped": "--train-steps 0"}
     from lsfa.bench.training import TrainVariant, fresh_lora_model, measure_training, prepare_variant
-    from lsfa.train.collate import packing_collator
-    from lsfa.train.runner import inside_map
+    from lsfa.data.encode import encode_sentences
+    from lsfa.training.collate import packing_collator
+    from lsfa.training.runner import inside_map, label_ids_for
 
     label2id = {label: k for k, label in enumerate(meta.labels)}
-    outside = label2id.get("O", 0)
-    from lsfa.data.encode import encode_sentences
-
     encoded = encode_sentences(
         tokenizer,
         [s.tokens for s in sentences],
-        [[label2id.get(tag, outside) for tag in s.tags] for s in sentences],
+        label_ids_for(sentences, label2id),
         max_length=meta.max_length,
         label_all_subtokens=meta.label_all_subtokens,
         inside_of=inside_map(meta.labels),

@@ -4,9 +4,9 @@ Both variants train the same model (the tagger's base model with a new head over
 on every linear projection as in the paper) with AdamW on the same sentences; they differ only in what the
 issue names: the *reference* runs fp32 with batches of 8 in random order (padding to the longest of a random
 batch), the *optimised* one runs what ``lsfa train`` does by default: the same random batches, packed into
-shared rows so no compute goes to padding (:mod:`lsfa.train.collate`), bf16 autocast with the frozen base
+shared rows so no compute goes to padding (:mod:`lsfa.training.collate`), bf16 autocast with the frozen base
 weights stored in bf16 once instead of cast by autocast at every step (bit-identical), the math
-attention kernel for short rows, a cheaper LoRA dropout mask on CPU (:mod:`lsfa.train.kernels`) and the
+attention kernel for short rows, a cheaper LoRA dropout mask on CPU (:mod:`lsfa.training.kernels`) and the
 fused AdamW kernel.
 Length-grouped batches (the Trainer's ``group_by_length``) are available as ``order="grouped"``. Throughput counts
 real (non-padding) sub-tokens, so padding is not credited as work.
@@ -25,8 +25,8 @@ import torch
 from lsfa.bench.system import PeakMemory, synchronize
 from lsfa.data.align import IGNORE_INDEX
 from lsfa.data.encode import Example
-from lsfa.infer.predictor import autocast_context
-from lsfa.train.kernels import training_attention_context, use_fast_lora_dropout
+from lsfa.inference.predictor import autocast_context
+from lsfa.training.kernels import training_attention_context, use_fast_lora_dropout
 
 
 @dataclass
@@ -38,8 +38,8 @@ class TrainVariant:
     order: str  # "random" or "grouped"
     batch_size: int
     cast_frozen: bool = False  # store frozen base weights in bf16 once (see cast_frozen_linear_weights)
-    kernels: str = "default"  # "fast": math attention for short rows, cheaper LoRA dropout (lsfa.train.kernels)
-    collator: Any = None  # a lsfa.train.collate.PackingCollator packs each batch's rows; None pads them
+    kernels: str = "default"  # "fast": math attention for short rows, cheaper LoRA dropout (lsfa.training.kernels)
+    collator: Any = None  # a lsfa.training.collate.PackingCollator packs each batch's rows; None pads them
     model: Any = None
     optimizer: Any = None
     batches: list[list[int]] = field(default_factory=list)
@@ -161,7 +161,7 @@ def train_step(variant: TrainVariant, rows: Sequence[Example], pad_id: int, devi
 def prepare_variant(variant: TrainVariant, model, lengths: Sequence[int], seed: int, learning_rate: float) -> None:
     """Attach a model, an AdamW optimiser over its trainable weights and the batch order of the recipe."""
     if variant.cast_frozen:
-        from lsfa.infer.optimise import cast_frozen_linear_weights
+        from lsfa.models.optimise import cast_frozen_linear_weights
 
         cast_frozen_linear_weights(model, torch.bfloat16)
     if variant.kernels == "fast" and next(model.parameters()).device.type == "cpu":

@@ -11,7 +11,6 @@ the Hugging Face hub is possible only when asked for (``allow_download=True``) a
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,7 +78,9 @@ class Corpus:
 
     def __post_init__(self) -> None:
         if not self.labels:
-            self.labels = entity_types(sentence for split in self.splits.values() for sentence in split.sentences)
+            self.labels = sorted(
+                schemes.entity_types(tag for split in self.splits.values() for s in split.sentences for tag in s.tags)
+            )
 
     def label_list(self) -> list[str]:
         """IOB2 tags in a stable order: ``O``, then ``B-X``, ``I-X`` for each entity type in sorted order.
@@ -97,16 +98,6 @@ class Corpus:
         if split not in self.splits:
             raise LsfaError(f"corpus {self.name!r} has no split {split!r}; it has {', '.join(self.splits)}")
         return self.splits[split]
-
-
-def entity_types(sentences: Iterable[Sentence]) -> list[str]:
-    """The sorted entity types occurring in the tags of ``sentences``."""
-    found: set[str] = set()
-    for sentence in sentences:
-        for tag in set(sentence.tags):
-            found.add(schemes.parse_tag(tag)[1])
-    found.discard("")
-    return sorted(found)
 
 
 def load_corpus(

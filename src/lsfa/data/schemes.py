@@ -51,6 +51,16 @@ def parse_tag(tag: str) -> tuple[str, str]:
     return prefix, entity_type
 
 
+def entity_types(tags: Iterable[str]) -> list[str]:
+    """Entity types of tags or labels in first-seen order: ``["O", "B-PER", "I-PER", "B-LOC"]`` -> ``["PER", "LOC"]``
+    (the one definition: corpora sort it, taggers and prompts keep label order)."""
+    types: dict[str, None] = {}
+    for tag in tags:
+        if tag != "O":
+            types.setdefault(parse_tag(tag)[1], None)
+    return list(types)
+
+
 def detect_scheme(tag_sequences: Iterable[Sequence[str]]) -> str:
     """Guess the scheme of a corpus from its tags.
 

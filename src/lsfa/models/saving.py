@@ -18,8 +18,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from lsfa import __version__
 from lsfa.errors import LsfaError
+from lsfa.version import __version__
 
 META_FILE = "lsfa.json"
 
@@ -36,6 +36,8 @@ class TaggerMeta(BaseModel):
     label_all_subtokens: bool = False
     max_length: int = 512
     context: Literal["sentence", "document"] = "sentence"
+    temperature: float = Field(1.0, gt=0)
+    """Softmax temperature fitted on the dev split at training end (1.0: uncalibrated, as in older folders)."""
     extra: dict = Field(default_factory=dict)
 
 
@@ -77,6 +79,17 @@ def _replace_dir(staging: Path, folder: Path) -> None:
 
 def _is_peft(model) -> bool:
     return hasattr(model, "peft_config")
+
+
+def update_meta(folder: str | Path, **changes) -> TaggerMeta:
+    """Rewrite a tagger folder's ``lsfa.json`` with ``changes`` (e.g. a fitted temperature), atomically."""
+    meta = read_meta(folder).model_copy(update=changes)
+    TaggerMeta.model_validate(meta.model_dump())  # the changes must be valid fields and values
+    path = Path(folder) / META_FILE
+    staging = path.with_name(f".{META_FILE}.tmp")
+    staging.write_text(meta.model_dump_json(indent=2) + "\n")
+    os.replace(staging, path)
+    return meta
 
 
 def read_meta(folder: str | Path) -> TaggerMeta:

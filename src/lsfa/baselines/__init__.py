@@ -1,0 +1,1 @@
+"""Baselines beside the LS taggers: the generative IFT model and the spaCy peer."""

@@ -1,0 +1,279 @@
+"""Generative NER (the instruction-tuned "IFT" baseline): prompt, robust answer parser, greedy decoding, scoring.
+
+The reference paper compares its token classifiers with the same decoder fine-tuned to *write* the entities:
+an Alpaca-style prompt (an instruction, the entity types as options, the input sentence) whose response
+lists ``entity:type;entity:type;`` (``None`` when the sentence has no entity). Such output has no word
+positions, so it is scored as the paper scores it: each sentence becomes the set of (surface text, type)
+pairs and :func:`lsfa.eval.metrics.set_prf` compares the sets with the gold ones from
+:func:`lsfa.eval.metrics.entity_set` (surface = words joined by one space, as here).
+
+A generated answer is free text and may be anything, so :func:`parse_response` never raises: pieces it
+cannot read (no ``type`` part, an empty entity, a type that is not an option) are counted as malformed and
+reported with the scores, because a baseline that silently drops half its output would look better or
+worse than it is for a reason nobody sees.
+
+Training (LoRA, loss on response tokens only) lives in :mod:`lsfa.baselines.ift_train`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from lsfa.data.types import Sentence
+from lsfa.eval.metrics import entity_set, set_prf
+from lsfa.eval.spans import get_spans
+
+NO_ENTITY = "None"
+"""The response of a sentence without entities (an empty response would teach the model to stop at once)."""
+
+PIECE_SEPARATOR = ";"
+TYPE_SEPARATOR = ":"
+SECTION_MARK = "###"
+"""Alpaca section headers start with this; a model that runs on into a new section has finished its answer."""
+
+ALPACA_PREAMBLE = (
+    "Below is an instruction that describes a task, paired with an input that provides further context. "
+    "Write a response that appropriately completes the request."
+)
+INSTRUCTION = (
+    "Find the named entities in the input sentence and give the type of each, chosen from the options. "
+    "Answer as entity:type; for every entity, in the order they appear, or None if there is no entity."
+)
+PROMPT_TEMPLATE = (
+    "{preamble}\n\n### Instruction:\n{instruction}\nOptions: {options}\n\n### Input:\n{sentence}\n\n### Response:\n"
+)
+
+Entity = tuple[str, str]
+
+
+def sentence_text(tokens: Sequence[str]) -> str:
+    """The input sentence as the model reads it: words joined by one space (the surface ``entity_set`` uses)."""
+    return " ".join(tokens)
+
+
+def build_prompt(tokens: Sequence[str], types: Sequence[str]) -> str:
+    """The Alpaca-style prompt for one sentence, ending where the response begins."""
+    return PROMPT_TEMPLATE.format(
+        preamble=ALPACA_PREAMBLE,
+        instruction=INSTRUCTION,
+        options=", ".join(types),
+        sentence=sentence_text(tokens),
+    )
+
+
+def ordered_entities(sentence: Sentence) -> list[Entity]:
+    """The gold (surface, type) pairs in order of appearance, each once (the target is scored as a set)."""
+    spans = get_spans(sentence.tags, "IOB2", "strict")
+    pairs = (((sentence_text(sentence.tokens[span.start : span.end])), span.type) for span in spans)
+    return list(dict.fromkeys(pairs))
+
+
+def format_response(entities: Sequence[Entity]) -> str:
+    """``entity:type;entity:type;`` or ``None``: the text the model learns to write."""
+    if not entities:
+        return NO_ENTITY
+    return "".join(f"{text}{TYPE_SEPARATOR}{entity_type}{PIECE_SEPARATOR}" for text, entity_type in entities)
+
+
+def build_pair(sentence: Sentence, types: Sequence[str]) -> tuple[str, str]:
+    """(prompt, response) for one gold sentence."""
+    return build_prompt(sentence.tokens, types), format_response(ordered_entities(sentence))
+
+
+def parse_response(text: str | None, types: Sequence[str]) -> tuple[set[Entity], int]:
+    """The (entity, type) set of a generated answer and the number of malformed pieces; never raises.
+
+    Tolerated: a missing trailing ``;``, spaces around pieces and inside the entity (collapsed to one, as
+    words are joined), ``None`` or empty answers, duplicates (a set), a type in another letter case, text
+    after an Alpaca ``###`` header, newlines between pieces. An entity may contain ``:`` (``Ratio 2:1:MISC``)
+    because the type is what follows the *last* colon. Malformed (counted, dropped): a piece without a
+    colon, with an empty entity, or whose type is not one of ``types``.
+    """
+    if not text:
+        return set(), 0
+    answer = str(text).split(SECTION_MARK, 1)[0]
+    canonical = _type_lookup(types)
+    entities: set[Entity] = set()
+    malformed = 0
+    for piece in answer.replace("\n", PIECE_SEPARATOR).split(PIECE_SEPARATOR):
+        piece = piece.strip()
+        if not piece or piece.casefold() == NO_ENTITY.casefold():
+            continue
+        surface, colon, raw_type = piece.rpartition(TYPE_SEPARATOR)
+        surface = " ".join(surface.split())
+        entity_type = _match_type(raw_type.strip(), canonical)
+        if not colon or not surface or entity_type is None:
+            malformed += 1
+            continue
+        entities.add((surface, entity_type))
+    return entities, malformed
+
+
+def _type_lookup(types: Sequence[str]) -> dict[str, str]:
+    """Exact names first, then case-folded names (unless two types fold to the same text)."""
+    lookup = {entity_type: entity_type for entity_type in types}
+    folded: dict[str, list[str]] = {}
+    for entity_type in types:
+        folded.setdefault(entity_type.casefold(), []).append(entity_type)
+    for key, names in folded.items():
+        if len(names) == 1:
+            lookup.setdefault(key, names[0])
+    return lookup
+
+
+def _match_type(raw: str, lookup: dict[str, str]) -> str | None:
+    return lookup.get(raw) or lookup.get(raw.casefold())
+
+
+# --- decoding --------------------------------------------------------------------------------------------
+def generate_responses(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    max_new_tokens: int = 128,
+    batch_size: int = 16,
+    precision: str = "fp32",
+) -> tuple[list[str], int]:
+    """Greedy answers for ``prompts`` (batched, shortest first, left-padded) and how many hit the limit.
+
+    Left padding keeps every prompt's last token at the end of the row, where generation continues;
+    the attention mask hides the pads. A response that used all ``max_new_tokens`` without an end token
+    was cut, which is counted so a too small limit shows in the metrics instead of as lost recall.
+    """
+    import torch
+    from transformers import GenerationConfig
+
+    from lsfa.inference.predictor import autocast_context
+
+    device = next(model.parameters()).device
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    settings = GenerationConfig(
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        num_beams=1,
+        use_cache=True,
+        pad_token_id=pad_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    encoded = [tokenizer(prompt)["input_ids"] for prompt in prompts]
+    order = sorted(range(len(prompts)), key=lambda index: len(encoded[index]))
+    answers: list[str] = [""] * len(prompts)
+    cut = 0
+    model.eval()
+    for start in range(0, len(order), batch_size):
+        batch = order[start : start + batch_size]
+        input_ids, attention_mask = _left_pad([encoded[index] for index in batch], pad_id, device)
+        with torch.no_grad(), autocast_context(device, precision):
+            output = model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=settings)
+        new_tokens = output[:, input_ids.shape[1] :]
+        for index, row in zip(batch, new_tokens.tolist(), strict=True):
+            answer_ids, ended = _until_end(row, tokenizer.eos_token_id)
+            answers[index] = tokenizer.decode(answer_ids, skip_special_tokens=True)
+            cut += int(not ended and len(row) >= max_new_tokens)
+    return answers, cut
+
+
+def _until_end(ids: list[int], eos_id: int | None) -> tuple[list[int], bool]:
+    """The generated ids before the first end token (what follows is padding) and whether it was found."""
+    if eos_id is not None and eos_id in ids:
+        return ids[: ids.index(eos_id)], True
+    return ids, False
+
+
+def _left_pad(rows: list[list[int]], pad_id: int, device):
+    import torch
+
+    width = max(len(row) for row in rows)
+    ids = [[pad_id] * (width - len(row)) + row for row in rows]
+    mask = [[0] * (width - len(row)) + [1] * len(row) for row in rows]
+    return torch.tensor(ids, device=device), torch.tensor(mask, device=device)
+
+
+# --- predicting and scoring ------------------------------------------------------------------------------
+@dataclass
+class GenerativePrediction:
+    """One split's generated answers, what was parsed from them, and how long generation took."""
+
+    responses: list[str]
+    entities: list[set[Entity]]
+    malformed: list[int]
+    seconds: float
+    cut_responses: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def predict_entities(
+    model,
+    tokenizer,
+    sentences: Sequence[Sentence],
+    types: Sequence[str],
+    max_new_tokens: int = 128,
+    batch_size: int = 16,
+    precision: str = "fp32",
+) -> GenerativePrediction:
+    """Prompt, generate greedily and parse, one (possibly empty) entity set per sentence."""
+    prompts = [build_prompt(sentence.tokens, types) for sentence in sentences]
+    start = time.perf_counter()
+    responses, cut = generate_responses(model, tokenizer, prompts, max_new_tokens, batch_size, precision)
+    seconds = time.perf_counter() - start
+    parsed = [parse_response(response, types) for response in responses]
+    return GenerativePrediction(
+        responses=responses,
+        entities=[entities for entities, _ in parsed],
+        malformed=[count for _, count in parsed],
+        seconds=seconds,
+        cut_responses=cut,
+    )
+
+
+def gold_sets(sentences: Sequence[Sentence]) -> list[set[Entity]]:
+    """Per-sentence gold (surface, type) sets, exactly as the token taggers' set scores use them."""
+    return [entity_set(sentence.tokens, sentence.tags) for sentence in sentences]
+
+
+def score_prediction(sentences: Sequence[Sentence], prediction: GenerativePrediction) -> dict[str, Any]:
+    """Set-based P/R/F1 (micro and per type), malformed counts and timing, in the keys of an lsfa split result."""
+    gold = gold_sets(sentences)
+    predicted = prediction.entities
+    types = sorted({t for pairs in gold for _, t in pairs} | {t for pairs in predicted for _, t in pairs})
+    per_type = {}
+    for entity_type in types:
+        gold_of_type = [{p for p in pairs if p[1] == entity_type} for pairs in gold]
+        pred_of_type = [{p for p in pairs if p[1] == entity_type} for pairs in predicted]
+        per_type[entity_type] = {**set_prf(gold_of_type, pred_of_type), "support": sum(map(len, gold_of_type))}
+    n_sentences = len(sentences)
+    return {
+        "set": {**set_prf(gold, predicted), "support": sum(map(len, gold))},
+        "set_per_type": per_type,
+        "malformed": sum(prediction.malformed),
+        "malformed_sentences": sum(1 for count in prediction.malformed if count),
+        "cut_responses": prediction.cut_responses,
+        "n_sentences": n_sentences,
+        "n_gold_entities": sum(map(len, gold)),
+        "n_predicted_entities": sum(map(len, predicted)),
+        "inference_seconds": prediction.seconds,
+        "ms_per_sentence": 1000 * prediction.seconds / max(n_sentences, 1),
+    }
+
+
+def prediction_records(sentences: Sequence[Sentence], prediction: GenerativePrediction) -> list[dict[str, Any]]:
+    """One JSON-able record per sentence for ``predictions/<split>.jsonl`` (raw answer, parsed and gold sets)."""
+    records = []
+    gold = gold_sets(sentences)
+    for index, sentence in enumerate(sentences):
+        records.append(
+            {
+                "index": index,
+                "line": sentence.line,
+                "doc_id": sentence.doc_id,
+                "sentence": sentence_text(sentence.tokens),
+                "response": prediction.responses[index],
+                "predicted": sorted(map(list, prediction.entities[index])),
+                "gold": sorted(map(list, gold[index])),
+                "malformed": prediction.malformed[index],
+            }
+        )
+    return records

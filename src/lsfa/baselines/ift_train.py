@@ -1,0 +1,341 @@
+"""The generative NER baseline (IFT): the same decoder, LoRA-tuned to write ``entity:type;`` answers.
+
+This is the reference paper's instruction-tuning baseline, trained and scored on exactly the splits the token
+classifiers use. The causal LM (``AutoModelForCausalLM`` on the folder :func:`lsfa.models.catalogue.resolve_model`
+gives, so a catalogue name means the same weights as for the taggers) gets LoRA on its projections and learns
+the response of each Alpaca prompt (:mod:`lsfa.baselines.ift`) with the loss on the response tokens only:
+the prompt is the same for every sentence but its input, and learning to reproduce it would spend the
+gradient on copying. The transformers Trainer evaluates the dev *loss* after every epoch and keeps the best
+epoch (early stopping on dev loss, as the paper does: generating the whole dev set every epoch would cost
+more than training on CPU). The best model then answers dev and test greedily; the answers are parsed,
+scored with set-based P/R/F1 and written to ``predictions/<split>.jsonl``, and ``metrics.json`` gets the keys
+``lsfa experiment report`` reads (``dev``/``test`` with ``set``, ``ms_per_sentence`` and ``n_sentences``,
+per-epoch timings, ``parameters``), so the baseline lands in Tables 5-7 like any other cell.
+
+Configuration is an ordinary :class:`~lsfa.training.config.TrainConfig` (model, corpus, limits, lora, epochs,
+learning_rate, batch sizes, seed, output_dir, precision, max_length, early_stopping_patience) plus the
+options of :class:`IftOptions`. As a grid system (``systems: [{name: ift, model: smollm2-135m,
+max_new_tokens: 128}]``) the entry's keys that are training-config fields override the grid's base config
+for this system; the others are generation options. ``attention``, ``context`` and ``label_all_subtokens``
+do not apply: a generative model reads its prompt causally.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from torch import nn
+
+from lsfa.baselines import ift as generative
+from lsfa.data.align import IGNORE_INDEX
+from lsfa.data.schemes import entity_types
+from lsfa.data.types import Sentence
+from lsfa.errors import LsfaError
+from lsfa.training.config import TrainConfig, dump_config, load_config
+
+SYSTEM = "ift"
+MODEL = "model"
+CHECKPOINTS = "checkpoints"
+IFT_FILE = "lsfa-ift.json"
+IGNORED_CONFIG_KEYS = ("attention", "context", "label_all_subtokens")
+
+
+class IftOptions(BaseModel):
+    """Generation settings of the baseline (training settings are the ``TrainConfig``'s)."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_new_tokens: int = Field(128, gt=0, le=4096, description="longest answer generated, in tokens")
+    generation_batch_size: int | None = Field(None, gt=0, description="prompts per generate call (eval_batch_size)")
+
+
+def split_options(config: TrainConfig, options: dict[str, Any]) -> tuple[TrainConfig, IftOptions]:
+    """Apply the training-config keys of a grid entry's options; the rest must be :class:`IftOptions`."""
+    overrides = {key: value for key, value in options.items() if key in TrainConfig.model_fields}
+    rest = {key: value for key, value in options.items() if key not in overrides}
+    unknown = sorted(set(rest) - set(IftOptions.model_fields))
+    if unknown:
+        known = ", ".join([*IftOptions.model_fields, "any training-config key"])
+        raise LsfaError(f"ift baseline: unknown option(s) {', '.join(unknown)}; options are {known}")
+    try:
+        settings = IftOptions.model_validate(rest)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        raise LsfaError(f"ift baseline: invalid option: {problems}") from error
+    if overrides:
+        config = load_config(None, {**config.model_dump(), **overrides})
+    return config, settings
+
+
+# --- examples ------------------------------------------------------------------------------------------
+def encode_example(tokenizer, prompt: str, response: str, max_length: int) -> dict[str, list[int]] | None:
+    """``input_ids`` = prompt + response + end token; ``labels`` the same with every prompt position -100.
+
+    Prompt and response are tokenised separately, so the boundary is exact and generation later
+    continues from the very ids the prompt had in training. Returns None when the pair is longer than
+    ``max_length`` (cutting it would teach an answer that stops mid-entity).
+    """
+    prompt_ids = tokenizer(prompt)["input_ids"]
+    response_ids = tokenizer(response, add_special_tokens=False)["input_ids"]
+    if tokenizer.eos_token_id is None:
+        raise LsfaError("ift baseline: the tokenizer has no end-of-sequence token to end answers with")
+    response_ids = [*response_ids, tokenizer.eos_token_id]
+    if len(prompt_ids) + len(response_ids) > max_length:
+        return None
+    return {
+        "input_ids": prompt_ids + response_ids,
+        "labels": [IGNORE_INDEX] * len(prompt_ids) + response_ids,
+    }
+
+
+class PairDataset(torch.utils.data.Dataset):
+    """Encoded (prompt, response) rows as the Trainer wants them."""
+
+    def __init__(self, rows: list[dict[str, list[int]]]) -> None:
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> dict[str, list[int]]:
+        return self.rows[index]
+
+
+def encode_sentences_for_ift(
+    tokenizer, sentences: Sequence[Sentence], types: Sequence[str], max_length: int
+) -> tuple[PairDataset, int]:
+    """A dataset of the sentences' prompt/response rows and how many were too long to keep."""
+    rows = []
+    too_long = 0
+    for sentence in sentences:
+        row = encode_example(tokenizer, *generative.build_pair(sentence, types), max_length)
+        if row is None:
+            too_long += 1
+        else:
+            rows.append(row)
+    return PairDataset(rows), too_long
+
+
+# --- model ---------------------------------------------------------------------------------------------
+def load_causal_lm(config: TrainConfig):
+    """The decoder with its language-model head, fp32 (bf16 comes from autocast), and its tokenizer."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from lsfa.models.catalogue import resolve_model
+    from lsfa.models.classifier import is_encoder, load_tokenizer
+
+    path = resolve_model(config.model, auto_fetch=True)
+    model_config = AutoConfig.from_pretrained(str(path))
+    if is_encoder(model_config):
+        raise LsfaError(f"ift baseline: {config.model} is an encoder ({model_config.model_type}); it needs a decoder")
+    tokenizer = load_tokenizer(path)
+    model, info = AutoModelForCausalLM.from_pretrained(
+        str(path), attn_implementation=config.attn_implementation, dtype=torch.float32, output_loading_info=True
+    )
+    missing_head = [key for key in info.get("missing_keys", ()) if "lm_head" in key]
+    if missing_head:
+        raise LsfaError(
+            f"ift baseline: {config.model} has no trained language-model head ({missing_head[0]} missing and not "
+            "tied to the embeddings); generating with a random head would only produce noise"
+        )
+    model.config.use_cache = False  # no key/value cache while training; generation turns it on for itself
+    return model, tokenizer
+
+
+def lora_targets(model: nn.Module, requested: str) -> list[str]:
+    """``all-linear`` = every linear projection but the output head (which stays tied to the embeddings)."""
+    if requested != "all-linear":
+        return [part.strip() for part in requested.split(",") if part.strip()]
+    output = model.get_output_embeddings()
+    names = {
+        name.rsplit(".", 1)[-1]
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Linear) and module is not output
+    }
+    return sorted(names)
+
+
+def apply_causal_lora(model: nn.Module, config: TrainConfig) -> nn.Module:
+    """LoRA adapters on the projections (the paper's r/alpha/dropout); the base weights stay frozen."""
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    lora = config.lora
+    targets = lora_targets(model, lora.target_modules)
+    present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    missing = [target for target in targets if target not in present]
+    if missing or not targets:
+        raise LsfaError(f"ift baseline: LoRA target modules not found in {model.config.model_type}: {missing}")
+    settings = LoraConfig(
+        task_type=TaskType.CAUSAL_LM, r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets
+    )
+    return get_peft_model(model, settings)
+
+
+def training_arguments(config: TrainConfig, precision: str, run_dir: Path):
+    """The token classifier's Trainer arguments, but keeping the epoch with the lowest dev loss."""
+    from lsfa.training import runner
+
+    return runner.training_arguments(
+        config,
+        precision,
+        run_dir,
+        metric_for_best_model="eval_loss",
+        greater_is_better=False,
+        prediction_loss_only=True,  # never gather vocabulary-sized logits of the dev set
+        # Each dev batch still holds fp32 logits over the whole vocabulary for every prompt token (plus the
+        # loss's copies): at 64 long prompts that is several GB, which killed a BC5CDR run out of memory.
+        per_device_eval_batch_size=min(config.eval_batch_size, config.batch_size),
+        label_names=["labels"],
+    )
+
+
+# --- the run -------------------------------------------------------------------------------------------
+def train_ift(
+    config: TrainConfig, options: dict[str, Any] | None, run_dir: str | Path, log: Callable[[str], None] = print
+) -> dict[str, Any]:
+    """Train the IFT baseline for one grid cell (or on its own) and write ``run_dir/metrics.json``.
+
+    A run folder with complete checkpoints but no ``metrics.json`` (an interrupted run) resumes from the
+    newest checkpoint, as ``lsfa experiment run`` expects of a cell it retries.
+    """
+    from transformers import DataCollatorForSeq2Seq, EarlyStoppingCallback, Trainer, set_seed
+
+    from lsfa.inference.predictor import resolve_precision
+    from lsfa.training.runner import EpochTimer, last_complete_checkpoint, load_training_data, machine_info
+
+    started = time.perf_counter()
+    grid_config = config
+    config, settings = split_options(config, dict(options or {}))
+    machine = machine_info()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    run_dir = Path(run_dir)
+    if (run_dir / "metrics.json").exists():
+        raise LsfaError(f"{run_dir}: a finished run is already there; choose another output folder")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    set_seed(config.seed)
+    precision = resolve_precision(config.precision)
+    corpus, train_sentences, dev_sentences, labels = load_training_data(config)
+    for warning in corpus.warnings:
+        log(f"note: {warning}")
+    types = entity_types(labels)
+    model, tokenizer = load_causal_lm(config)
+    if config.mode == "lora":
+        model = apply_causal_lora(model, config)
+    train_set, train_too_long = encode_sentences_for_ift(tokenizer, train_sentences, types, config.max_length)
+    dev_set, dev_too_long = encode_sentences_for_ift(tokenizer, dev_sentences, types, config.max_length)
+    if not len(train_set) or not len(dev_set):
+        raise LsfaError(f"ift baseline: no train or dev example fits max_length {config.max_length}")
+    if train_too_long or dev_too_long:
+        log(f"note: {train_too_long} train / {dev_too_long} dev examples longer than max_length left out of training")
+    (run_dir / "config.yaml").write_text(dump_config(config))
+    timer = EpochTimer()
+    callbacks = [timer.callback]
+    if config.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
+    trainer = Trainer(
+        model=model,
+        args=training_arguments(config, precision, run_dir),
+        train_dataset=train_set,
+        eval_dataset=dev_set,
+        data_collator=DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=IGNORE_INDEX, padding=True),
+        processing_class=tokenizer,
+        callbacks=callbacks,
+    )
+    checkpoint = last_complete_checkpoint(run_dir)
+    if checkpoint:
+        log(f"resuming from {checkpoint}")
+    log(f"ift: {len(train_set)} train / {len(dev_set)} dev examples, types {', '.join(types)}")
+    train_start = time.perf_counter()
+    output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    train_seconds = time.perf_counter() - train_start
+    if not trainer.is_world_process_zero():
+        return {}
+    facts = {
+        "train_seconds": train_seconds,
+        "wall_start": started,
+        "epochs": timer.epochs,
+        "global_step": output.global_step,
+        "train_tokens": sum(len(row["input_ids"]) for row in train_set.rows),
+        "ranks": {"world_size": trainer.args.world_size},
+        "best_checkpoint": trainer.state.best_model_checkpoint,
+    }
+    extra = {"train_too_long": train_too_long, "dev_too_long": dev_too_long, "types": types, "machine": machine}
+    context = (grid_config, config, settings, precision, run_dir, log)
+    return _finish(trainer.model, tokenizer, dev_sentences, facts, extra, context)
+
+
+def _finish(model, tokenizer, dev_sentences, facts, extra, context) -> dict[str, Any]:
+    """Save the best model, answer dev and test greedily, score them and write ``metrics.json``."""
+    from lsfa.models.classifier import count_parameters
+    from lsfa.training.runner import _timing, write_json_atomic
+
+    grid_config, config, settings, precision, run_dir, log = context
+    types = extra["types"]
+    _save_model(model, tokenizer, run_dir / MODEL, config, settings, types)
+    # Decode with merged LoRA and bf16 weights stored once, as lsfa's taggers predict: under plain autocast
+    # every decoding step would re-cast all ~100M weights for one new token per row.
+    from lsfa.models.optimise import optimise_for_inference
+
+    parameters = count_parameters(model)  # before merging, which folds the adapter away
+    model = optimise_for_inference(model, precision)
+    metrics: dict[str, Any] = {
+        "system": SYSTEM,
+        "config": grid_config.model_dump(),
+        "ift": {
+            "effective_config": config.model_dump(),
+            "options": settings.model_dump(),
+            "types": types,
+            "prompt_example": generative.build_prompt(["An", "example", "."], types),
+            "ignored_config_keys": list(IGNORED_CONFIG_KEYS),
+            "train_examples_too_long": extra["train_too_long"],
+            "dev_examples_too_long": extra["dev_too_long"],
+        },
+        "attention": "causal",
+        "precision": precision,
+    }
+    splits = {"dev": dev_sentences}
+    if config.test_split:
+        from lsfa.data.corpora import load_split
+
+        test = load_split(config.corpus, config.test_split, data_dir=config.data_dir).sentences
+        splits["test"] = test[: config.test_limit]
+    (run_dir / "predictions").mkdir(exist_ok=True)
+    batch_size = settings.generation_batch_size or config.eval_batch_size
+    for split, sentences in splits.items():
+        prediction = generative.predict_entities(
+            model, tokenizer, sentences, types, settings.max_new_tokens, batch_size, precision
+        )
+        metrics[split] = generative.score_prediction(sentences, prediction)
+        _write_jsonl(run_dir / "predictions" / f"{split}.jsonl", generative.prediction_records(sentences, prediction))
+        scores = metrics[split]["set"]
+        log(f"{split}: set P {scores['precision']:.4f}  R {scores['recall']:.4f}  F1 {scores['f1']:.4f}"
+            f"  malformed {metrics[split]['malformed']}")  # fmt: skip
+    metrics.update(_timing(facts, config))
+    metrics["parameters"] = parameters
+    metrics["machine"] = extra["machine"]
+    write_json_atomic(run_dir / "metrics.json", metrics)
+    return metrics
+
+
+def _save_model(model, tokenizer, folder: Path, config: TrainConfig, settings: IftOptions, types: list[str]) -> None:
+    """The adapter (or full weights), the tokenizer and what is needed to prompt the model again."""
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    meta = {"base_model": config.model, "weights": config.mode, "types": types, **settings.model_dump()}
+    (folder / IFT_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as out:
+        for record in records:
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)

@@ -1,0 +1,1 @@
+"""Experiments: grids of runs, attention-variant comparisons, and the paper-shaped report (tables, plots)."""

@@ -1,0 +1,295 @@
+"""Prediction over files: plain text, JSONL and CoNLL in; JSONL or CoNLL out (what ``lsfa predict`` runs).
+
+Inputs are read and checked completely before the model runs, so a bad line 90,000 fails in a second,
+not after an hour of prediction; errors name the file and line.
+
+* **text**: one document per line; every line (blank ones too) gives one output object
+  ``{"id": <line number>, "text", "entities"}``, so output line *n* belongs to input line *n*.
+* **jsonl**: one object per non-blank line with ``"text"`` (a string) or ``"words"`` (pre-split words,
+  a list of strings) and an optional ``"id"`` (default: the line number). The output repeats the input
+  object and adds ``"entities"``; for ``"words"`` it also adds ``"tags"`` (one per word) and ``"text"``
+  (the words joined by single spaces, which the entity offsets point into).
+* **conll**: one word per line, blank lines between sentences, ``-DOCSTART-`` lines kept. A file with
+  a single column is words only; otherwise the last column is taken to be tags and replaced by the
+  predicted ones, other columns kept (so the output can be scored with ``lsfa evaluate --gold --pred``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from lsfa.data.types import Sentence
+from lsfa.errors import DataFormatError, LsfaError
+from lsfa.inference.tagger import Tagger, entities_from_spans, words_as_text
+from lsfa.inference.text import split_words
+
+FORMATS = ("auto", "text", "jsonl", "conll")
+JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
+CONLL_SUFFIXES = (".conll", ".conllu", ".iob", ".bio", ".tsv")
+STDIN = "-"
+
+
+@dataclass
+class Record:
+    """One document to tag: raw ``text`` or pre-split ``words``, the input object, its line number."""
+
+    line: int
+    text: str | None = None
+    words: list[str] | None = None
+    source: dict[str, Any] = field(default_factory=dict)
+
+
+def detect_format(path: str | Path, requested: str = "auto") -> str:
+    """The input format: as requested, else from the suffix (``.jsonl`` -> jsonl, ``.conll``/``.iob``/``.tsv``
+    -> conll, anything else -> text; CoNLL files named ``.txt`` need ``--format conll``)."""
+    if requested not in FORMATS:
+        raise LsfaError(f"unknown input format {requested!r}; use one of {', '.join(FORMATS)}")
+    if requested != "auto":
+        return requested
+    suffix = Path(str(path)).suffix.lower()
+    if suffix in JSONL_SUFFIXES:
+        return "jsonl"
+    if suffix in CONLL_SUFFIXES:
+        return "conll"
+    return "text"
+
+
+def read_lines(path: str | Path) -> list[str]:
+    """The lines of a UTF-8 file (or stdin for ``-``), without line ends; a clear error for binary input."""
+    if str(path) == STDIN:
+        data = sys.stdin.buffer.read()
+    else:
+        path = Path(path)
+        if not path.is_file():
+            raise LsfaError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
+        data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise DataFormatError("not valid UTF-8 text", "<stdin>" if str(path) == STDIN else path, line) from None
+    # split("\n") rather than splitlines(): \x1c, \x85 or \u2028 inside a document must not split it.
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def read_text_records(path: str | Path) -> list[Record]:
+    """One record per line of a plain-text file, blank lines included."""
+    return [Record(line=number, text=line) for number, line in enumerate(read_lines(path), start=1)]
+
+
+def read_jsonl_records(path: str | Path) -> list[Record]:
+    """One record per non-blank line of a JSONL file, each checked for ``text`` or ``words``."""
+    records = []
+    shown = "<stdin>" if str(path) == STDIN else path
+    for number, line in enumerate(read_lines(path), start=1):
+        if line.strip():
+            records.append(_parse_json_record(line, shown, number))
+    return records
+
+
+def _parse_json_record(line: str, path: str | Path, number: int) -> Record:
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise DataFormatError(f"invalid JSON: {error.msg} (column {error.colno})", path, number) from None
+    if not isinstance(value, dict):
+        raise DataFormatError(f'expected a JSON object with "text" or "words", got {_json_type(value)}', path, number)
+    has_text, has_words = "text" in value, "words" in value
+    if has_text == has_words:
+        problem = "both" if has_text else "neither"
+        raise DataFormatError(f'expected exactly one of "text" or "words", found {problem}', path, number)
+    if has_text:
+        if not isinstance(value["text"], str):
+            raise DataFormatError(f'"text" must be a string, got {_json_type(value["text"])}', path, number)
+        return Record(line=number, text=value["text"], source=value)
+    words = value["words"]
+    if not isinstance(words, list) or not all(isinstance(word, str) for word in words):
+        raise DataFormatError('"words" must be a list of strings', path, number)
+    return Record(line=number, words=words, source=value)
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}
+    return names.get(type(value), "a number")
+
+
+def predict_records(tagger: Tagger, records: list[Record], batch_size: int = 32, progress: bool = False):
+    """Output objects for records, in order, predicted ``batch_size`` documents at a time."""
+    bar = _progress_bar(len(records), progress)
+    try:
+        for start in range(0, len(records), batch_size):
+            batch = records[start : start + batch_size]
+            yield from _predict_batch(tagger, batch)
+            if bar is not None:
+                bar.update(len(batch))
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _progress_bar(total: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    # disable=None: shown only when stderr is a terminal, so logs and pipes stay clean.
+    return tqdm(total=total, desc="predict", unit="doc", file=sys.stderr, disable=None)
+
+
+def _predict_batch(tagger: Tagger, batch: list[Record]) -> Iterator[dict[str, Any]]:
+    placed = []
+    for record in batch:
+        if record.words is not None:
+            placed.append(words_as_text(record.words))
+        else:
+            assert record.text is not None
+            placed.append((record.text, split_words(record.text)))
+    predicted = tagger.predict_words([[word.text for word in words] for _, words in placed])
+    spans = tagger.entity_spans(predicted)
+    for record, (text, words), tags, found in zip(batch, placed, predicted.tags, spans, strict=True):
+        entities = [entity.to_dict() for entity in entities_from_spans(text, words, found)]
+        output: dict[str, Any] = {"id": record.source.get("id", record.line)}
+        output.update(record.source)
+        output["text"] = text
+        if record.words is not None:
+            output["tags"] = tags
+        output["entities"] = entities
+        yield output
+
+
+# Line breaks for str.splitlines() and JavaScript that json.dumps(ensure_ascii=False) leaves raw; escaped so
+# every output object stays on one line for every reader.
+_LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def json_line(value: Any) -> str:
+    """One JSON object as one line (UTF-8 text kept readable, only line-breaking characters escaped)."""
+    return json.dumps(value, ensure_ascii=False).translate(_LINE_BREAKS)
+
+
+def write_jsonl(objects, stream: TextIO) -> int:
+    """Write objects one per line; return how many."""
+    count = 0
+    for value in objects:
+        stream.write(json_line(value) + "\n")
+        count += 1
+    return count
+
+
+@contextlib.contextmanager
+def output_stream(path: str | Path | None) -> Iterator[TextIO]:
+    """stdout, or a file written through a temporary sibling and renamed into place when complete,
+    so an interrupted run never leaves a truncated output that looks finished."""
+    if path is None:
+        yield sys.stdout
+        return
+    target = Path(path)
+    partial = target.with_name(f".{target.name}.partial")
+    try:
+        stream = open(partial, "w", encoding="utf-8", newline="\n")  # noqa: SIM115 (closed below, before the rename)
+    except OSError as error:
+        raise LsfaError(f"{target}: cannot write the output: {error.strerror}") from None
+    try:
+        with stream:
+            yield stream
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def read_conll_for_prediction(path: str | Path):
+    """A CoNLL file as a :class:`~lsfa.data.conll.ConllFile`; single-column files are words only."""
+    from lsfa.data.conll import read_conll
+
+    if str(path) == STDIN:
+        raise LsfaError("CoNLL input must be a file, not stdin")
+    lines = read_lines(path)
+    if _first_word_line_columns(lines) == 1:
+        return _words_only_conll(lines, path)
+    try:
+        return read_conll(path)
+    except DataFormatError as error:
+        if "tag" in error.reason:
+            raise DataFormatError(
+                f"{error.reason} (lsfa predict replaces the last column, which must hold tags; "
+                "give words only, one per line, if the file has no tags)",
+                error.path,
+                error.line,
+            ) from None
+        raise
+
+
+def _first_word_line_columns(lines: list[str]) -> int:
+    from lsfa.data.conll import DOCSTART
+
+    for line in lines:
+        fields = line.split()
+        if fields and fields[0] != DOCSTART:
+            return len(line.split("\t")) if "\t" in line else len(fields)
+    return 0
+
+
+def _words_only_conll(lines: list[str], path: str | Path):
+    """Sentences of a one-word-per-line file (tags ``O``, replaced by predictions later)."""
+    from lsfa.data.conll import DOCSTART, ConllFile
+
+    sentences: list[Sentence] = []
+    words: list[str] = []
+    first, doc_id, has_docstart = 0, 0, False
+    for number, line in enumerate([*lines, ""], start=1):
+        word = line.strip()
+        if word and word != DOCSTART and len(line.split()) != 1:
+            raise DataFormatError(
+                f"expected one word per line like the first one, found {line.strip()!r}", path, number
+            )
+        if word and word != DOCSTART:
+            first = first if words else number
+            words.append(word)
+            continue
+        if words:
+            sentences.append(Sentence(words, ["O"] * len(words), doc_id=doc_id, line=first))
+            words = []
+        if word == DOCSTART:
+            has_docstart = True
+            doc_id += 1 if sentences and sentences[-1].doc_id == doc_id else 0
+    if not sentences:
+        raise DataFormatError("no words found", path)
+    return ConllFile(
+        sentences=sentences,
+        path=str(path),
+        n_documents=len({s.doc_id for s in sentences}),
+        has_docstart=has_docstart,
+        sep=" ",
+        n_columns=1,
+    )
+
+
+def predict_conll(tagger: Tagger, path: str | Path, output: str | Path | TextIO, progress: bool = False) -> int:
+    """Tag a CoNLL file and write it with the predicted tags in the last column; return the sentence count.
+
+    Sentences are predicted with their document ids, so a tagger trained with document context gets it.
+    """
+    from lsfa.data.conll import write_conll
+
+    conll = read_conll_for_prediction(path)
+    sentences = conll.sentences
+    previous, tagger.progress = tagger.progress, progress
+    try:
+        predicted = tagger.predict_words([s.tokens for s in sentences], documents=[s.doc_id for s in sentences])
+    finally:
+        tagger.progress = previous
+    tagged = [
+        Sentence(s.tokens, tags, s.extra, s.doc_id, s.line) for s, tags in zip(sentences, predicted.tags, strict=True)
+    ]
+    write_conll(tagged, output, sep=conll.sep, docstart=conll.has_docstart)
+    return len(tagged)

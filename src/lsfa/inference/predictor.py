@@ -1,0 +1,195 @@
+"""Batched word-level prediction with a token classifier.
+
+Rows are encoded once (:func:`lsfa.data.encode.encode_sentences`: windows for long inputs, optional
+document context), sorted by length so each batch pads little, run without gradients (bf16 autocast
+when asked), and the first sub-token of every word gives that word's tag and probability.
+
+The fast path (``max_batch_tokens``, ``pack``; see :mod:`lsfa.models.packing` and ``lsfa bench``) gives every
+batch the same amount of work and can pack several short rows into one sequence with a block-diagonal mask;
+it changes only the floating-point summation order, not what each sentence attends to.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from lsfa.data.encode import EncodedSet, Example, encode_sentences
+from lsfa.errors import LsfaError
+from lsfa.models import packing
+from lsfa.models.optimise import required_precision
+from lsfa.precision import BF16_PRECISIONS, resolve_precision  # noqa: F401 (resolve_precision: re-exported)
+
+
+@dataclass
+class WordPredictions:
+    """Tags and probabilities per word for each input sentence, plus what windowing had to cut."""
+
+    tags: list[list[str]]
+    scores: list[list[float]]
+    cut_words: int = 0
+    logits: list[torch.Tensor] | None = None
+    """Per sentence, the fp32 logits of every word over the labels ([words, labels]): what
+    :func:`lsfa.inference.decode.decode_predictions` re-decodes (viterbi, temperature)."""
+
+
+def autocast_context(device: torch.device, precision: str):
+    """bf16 autocast on CPU or CUDA for ``bf16`` and ``bf16-full`` (bf16 weights), else a no-op context."""
+    if precision in BF16_PRECISIONS:
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def pad_batch(rows: Sequence[Example], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """Right-pad a batch of rows into ``input_ids`` and ``attention_mask`` tensors."""
+    width = max(len(row.input_ids) for row in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for index, row in enumerate(rows):
+        ids[index, : len(row.input_ids)] = torch.tensor(row.input_ids)
+        mask[index, : len(row.input_ids)] = 1
+    return {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
+
+
+@torch.inference_mode()
+def predict_encoded(
+    model,
+    encoded: EncodedSet,
+    id2label: dict[int, str],
+    pad_id: int,
+    sentence_lengths: Sequence[int],
+    batch_size: int = 32,
+    precision: str = "fp32",
+    sort_by_length: bool = True,
+    progress: bool = False,
+    max_batch_tokens: int | None = None,
+    pack: bool = False,
+    pack_tokens: int | None = None,
+) -> WordPredictions:
+    """Run the model over encoded rows and assemble per-word tags and probabilities.
+
+    By default rows go in batches of ``batch_size`` (sorted by length unless ``sort_by_length=False``).
+    ``max_batch_tokens`` instead fills each batch up to that many padded tokens (rows always sorted);
+    ``pack`` additionally packs rows into sequences of up to ``pack_tokens`` tokens (default: chosen from
+    the row lengths, :func:`lsfa.models.packing.auto_pack_tokens`) when the model allows it
+    (:func:`lsfa.models.packing.packing_supported`), and silently falls back to padded batches otherwise.
+    """
+    device = next(model.parameters()).device
+    if required_precision(model) not in (None, precision):
+        raise LsfaError(
+            f"this model's weights were stored in {required_precision(model)} for fast inference; "
+            f"predict with precision={required_precision(model)!r}, not {precision!r}"
+        )
+    if precision == "bf16-full" and required_precision(model) is None:
+        raise LsfaError("precision bf16-full needs the weights in bf16: optimise_for_inference(model, 'bf16-full')")
+    tags = [["O"] * n for n in sentence_lengths]
+    scores = [[1.0] * n for n in sentence_lengths]
+    word_logits = [torch.zeros(n, len(id2label)) for n in sentence_lengths]
+    examples = encoded.examples
+    packed = pack and packing.packing_supported(model)[0]
+    causal = packed and packing.is_causal_model(model)
+    batches = plan_batches(model, examples, batch_size, sort_by_length, max_batch_tokens, packed, pack_tokens)
+    for batch in _progress(batches, progress):
+        if packed:
+            sequences = [[examples[k].input_ids for k in row] for row in batch.rows]
+            inputs, offsets = packing.build_inputs(sequences, pad_id, device, causal)
+        else:
+            inputs = pad_batch([examples[k] for k in batch.examples], pad_id, device)
+            offsets = [[0] for _ in batch.rows]
+        with autocast_context(device, precision):
+            logits = model(**inputs).logits
+        _collect(logits, batch, offsets, examples, id2label, tags, scores, word_logits)
+    return WordPredictions(tags, scores, encoded.cut_words, word_logits)
+
+
+def plan_batches(
+    model,
+    examples: Sequence[Example],
+    batch_size: int,
+    sort_by_length: bool = True,
+    max_batch_tokens: int | None = None,
+    packed: bool = False,
+    pack_tokens: int | None = None,
+) -> list[packing.PlannedBatch]:
+    """Which rows run together: fixed-size batches, token-budget batches, or packed rows."""
+    lengths = [len(example.input_ids) for example in examples]
+    if packed:
+        limit = packing.pack_limit(model, pack_tokens or packing.auto_pack_tokens(lengths))
+        return packing.packed_batches(lengths, limit, max_batch_tokens or limit * batch_size)
+    if max_batch_tokens:
+        return packing.token_budget_batches(lengths, max_batch_tokens)
+    order = list(range(len(examples)))
+    if sort_by_length:
+        order.sort(key=lambda k: lengths[k])
+    return [packing.PlannedBatch([[k] for k in order[i : i + batch_size]]) for i in range(0, len(order), batch_size)]
+
+
+def _collect(logits, batch, offsets, examples, id2label, tags, scores, word_logits) -> None:
+    """Best label, its probability and all logits at every scored word's first sub-token, for all rows of a
+    batch at once."""
+    batch_rows: list[int] = []
+    columns: list[int] = []
+    for row_index, (row, row_offsets) in enumerate(zip(batch.rows, offsets, strict=True)):
+        for example, offset in zip(row, row_offsets, strict=True):
+            positions = examples[example].label_positions
+            batch_rows.extend([row_index] * len(positions))
+            columns.extend(offset + position for position in positions)
+    device = logits.device
+    picked = logits[torch.tensor(batch_rows, device=device), torch.tensor(columns, device=device)]
+    picked = picked.float()
+    best, label_ids = picked.softmax(-1).max(-1)
+    best_list, label_list, picked = best.tolist(), label_ids.tolist(), picked.cpu()
+    cursor = 0
+    for example in batch.examples:
+        row = examples[example]
+        word_logits[row.sentence][list(row.words)] = picked[cursor : cursor + len(row.words)]
+        for word in row.words:
+            tags[row.sentence][word] = id2label[label_list[cursor]]
+            scores[row.sentence][word] = best_list[cursor]
+            cursor += 1
+
+
+def _progress(batches, enabled: bool):
+    if not enabled or len(batches) < 4:
+        return batches
+    from tqdm.auto import tqdm
+
+    return tqdm(batches, desc="predict", unit="batch")
+
+
+def predict_words(
+    model,
+    tokenizer,
+    sentences: Sequence[Sequence[str]],
+    max_length: int = 512,
+    batch_size: int = 32,
+    precision: str = "fp32",
+    documents: Sequence[int] | None = None,
+    context: str = "sentence",
+    progress: bool = False,
+    max_batch_tokens: int | None = None,
+    pack: bool = False,
+    pack_tokens: int | None = None,
+) -> WordPredictions:
+    """Predict a tag per word for pre-split sentences (windows and context handled here).
+
+    ``max_batch_tokens`` and ``pack`` select the fast batch plans of :func:`predict_encoded`.
+    """
+    encoded = encode_sentences(tokenizer, sentences, max_length=max_length, documents=documents, context=context)
+    id2label = {int(k): v for k, v in model.config.id2label.items()}
+    return predict_encoded(
+        model,
+        encoded,
+        id2label,
+        tokenizer.pad_token_id,
+        [len(words) for words in sentences],
+        batch_size=batch_size,
+        precision=precision,
+        progress=progress,
+        max_batch_tokens=max_batch_tokens,
+        pack=pack,
+        pack_tokens=pack_tokens,
+    )

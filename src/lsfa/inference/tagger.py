@@ -1,0 +1,318 @@
+"""A trained tagger for users: raw text in, entities with character offsets out.
+
+>>> tagger = Tagger.load("runs/conll2003-lsfa")          # the run folder or its model/ folder
+>>> tagger("Peter Blackburn visited Brussels.")
+[Entity(start=0, end=15, label='PER', text='Peter Blackburn', score=0.99), ...]
+>>> for entities in tagger.pipe(lines, batch_size=32): ...
+
+Text is split into words with :func:`lsfa.inference.text.split_words` (CoNLL/PTB style, offsets into the
+original text). One text is one word sequence for the model: a text longer than the model's
+``max_length`` is cut into overlapping windows by :func:`lsfa.inference.predictor.predict_words` and the
+windows are merged back, so every word gets a tag and nothing is truncated.
+
+Entities are decoded from the tags with seqeval's lenient ``conlleval`` rules (an ``I-X`` after ``O``
+opens an entity) rather than the strict rules used for reported scores: for a user, an entity the
+model tagged slightly ill-formed is still better returned than silently dropped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from lsfa.decoding import check_threshold
+from lsfa.errors import LsfaError
+from lsfa.inference.decode import check_decoding, decode_predictions, drop_below, entity_confidences
+from lsfa.inference.predictor import WordPredictions
+from lsfa.inference.text import Word, split_words
+from lsfa.models.saving import META_FILE, TaggerMeta
+from lsfa.precision import check_precision
+
+DEFAULT_DECODING = "viterbi"
+"""What users get unless they ask: well-formed spans (docs/results/decoding-confidence.md measures both)."""
+
+
+@dataclass(frozen=True)
+class Entity:
+    """One entity found in a text: ``text == original[start:end]`` (character offsets, end exclusive).
+
+    ``score`` is the entity's confidence: the probability of exactly this span under the model's per-word
+    distributions at the tagger's calibrated temperature (its words' tag probabilities times the probability
+    that the next word does not continue it; see :func:`lsfa.decoding.span_confidences`).
+    """
+
+    start: int
+    end: int
+    label: str
+    text: str
+    score: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict with the fields in their declared order."""
+        return asdict(self)
+
+
+def resolve_tagger_folder(path: str | Path) -> Path:
+    """The tagger folder for ``path``: the folder itself, or ``path/model`` for a training run folder."""
+    folder = Path(path).expanduser()
+    if (folder / META_FILE).is_file():
+        return folder
+    if (folder / "model" / META_FILE).is_file():
+        return folder / "model"
+    if not folder.exists():
+        raise LsfaError(f"{folder}: no such tagger folder")
+    raise LsfaError(
+        f"{folder}: not an lsfa tagger folder (no {META_FILE}, and no model/{META_FILE} as in a training run)"
+    )
+
+
+def entities_from_spans(text: str, words: Sequence[Word], spans: Sequence[tuple[int, int, str, float]]) -> list[Entity]:
+    """Entities of one text from word spans ``(first word, end word, type, confidence)``."""
+    entities: list[Entity] = []
+    for first, end_word, entity_type, confidence in spans:
+        start, end = words[first].start, words[end_word - 1].end
+        entities.append(Entity(start, end, entity_type, text[start:end], confidence))
+    return entities
+
+
+def words_as_text(words: Sequence[str]) -> tuple[str, list[Word]]:
+    """Pre-split words joined by single spaces, with each word's offsets in the joined text."""
+    placed: list[Word] = []
+    position = 0
+    for word in words:
+        placed.append(Word(word, position, position + len(word)))
+        position += len(word) + 1
+    return " ".join(words), placed
+
+
+@contextlib.contextmanager
+def _quiet_loading():
+    """Silence transformers' load report and progress bars while a tagger loads.
+
+    Rebuilding a LoRA tagger creates its head fresh before the adapter's trained head replaces it, so
+    transformers reports the head as "newly initialized": true but misleading for a user of a trained tagger.
+    """
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def _model_safe(word: str) -> str:
+    """The word with lone surrogates (possible in JSON input) replaced, so the tokenizer can encode it."""
+    if all(not 0xD800 <= ord(char) <= 0xDFFF for char in word):
+        return word
+    return "".join("\ufffd" if 0xD800 <= ord(char) <= 0xDFFF else char for char in word)
+
+
+class Tagger:
+    """A loaded tagger: a token classifier, its tokenizer and its metadata, ready to predict.
+
+    ``labels`` are the model's tags (``O``, ``B-PER``, ...), ``attention`` its attention setting
+    (``full`` = LS-FA, ``causal`` = LS-CA, or a layer pattern), ``model_name`` the base model it was
+    trained from. ``batch_size`` is the number of model rows (windows) per forward pass.
+    """
+
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        meta: TaggerMeta,
+        precision: str = "auto",
+        batch_size: int = 32,
+        max_length: int | None = None,
+        progress: bool = False,
+        max_batch_tokens: int | None = None,
+        pack: bool = False,
+        decoding: str = DEFAULT_DECODING,
+        threshold: float | None = None,
+    ) -> None:
+        from lsfa.precision import resolve_precision
+
+        check_precision(precision)
+        self.decoding = check_decoding(decoding)
+        self.threshold = None if threshold is None else check_threshold(threshold, "threshold")
+        if batch_size < 1:
+            raise LsfaError(f"batch size must be at least 1, got {batch_size}")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.meta = meta
+        self.precision = resolve_precision(precision, next(model.parameters()).device)
+        self.batch_size = batch_size
+        self.max_length = max_length or meta.max_length
+        if self.max_length <= 4:
+            raise LsfaError(f"max length must be more than 4 sub-tokens, got {self.max_length}")
+        self.progress = progress
+        if max_batch_tokens is not None and max_batch_tokens < 1:
+            raise LsfaError(f"max batch tokens must be at least 1, got {max_batch_tokens}")
+        self.max_batch_tokens = max_batch_tokens
+        self.pack = pack
+
+    @classmethod
+    def load(
+        cls,
+        folder: str | Path,
+        precision: str = "auto",
+        merge: bool = True,
+        batch_size: int = 32,
+        max_length: int | None = None,
+        device: str | None = None,
+        max_batch_tokens: int | None = None,
+        pack: bool = False,
+        decoding: str = DEFAULT_DECODING,
+        threshold: float | None = None,
+    ) -> Tagger:
+        """Load a tagger folder (or a training run folder holding ``model/``).
+
+        ``decoding`` is ``viterbi`` (the most probable well-formed tag sequence, the default) or ``argmax``
+        (each word's best tag, as the paper scored); ``threshold`` drops entities whose confidence is below it.
+
+        ``merge=True`` folds a LoRA adapter into the weights once, so prediction runs at the speed of a
+        plain model; with bf16 precision the merged linear weights are then also stored in bf16 once
+        (:func:`lsfa.models.optimise.optimise_for_inference`: the same numbers autocast computes, without
+        re-casting ~100M weights on every call, which dominates batch-1 latency). ``precision="bf16-full"``
+        stores every weight in bf16 (faster again, not bit-identical to autocast). ``device`` defaults to CUDA
+        when available. ``max_length`` overrides the length the model was trained with (longer texts are
+        windowed either way). ``max_batch_tokens`` fills each forward pass up to that many padded tokens
+        instead of ``batch_size`` rows, and ``pack`` also packs several short rows into one with a
+        block-diagonal mask (both are what ``lsfa bench`` measures as the optimised path).
+        """
+        import torch
+
+        from lsfa.models.optimise import optimise_for_inference
+        from lsfa.models.saving import load_tagger
+        from lsfa.precision import BF16_PRECISIONS, resolve_precision
+
+        folder = resolve_tagger_folder(folder)
+        check_precision(precision)  # before the weights load, not after
+        if precision == "bf16-full" and not merge:
+            raise LsfaError("precision bf16-full stores the merged weights in bf16: it cannot keep an adapter unmerged")
+        with _quiet_loading():
+            model, tokenizer, meta = load_tagger(folder, merge=merge)
+        target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        model.to(target)
+        resolved = resolve_precision(precision, target)
+        if merge and resolved in BF16_PRECISIONS:
+            model = optimise_for_inference(model, resolved)
+        return cls(
+            model,
+            tokenizer,
+            meta,
+            precision=precision,
+            batch_size=batch_size,
+            max_length=max_length,
+            max_batch_tokens=max_batch_tokens,
+            pack=pack,
+            decoding=decoding,
+            threshold=threshold,
+        )
+
+    @property
+    def temperature(self) -> float:
+        """The softmax temperature that calibrates this tagger's confidences (1.0 when never fitted)."""
+        return self.meta.temperature
+
+    @property
+    def labels(self) -> list[str]:
+        """The model's tags in label-id order."""
+        return list(self.meta.labels)
+
+    @property
+    def attention(self) -> str:
+        """The attention setting the tagger was trained and runs with."""
+        return self.meta.attention
+
+    @property
+    def model_name(self) -> str:
+        """The base model the tagger was fine-tuned from (catalogue name or path)."""
+        return self.meta.base_model
+
+    def __call__(self, text: str) -> list[Entity]:
+        """The entities of one text."""
+        return next(self.pipe([text], batch_size=1))
+
+    def pipe(self, texts: Iterable[str], batch_size: int | None = None) -> Iterator[list[Entity]]:
+        """Entities for each text, in order; ``batch_size`` texts (default the tagger's) are predicted together."""
+        size = batch_size or self.batch_size
+        if size < 1:
+            raise LsfaError(f"batch size must be at least 1, got {size}")
+        batch: list[str] = []
+        for text in texts:
+            if not isinstance(text, str):
+                raise LsfaError(f"expected a string of text, got {type(text).__name__}")
+            batch.append(text)
+            if len(batch) == size:
+                yield from self._entities_of(batch)
+                batch = []
+        if batch:
+            yield from self._entities_of(batch)
+
+    def _entities_of(self, texts: list[str]) -> list[list[Entity]]:
+        split = [split_words(text) for text in texts]
+        predicted = self.predict_words([[word.text for word in words] for words in split])
+        spans = self.entity_spans(predicted)
+        return [entities_from_spans(text, words, found) for text, words, found in zip(texts, split, spans, strict=True)]
+
+    def entity_spans(self, predicted: WordPredictions) -> list[list[tuple[int, int, str, float]]]:
+        """Each sentence's entities with their confidence, those below the threshold dropped."""
+        return [
+            drop_below(found, self.threshold) for found in entity_confidences(predicted, self.labels, self.temperature)
+        ]
+
+    def predict_words(
+        self, sentences: Sequence[Sequence[str]], documents: Sequence[int] | None = None
+    ) -> WordPredictions:
+        """Tags (read with the tagger's decoding) and their calibrated probabilities for pre-split word sequences
+        (windows for long ones, never truncated).
+
+        ``documents`` (one id per sequence) lets a tagger trained with document context see the
+        neighbouring sequences of the same document, as in training.
+        """
+        from lsfa.inference.predictor import predict_words
+
+        if documents is not None and len(documents) != len(sentences):
+            raise LsfaError(f"{len(documents)} document ids for {len(sentences)} word sequences")
+        safe = [[_model_safe(word) for word in words] for words in sentences]
+        predicted = predict_words(
+            self.model,
+            self.tokenizer,
+            safe,
+            max_length=self.max_length,
+            batch_size=self.batch_size,
+            precision=self.precision,
+            documents=documents,
+            context=self.meta.context if documents is not None else "sentence",
+            progress=self.progress,
+            max_batch_tokens=self.max_batch_tokens,
+            pack=self.pack,
+        )
+        return decode_predictions(predicted, self.labels, self.decoding, self.temperature)
+
+    def tag_words(self, words: Sequence[str]) -> list[str]:
+        """One tag per word of one pre-split word sequence."""
+        return self.predict_words([list(words)]).tags[0]
+
+    def entities_of_words(self, words: Sequence[str]) -> tuple[str, list[str], list[Entity]]:
+        """For pre-split words: their space-joined text, their tags, and entities with offsets into that text."""
+        text, placed = words_as_text(list(words))
+        predicted = self.predict_words([list(words)])
+        return text, predicted.tags[0], entities_from_spans(text, placed, self.entity_spans(predicted)[0])
+
+    def __repr__(self) -> str:
+        return (
+            f"Tagger(model_name={self.model_name!r}, attention={self.attention!r}, labels={len(self.labels)}, "
+            f"precision={self.precision!r}, max_length={self.max_length}, decoding={self.decoding!r})"
+        )

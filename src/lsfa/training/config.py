@@ -1,0 +1,214 @@
+"""Training configuration: one pydantic model, loaded from YAML and overridden from the command line.
+
+Every field is also a CLI flag (``--learning-rate 1e-4`` overrides ``learning_rate: 5e-5``), so a run
+is fully described by the YAML file plus the flags, and the resolved config is printed and saved.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from lsfa.errors import LsfaError
+from lsfa.yaml_files import read_yaml_mapping
+
+
+class LoraOptions(BaseModel):
+    """LoRA hyper-parameters (the paper's defaults: r=32, alpha=64, dropout 0.05, all linear layers)."""
+
+    model_config = ConfigDict(extra="forbid")
+    r: int = Field(32, gt=0, description="LoRA rank")
+    alpha: int = Field(64, gt=0, description="LoRA scaling alpha (scale = alpha / r)")
+    dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the adapter input")
+    target_modules: str = Field("all-linear", description="all-linear, or module names separated by commas")
+
+
+class TrainConfig(BaseModel):
+    """Everything that defines a training run."""
+
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)  # YAML `attention: 5` is layer "5"
+
+    model: str = Field("smollm2-135m", description="catalogue name (`lsfa models`), model folder or hub id")
+    corpus: str = Field("conll2003", description="named corpus (conll2003, bc5cdr, bc5cdr_mtl), folder or file")
+    data_dir: str | None = Field(None, description="folder of the named corpora (default LSFA_DATA_DIR)")
+    train_split: str = Field("train", description="split to train on")
+    dev_split: str = Field("dev", description="split for model selection (strict span F1 after each epoch)")
+    test_split: str | None = Field("test", description="split scored once at the end (null: none)")
+    train_limit: int | None = Field(None, description="use only the first N training sentences")
+    dev_limit: int | None = Field(None, description="use only the first N dev sentences")
+    test_limit: int | None = Field(None, description="use only the first N test sentences")
+    attention: str = Field("full", description="full (LS-FA), causal (LS-CA), layers 0-7,24-29 or groups=4:1010")
+    attn_implementation: Literal["sdpa", "eager"] = Field("sdpa", description="transformers attention kernel")
+    mode: Literal["lora", "full"] = Field("lora", description="LoRA adapters or full fine-tuning")
+    lora: LoraOptions = Field(default_factory=LoraOptions, description="LoRA rank, alpha, dropout, modules")
+    epochs: float = Field(3, gt=0, description="training epochs (fractions allowed)")
+    max_steps: int = Field(-1, description="stop after this many optimiser steps (overrides epochs when > 0)")
+    learning_rate: float = Field(2e-4, gt=0, description="peak learning rate")
+    scheduler: str = Field("cosine", description="transformers learning-rate schedule (cosine, linear, ...)")
+    warmup_ratio: float = Field(0.0, ge=0, lt=1, description="share of steps warming up the learning rate")
+    weight_decay: float = Field(0.001, ge=0, description="AdamW weight decay")
+    batch_size: int = Field(8, gt=0, description="sentences per optimiser step (per process)")
+    eval_batch_size: int = Field(32, gt=0, description="sentences per batch when scoring dev and test")
+    gradient_accumulation: int = Field(1, gt=0, description="batches accumulated per optimiser step")
+    max_length: int = Field(512, gt=4, description="sub-tokens per window; longer inputs are windowed, not cut")
+    label_all_subtokens: bool = Field(False, description="train every sub-token, not only each word's first")
+    context: Literal["sentence", "document"] = Field("sentence", description="document: neighbours as context")
+    precision: Literal["bf16", "fp32", "auto"] = Field(
+        "auto", description="auto: bf16 autocast where it is measured faster than fp32 here"
+    )
+    group_by_length: bool = Field(False, description="length-grouped batches (the Trainer's group_by_length)")
+    pack: bool = Field(True, description="pack each batch's rows into shared rows: no compute on padding")
+    kernels: Literal["fast", "default"] = Field(
+        "fast", description="fast: fused AdamW; on CPU also math attention for short rows, cheaper LoRA dropout"
+    )
+    early_stopping_patience: int | None = Field(2, description="epochs without dev F1 gain before stopping")
+    seed: int = Field(42, description="random seed (data order, head initialisation, dropout)")
+    output_dir: str = Field("runs/default", description="run folder: model/, metrics.json, predictions/")
+    save_merged: bool = Field(False, description="save LoRA merged into the weights (a plain transformers folder)")
+    logging_steps: int = Field(20, description="log the loss every N steps")
+    threads: int | None = Field(None, description="torch CPU threads (default: all cores)")
+
+    @field_validator("attention")
+    @classmethod
+    def _attention_syntax(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("attention must be causal, full, a layer list like 0-7,24-29 or groups=4:1010")
+        return value.strip()
+
+
+CONFIG_GROUPS: dict[str, tuple[str, ...]] = {
+    "model and attention": ("model", "attention", "attn_implementation", "mode", "lora"),
+    "data": ("corpus", "data_dir", "train_split", "dev_split", "test_split", "train_limit", "dev_limit",
+             "test_limit", "max_length", "label_all_subtokens", "context"),
+    "schedule": ("epochs", "max_steps", "learning_rate", "scheduler", "warmup_ratio", "weight_decay",
+                 "batch_size", "gradient_accumulation", "early_stopping_patience", "seed"),
+    "speed": ("precision", "pack", "group_by_length", "kernels", "eval_batch_size", "threads"),
+    "output": ("output_dir", "save_merged", "logging_steps"),
+}  # fmt: skip
+"""How ``lsfa train --help`` groups the config keys (every key in exactly one group; a test checks it)."""
+
+
+def config_help() -> str:
+    """Every config key as a flag, with its default and meaning, grouped (the help of ``lsfa train``)."""
+    lines = []
+    for group, names in CONFIG_GROUPS.items():
+        lines.append(f"{group}:")
+        for name in names:
+            if name == "lora":
+                lines += [
+                    _flag_line(f"lora-{sub}", field, field.default) for sub, field in LoraOptions.model_fields.items()
+                ]
+            else:
+                field = TrainConfig.model_fields[name]
+                lines.append(_flag_line(name, field, field.default))
+    return "\n".join(lines)
+
+
+def _flag_line(name: str, field: Any, default: Any) -> str:
+    shown = "null" if default is None else str(default).lower() if isinstance(default, bool) else default
+    return f"  --{name.replace('_', '-'):26s} {field.description or ''} [default: {shown}]"
+
+
+def flag_names() -> dict[str, str]:
+    """CLI flag -> dotted config key, e.g. ``--lora-r`` -> ``lora.r``."""
+    flags = {}
+    for name in TrainConfig.model_fields:
+        if name == "lora":
+            for sub in LoraOptions.model_fields:
+                flags["--lora-" + sub.replace("_", "-")] = f"lora.{sub}"
+        else:
+            flags["--" + name.replace("_", "-")] = name
+    return flags
+
+
+def parse_overrides(args: list[str]) -> dict[str, Any]:
+    """Turn ``["--learning-rate", "1e-4", "--no-group-by-length"]`` into a nested override dict."""
+    flags = flag_names()
+    overrides: dict[str, Any] = {}
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        key, value, used = _flag_value(arg, args, index, flags)
+        index += used
+        target = overrides
+        *parents, leaf = key.split(".")
+        for parent in parents:
+            target = target.setdefault(parent, {})
+        target[leaf] = value
+    return overrides
+
+
+def _flag_value(arg: str, args: list[str], index: int, flags: dict[str, str]) -> tuple[str, Any, int]:
+    """The config key, its value and how many arguments the flag used (``--x=1``, ``--x 1``, ``--x``)."""
+    name, has_inline, inline = arg.partition("=")
+    if name.startswith("--no-") and "--" + name[5:] in flags:
+        return flags["--" + name[5:]], False, 1
+    if name not in flags:
+        known = ", ".join(sorted(flags))
+        raise LsfaError(f"unknown option {name!r}; training options are: {known}")
+    key = flags[name]
+    if has_inline:
+        return key, _scalar(inline, key), 1
+    if index + 1 >= len(args) or args[index + 1].startswith("--"):
+        return key, True, 1
+    return key, _scalar(args[index + 1], key), 2
+
+
+def _text_fields() -> dict[str, bool]:
+    """Dotted keys of the text-valued fields -> whether they may be null (``test_split``, ``data_dir``)."""
+    fields = {name: field.annotation for name, field in TrainConfig.model_fields.items()}
+    fields.update({f"lora.{name}": field.annotation for name, field in LoraOptions.model_fields.items()})
+    text = {}
+    for key, annotation in fields.items():
+        members = set(get_args(annotation)) if get_args(annotation) else {annotation}
+        if str in members and members <= {str, type(None)}:
+            text[key] = type(None) in members
+    return text
+
+
+def _scalar(text: str, key: str = "") -> Any:
+    """A flag value as YAML reads it (numbers, booleans, null), except that text fields keep the text.
+
+    ``--attention 5`` must mean layer "5", not the integer 5 (and ``--output-dir 010`` not 8).
+    """
+    nullable = _text_fields().get(key)
+    if nullable is not None:
+        return None if nullable and text.strip() in ("null", "Null", "NULL", "~") else text
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Read a YAML config (optional), apply overrides, validate; errors name the file and the field."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        data = read_yaml_mapping(path, "config file")
+    merged = deep_merge(data, overrides or {})
+    try:
+        return TrainConfig.model_validate(merged)
+    except ValidationError as error:
+        where = f"{path}: " if path else ""
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        raise LsfaError(f"{where}invalid training config: {problems}") from error
+
+
+def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``base`` updated by ``extra``, nested mappings merged key by key (``lora: {r: 8}`` keeps ``lora.alpha``)."""
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def dump_config(config: TrainConfig) -> str:
+    """The resolved config as YAML, as printed at the start of a run and saved with it."""
+    return yaml.safe_dump(config.model_dump(), sort_keys=False)

@@ -1,0 +1,155 @@
+"""The IFT baseline's training: loss masking, options, a tiny end-to-end run and its metrics, and refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lsfa.baselines.ift import build_prompt
+from lsfa.baselines.ift_train import encode_example, split_options, train_ift
+from lsfa.data.align import IGNORE_INDEX
+from lsfa.errors import LsfaError
+from lsfa.training.config import load_config
+from tests.tiny import CORPUS, byte_bpe_tokenizer, tiny_causal_lm_dir
+from tests.training.synthetic import ENTITIES, FILLERS, write_synthetic_corpus
+
+SPLIT_KEYS = {"set", "malformed", "n_sentences", "ms_per_sentence", "inference_seconds", "cut_responses"}
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("ift")
+
+
+@pytest.fixture(scope="module")
+def corpus(workspace: Path) -> Path:
+    return write_synthetic_corpus(workspace / "corpus", train=16, dev=6, test=5)
+
+
+def tiny_lm(folder: Path, tied: bool = True) -> Path:
+    """A tiny causal LM whose tokenizer has learnt the prompt's words (~120 tokens a prompt, not ~350 bytes)."""
+    prompt = build_prompt(["Peter", "visited", "New", "York"], ["LOC", "ORG", "PER"])
+    answers = " ".join([*ENTITIES, *FILLERS, "New York"]) + " :LOC; :ORG; :PER; None"
+    return tiny_causal_lm_dir(folder, tied=tied, texts=CORPUS + [prompt, answers] * 3)
+
+
+def tiny_config(model: Path, corpus: Path, **overrides):
+    settings = {
+        "model": str(model),
+        "corpus": str(corpus),
+        "epochs": 2,
+        "batch_size": 8,
+        "eval_batch_size": 8,
+        "learning_rate": 5e-3,
+        "lora": {"r": 2, "alpha": 4},
+        "max_length": 256,
+        "precision": "fp32",
+        "early_stopping_patience": 1,
+        "logging_steps": 1,
+        "threads": 1,
+        **overrides,
+    }
+    return load_config(None, settings)
+
+
+# --- examples --------------------------------------------------------------------------------------------
+def test_loss_is_on_the_response_and_end_token_only() -> None:
+    tokenizer = byte_bpe_tokenizer()
+    prompt = build_prompt(["Peter", "visited", "Paris"], ["PER", "LOC"])
+    row = encode_example(tokenizer, prompt, "Peter:PER;Paris:LOC;", max_length=4096)
+    prompt_ids = tokenizer(prompt)["input_ids"]
+    response_ids = tokenizer("Peter:PER;Paris:LOC;", add_special_tokens=False)["input_ids"]
+    assert row["input_ids"] == prompt_ids + response_ids + [tokenizer.eos_token_id]
+    assert row["labels"][: len(prompt_ids)] == [IGNORE_INDEX] * len(prompt_ids)
+    assert row["labels"][len(prompt_ids) :] == [*response_ids, tokenizer.eos_token_id]
+    assert IGNORE_INDEX not in row["labels"][len(prompt_ids) :]
+
+
+def test_pairs_longer_than_max_length_are_left_out_not_cut() -> None:
+    tokenizer = byte_bpe_tokenizer()
+    prompt = build_prompt(["Peter"], ["PER"])
+    length = len(tokenizer(prompt)["input_ids"]) + len(tokenizer("None", add_special_tokens=False)["input_ids"]) + 1
+    assert encode_example(tokenizer, prompt, "None", max_length=length) is not None
+    assert encode_example(tokenizer, prompt, "None", max_length=length - 1) is None
+
+
+# --- options ---------------------------------------------------------------------------------------------
+def test_grid_options_split_into_training_overrides_and_generation_settings() -> None:
+    base = load_config(None, {"learning_rate": 1e-4})
+    config, settings = split_options(base, {"model": "some/model", "epochs": 1, "max_new_tokens": 32})
+    assert (config.model, config.epochs, config.learning_rate) == ("some/model", 1, 1e-4)
+    assert settings.max_new_tokens == 32 and settings.generation_batch_size is None
+    with pytest.raises(LsfaError, match=r"unknown option.*max_tokens"):
+        split_options(base, {"max_tokens": 3})
+    with pytest.raises(LsfaError, match="max_new_tokens"):
+        split_options(base, {"max_new_tokens": 0})
+    with pytest.raises(LsfaError, match="learning_rate"):
+        split_options(base, {"learning_rate": -1})
+
+
+def test_dev_loss_batches_are_no_larger_than_training_batches(tmp_path: Path) -> None:
+    """Vocabulary-sized logits for every dev prompt token: big eval batches ran a real run out of memory."""
+    from lsfa.baselines.ift_train import training_arguments
+
+    config = load_config(None, {"batch_size": 8, "eval_batch_size": 64})
+    args = training_arguments(config, "fp32", tmp_path)
+    assert args.per_device_eval_batch_size == 8 and args.prediction_loss_only
+    assert args.metric_for_best_model == "eval_loss" and not args.greater_is_better
+
+
+def test_the_grid_knows_the_ift_system() -> None:
+    from lsfa.experiments.grid import expand_cells, parse_grid
+
+    spec = parse_grid({"models": [], "corpora": ["c"], "seeds": [1], "systems": [{"name": "ift", "model": "m"}]})
+    (cell,) = expand_cells(spec)
+    assert cell.key == "c/ift/lora/none/seed1" and cell.options == {"model": "m"}
+
+
+# --- end to end ------------------------------------------------------------------------------------------
+def test_tiny_ift_run_writes_lsfa_style_metrics_and_jsonl_predictions(workspace: Path, corpus: Path) -> None:
+    model = tiny_lm(workspace / "lm")
+    run_dir = workspace / "run"
+    lines: list[str] = []
+    config = tiny_config(model, corpus)
+    metrics = train_ift(config, {"max_new_tokens": 4, "generation_batch_size": 3}, run_dir, lines.append)
+
+    written = json.loads((run_dir / "metrics.json").read_text())
+    assert written["system"] == "ift" and written["config"]["model"] == str(model)
+    assert written["ift"]["options"] == {"max_new_tokens": 4, "generation_batch_size": 3}
+    assert written["ift"]["types"] == ["LOC", "ORG", "PER"], "the corpus's sorted types are the options"
+    for split, count in (("dev", 6), ("test", 5)):
+        assert set(written[split]) >= SPLIT_KEYS
+        assert set(written[split]["set"]) >= {"precision", "recall", "f1"}
+        assert written[split]["n_sentences"] == count
+        records = [json.loads(line) for line in (run_dir / "predictions" / f"{split}.jsonl").read_text().splitlines()]
+        assert len(records) == count
+        assert sum(r["malformed"] for r in records) == written[split]["malformed"]
+        assert sum(len(r["gold"]) for r in records) == written[split]["n_gold_entities"] > 0
+    for key in ("train_seconds_per_epoch", "mean_epoch_seconds", "parameters", "epochs_run", "epoch_log"):
+        assert written[key] is not None, key
+    assert 0 < written["parameters"]["trainable"] < written["parameters"]["total"], "LoRA trains adapters only"
+
+    # model selection on dev loss: the kept checkpoint is the epoch with the lowest eval_loss
+    losses = [epoch["eval_loss"] for epoch in written["epoch_log"]]
+    assert len(losses) == 2 and written["global_step"] == 4
+    best_epoch = losses.index(min(losses)) + 1
+    assert written["best_checkpoint"].endswith(f"checkpoint-{2 * best_epoch}")
+    assert (run_dir / "model" / "adapter_config.json").is_file() and (run_dir / "model" / "lsfa-ift.json").is_file()
+    assert metrics["test"]["set"] == written["test"]["set"]
+    assert any(line.startswith("test: set P") for line in lines)
+
+    from lsfa.experiments.tables import build_tables, collect_cells
+
+    (row,) = build_tables(collect_cells(workspace))["set"].rows
+    assert row["model"] == "ift" and row["f1"]["mean"] == pytest.approx(written["test"]["set"]["f1"])
+
+    with pytest.raises(LsfaError, match="finished run"):
+        train_ift(config, {}, run_dir)
+
+
+def test_a_decoder_without_its_language_model_head_is_refused(workspace: Path, corpus: Path) -> None:
+    backbone = tiny_lm(workspace / "backbone", tied=False)
+    with pytest.raises(LsfaError, match="no trained language-model head"):
+        train_ift(tiny_config(backbone, corpus), {}, workspace / "refused")

@@ -1,0 +1,221 @@
+"""``lsfa predict`` on text, JSONL and CoNLL input, and ``lsfa evaluate --model-dir``."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+
+import pytest
+
+from lsfa.cli import main
+from lsfa.data.conll import read_conll
+from lsfa.inference.files import detect_format
+
+GOLD = """-DOCSTART- -X- -X- O
+
+Bob NNP B-NP B-PER
+Carter NNP I-NP I-PER
+met VBD B-VP O
+Bill NNP B-NP B-PER
+in IN B-PP O
+Paris NNP B-NP B-LOC
+. . O O
+
+-DOCSTART- -X- -X- O
+
+the DT B-NP O
+dog NN I-NP O
+Cole NNP I-NP B-PER
+"""
+
+
+@pytest.fixture
+def run(monkeypatch, capsys):
+    """Run the console entry point: ``(exit code, stdout, stderr)``."""
+
+    def invoke(args: list[str]) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["lsfa", *args])
+        code = 0
+        try:
+            main()
+        except SystemExit as exit_:
+            code = exit_.code
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return invoke
+
+
+@pytest.fixture
+def rule_dir(tiny_taggers):
+    return str(tiny_taggers["rule"])
+
+
+def test_predict_text_prints_one_json_object(run, rule_dir):
+    code, out, _ = run(["predict", "--model-dir", rule_dir, "--text", "Hi Bob Carter!", "--precision", "fp32"])
+    assert code == 0
+    result = json.loads(out)
+    assert result["text"] == "Hi Bob Carter!"
+    assert [(e["start"], e["end"], e["label"], e["text"]) for e in result["entities"]] == [(3, 13, "PER", "Bob Carter")]
+    assert set(result["entities"][0]) == {"start", "end", "label", "text", "score"}
+
+
+def test_predict_plain_text_file_gives_one_object_per_line(run, rule_dir, tmp_path):
+    source = tmp_path / "docs.txt"
+    source.write_text("Bob Carter sat.\n\nthe dog\u2028and Bill\n", encoding="utf-8")
+    output = tmp_path / "out.jsonl"
+    code, _, err = run(["predict", "--model-dir", rule_dir, "--input", str(source), "-o", str(output)])
+    assert code == 0 and "3 documents" in err
+    rows = [json.loads(line) for line in output.read_text(encoding="utf-8").splitlines()]
+    assert [row["id"] for row in rows] == [1, 2, 3]
+    assert [[e["text"] for e in row["entities"]] for row in rows] == [["Bob Carter"], [], ["Bill"]]
+    assert rows[2]["text"] == "the dog\u2028and Bill"
+
+
+def test_predict_jsonl_with_text_and_words(run, rule_dir, tmp_path):
+    source = tmp_path / "docs.jsonl"
+    lines = [
+        json.dumps({"id": "a", "text": "Bill in Berlin", "source": "x"}),
+        "",
+        json.dumps({"words": ["the", "Bob", "Carter", "."]}),
+    ]
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    code, out, _ = run(["predict", "--model-dir", rule_dir, "--input", str(source)])
+    assert code == 0
+    first, second = (json.loads(line) for line in out.splitlines())
+    assert (
+        first["id"] == "a" and first["source"] == "x" and [e["text"] for e in first["entities"]] == ["Bill", "Berlin"]
+    )
+    assert second["id"] == 3
+    assert second["tags"] == ["O", "B-PER", "I-PER", "O"]
+    (entity,) = second["entities"]
+    assert second["text"][entity["start"] : entity["end"]] == "Bob Carter"
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('{"text": "ok"', "invalid JSON"),
+        ('{"id": 3}', 'exactly one of "text" or "words"'),
+        ('{"text": 5}', '"text" must be a string'),
+        ('{"words": "Bob"}', '"words" must be a list of strings'),
+        ('["Bob"]', "expected a JSON object"),
+    ],
+)
+def test_bad_jsonl_line_is_named(run, rule_dir, tmp_path, line, message):
+    source = tmp_path / "bad.jsonl"
+    source.write_text('{"text": "fine"}\n\n' + line + "\n", encoding="utf-8")
+    code, out, err = run(["predict", "--model-dir", rule_dir, "--input", str(source)])
+    assert code == 2 and out == ""
+    assert f"{source}:3: " in err and message in err
+    assert "Traceback" not in err
+
+
+def test_predict_conll_keeps_columns_and_documents(run, rule_dir, tmp_path):
+    gold = tmp_path / "gold.conll"
+    gold.write_text(GOLD, encoding="utf-8")
+    output = tmp_path / "pred.conll"
+    command = ["predict", "--model-dir", rule_dir, "--input", str(gold), "--output", str(output)]
+    code, _, err = run([*command, "--decoding", "argmax"])  # argmax: the rule model's raw tags, lenient I- included
+    assert code == 0 and "2 sentences" in err
+    predicted, original = read_conll(output), read_conll(gold)
+    assert [s.tokens for s in predicted.sentences] == [s.tokens for s in original.sentences]
+    assert [s.extra for s in predicted.sentences] == [s.extra for s in original.sentences]
+    assert predicted.has_docstart and predicted.n_documents == 2
+    assert [s.tags for s in predicted.sentences] == [
+        ["B-PER", "I-PER", "O", "B-PER", "O", "O", "O"],
+        ["O", "O", "I-PER"],
+    ]
+
+
+def test_predict_words_only_conll(run, rule_dir, tmp_path):
+    source = tmp_path / "words.txt"
+    source.write_text("Bob\nsat\n\nCole\n", encoding="utf-8")
+    code, out, _ = run(
+        ["predict", "--model-dir", rule_dir, "--input", str(source), "--format", "conll", "--decoding", "argmax"]
+    )
+    assert code == 0
+    assert out == "Bob B-PER\nsat O\n\nCole I-PER\n\n"
+
+
+def test_predict_needs_exactly_one_input(run, rule_dir, tmp_path):
+    code, _, err = run(["predict", "--model-dir", rule_dir])
+    assert code == 2 and "exactly one of --text or --input" in err
+    source = tmp_path / "in.txt"
+    source.write_text("x\n")
+    code, _, err = run(["predict", "--model-dir", rule_dir, "--input", str(source), "--output", str(source)])
+    assert code == 2 and "refusing to overwrite" in err
+    code, _, err = run(["predict", "--model-dir", str(tmp_path), "--text", "x"])
+    assert code == 2 and "not an lsfa tagger folder" in err
+    code, _, err = run(["predict", "--model-dir", rule_dir, "--text", "x", "-o", str(tmp_path / "no" / "out.json")])
+    assert code == 2 and "cannot write the output" in err
+
+
+def test_format_detection():
+    assert detect_format("a.jsonl") == "jsonl"
+    assert detect_format("a.CONLL") == "conll" and detect_format("a.iob") == "conll"
+    assert detect_format("a.txt") == "text" and detect_format("-") == "text"
+    assert detect_format("a.txt", "conll") == "conll"
+
+
+@pytest.fixture
+def corpus_dir(tmp_path):
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    (folder / "test.txt").write_text(GOLD, encoding="utf-8")
+    return folder
+
+
+def test_evaluate_model_dir_reports_like_gold_and_pred(run, rule_dir, corpus_dir, tmp_path):
+    args = ["--corpus", str(corpus_dir), "--split", "test", "--precision", "fp32", "--json"]
+    code, out, _ = run(["evaluate", "--model-dir", rule_dir, *args])
+    assert code == 0
+    from_model = json.loads(out)
+
+    predictions = tmp_path / "pred.conll"
+    gold = corpus_dir / "test.txt"
+    assert (
+        run(
+            [
+                "predict",
+                "--model-dir",
+                rule_dir,
+                "--input",
+                str(gold),
+                "--format",
+                "conll",
+                "-o",
+                str(predictions),
+                "--decoding",
+                "argmax",
+            ]
+        )[0]
+        == 0
+    )
+    code, out, _ = run(["evaluate", "--gold", str(gold), "--pred", str(predictions), "--json"])
+    assert code == 0
+    from_files = json.loads(out)
+    assert from_model.keys() == from_files.keys()
+    assert from_model == from_files
+    # gold: Bob Carter, Bill, Paris (LOC), Cole; the rule finds the PERs, misses Paris, and "Cole" is I-PER
+    # alone (ill-formed, dropped in strict mode).
+    assert from_model["micro"]["support"] == 4 and from_model["micro"]["precision"] == 1.0
+
+
+def test_evaluate_model_dir_tables_and_default_corpus(run, tiny_taggers, corpus_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_taggers["rule"], run_dir / "model")
+    (run_dir / "config.yaml").write_text(f"corpus: {corpus_dir}\ndata_dir: null\n")
+    code, out, _ = run(["evaluate", "--model-dir", str(run_dir), "--precision", "fp32"])
+    assert code == 0
+    assert "micro (strict)" in out and "Errors" in out
+
+
+def test_evaluate_model_dir_errors(run, rule_dir, corpus_dir):
+    code, _, err = run(["evaluate", "--model-dir", rule_dir])
+    assert code == 2 and "--corpus" in err
+    code, _, err = run(["evaluate", "--model-dir", rule_dir, "--corpus", str(corpus_dir), "--split", "dev"])
+    assert code == 2 and "dev" in err
+    code, _, err = run(["evaluate", "--corpus", str(corpus_dir)])
+    assert code == 2 and "--model-dir" in err

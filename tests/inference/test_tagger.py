@@ -1,0 +1,227 @@
+"""The user-facing Tagger: loading, entities with offsets, batching, long documents."""
+
+from __future__ import annotations
+
+import random
+import shutil
+
+import pytest
+import torch
+
+from lsfa.data.encode import encode_sentences
+from lsfa.errors import LsfaError
+from lsfa.inference.tagger import Entity, Tagger
+from lsfa.inference.text import split_words
+from tests.inference.tiny_taggers import FILLERS, LABELS, random_model
+
+TEXTS = [
+    "Bob Carter met Bill in Berlin.",
+    "",
+    "   ",
+    "the dog sat on the mat , said Cole",
+    " ".join(["the cat sat on a mat"] * 40) + " Bob Carter",  # longer than one 64-token window
+    "Zu\u0308rich 👩\u200d🔬 \x00 \ud800 Bob",
+]
+
+
+def test_entities_carry_offsets_into_the_original_text(rule_tagger):
+    text = "Yesterday  Bob Carter said the dog sat on Bill's mat in Berlin."
+    entities = rule_tagger(text)
+    assert [(e.text, e.label) for e in entities] == [("Bob Carter", "PER"), ("Bill", "PER"), ("Berlin", "PER")]
+    for entity in entities:
+        assert text[entity.start : entity.end] == entity.text
+        assert 0.5 < entity.score <= 1.0  # a span probability: its words' tags and the next word not continuing
+    assert entities[0].to_dict() == {
+        "start": 11,
+        "end": 21,
+        "label": "PER",
+        "text": "Bob Carter",
+        "score": entities[0].score,
+    }
+
+
+def test_empty_and_blank_text_have_no_entities(rule_tagger):
+    assert rule_tagger("") == []
+    assert rule_tagger(" \n\t ") == []
+
+
+def test_odd_unicode_does_not_break_prediction(rule_tagger):
+    text = TEXTS[-1]
+    entities = rule_tagger(text)
+    assert [entity.text for entity in entities] == ["Bob"]
+    assert text[entities[0].start : entities[0].end] == "Bob"
+
+
+def test_score_is_the_mean_word_probability(rule_tagger):
+    words = ["the", "Bob", "Carter"]
+    predicted = rule_tagger.predict_words([words])
+    (entity,) = rule_tagger("the Bob Carter")
+    assert entity.score == pytest.approx(sum(predicted.scores[0][1:3]) / 2)
+
+
+def test_lenient_decoding_keeps_an_entity_that_starts_with_i(tiny_taggers):
+    argmax = Tagger.load(tiny_taggers["rule"], precision="fp32", decoding="argmax")
+    assert argmax.tag_words(["the", "Carter", "sat"]) == ["O", "I-PER", "O"]
+    assert [(e.text, e.label) for e in argmax("the Carter sat")] == [("Carter", "PER")]
+
+
+def border_document(tokenizer, n_words: int = 3000, max_length: int = 64) -> tuple[list[str], list[int]]:
+    """Filler words with "Bob Carter" straddling the word where one window's scored words end.
+
+    Returns the words and the indices of the "Bob"s that sit right at such a border in the final document.
+    """
+    rng = random.Random(0)
+    words = [rng.choice(FILLERS) for _ in range(n_words)]
+    rows = encode_sentences(tokenizer, [words], max_length=max_length).examples
+    for row in rows[:-1]:
+        border = row.words.stop  # first word scored by the next window
+        words[border - 1], words[border] = "Bob", "Carter"
+    rows = encode_sentences(tokenizer, [words], max_length=max_length).examples
+    owner = {word: index for index, row in enumerate(rows) for word in row.words}
+    straddling = [w for w, word in enumerate(words[:-1]) if word == "Bob" and owner[w] != owner[w + 1]]
+    return words, straddling
+
+
+def test_long_document_every_word_tagged_and_border_entities_found(rule_tagger):
+    words, straddling = border_document(rule_tagger.tokenizer, max_length=rule_tagger.max_length)
+    assert len(straddling) >= 3, "the setup must put entities across window borders"
+    text = " ".join(words)
+    assert [word.text for word in split_words(text)] == words
+
+    predicted = rule_tagger.predict_words([words])
+    tags = predicted.tags[0]
+    assert len(tags) == len(words) == 3000 and predicted.cut_words == 0
+    assert tags == ["B-PER" if w == "Bob" else "I-PER" if w == "Carter" else "O" for w in words]
+
+    entities = rule_tagger(text)
+    assert all(text[e.start : e.end] == e.text for e in entities)
+    assert all(e.text == "Bob Carter" and e.label == "PER" for e in entities)
+    assert len(entities) == words.count("Bob")
+    starts = {e.start for e in entities}
+    offsets = split_words(text)
+    assert all(offsets[w].start in starts for w in straddling)
+
+
+def test_pipe_equals_one_call_per_text(tiny_taggers):
+    tagger = Tagger.load(tiny_taggers["random"], precision="fp32", batch_size=2)
+    single = [tagger(text) for text in TEXTS]
+    for batch_size in (1, 3, 10):
+        piped = list(tagger.pipe(iter(TEXTS), batch_size=batch_size))
+        assert len(piped) == len(TEXTS)
+        for one, many in zip(single, piped, strict=True):
+            assert [(e.start, e.end, e.label, e.text) for e in one] == [(e.start, e.end, e.label, e.text) for e in many]
+            assert [e.score for e in one] == pytest.approx([e.score for e in many], abs=1e-5)
+
+
+def test_pipe_is_lazy_and_rejects_non_strings(rule_tagger):
+    results = rule_tagger.pipe(["Bob", 42])  # type: ignore[list-item]
+    with pytest.raises(LsfaError, match="expected a string"):
+        list(results)
+
+
+@pytest.mark.parametrize(("name", "merge"), [("random", True), ("lora", True), ("lora", False)])
+def test_loaded_tagger_predicts_like_the_model_in_memory(tiny_taggers, name, merge):
+    model, tokenizer, meta = random_model(tiny_taggers["base"], lora=name == "lora")
+    in_memory = Tagger(model, tokenizer, meta, precision="fp32")
+    loaded = Tagger.load(tiny_taggers[name], precision="fp32", merge=merge)
+    sentences = [split_words(text) for text in TEXTS]
+    words = [[w.text for w in ws] for ws in sentences]
+    expected, got = in_memory.predict_words(words), loaded.predict_words(words)
+    assert got.tags == expected.tags
+    for want, have in zip(expected.scores, got.scores, strict=True):
+        assert have == pytest.approx(want, abs=1e-4)
+    assert loaded.labels == LABELS and loaded.attention == "full" and loaded.model_name == str(tiny_taggers["base"])
+
+
+@pytest.mark.skipif(not torch.ops.mkldnn._is_mkldnn_bf16_supported(), reason="this CPU has no fast bf16")
+def test_bf16_load_caches_weights_and_predicts_like_plain_autocast(tiny_taggers):
+    """The fast path stores merged linear weights in bf16 once: same tags and scores as plain bf16 autocast."""
+    from lsfa.models.optimise import required_precision
+
+    model, tokenizer, meta = random_model(tiny_taggers["base"], lora=True)
+    plain = Tagger(model.merge_and_unload(), tokenizer, meta, precision="bf16")
+    loaded = Tagger.load(tiny_taggers["lora"], precision="bf16")
+    assert required_precision(loaded.model) == "bf16" and required_precision(plain.model) is None
+    words = [[w.text for w in split_words(text)] for text in TEXTS]
+    expected, got = plain.predict_words(words), loaded.predict_words(words)
+    assert got.tags == expected.tags
+    for want, have in zip(expected.scores, got.scores, strict=True):
+        assert have == pytest.approx(want, abs=1e-6)
+    with pytest.raises(LsfaError, match="stored in bf16"):
+        Tagger(loaded.model, tokenizer, meta, precision="fp32").predict_words(words)
+
+
+def test_bf16_full_load_casts_every_weight_and_needs_merged_weights(tiny_taggers):
+    from lsfa.models.optimise import required_precision
+
+    loaded = Tagger.load(tiny_taggers["lora"], precision="bf16-full")
+    assert required_precision(loaded.model) == "bf16-full"
+    assert {p.dtype for p in loaded.model.parameters()} == {torch.bfloat16}
+    words = [[w.text for w in split_words(text)] for text in TEXTS]
+    got = loaded.predict_words(words)
+    assert [len(tags) for tags in got.tags] == [len(w) for w in words]
+    with pytest.raises(LsfaError, match="cannot keep an adapter unmerged"):
+        Tagger.load(tiny_taggers["lora"], precision="bf16-full", merge=False)
+
+
+@pytest.mark.parametrize("plan", [{"max_batch_tokens": 64}, {"max_batch_tokens": 64, "pack": True}])
+def test_batch_plans_do_not_change_predictions(tiny_taggers, plan):
+    words = [[w.text for w in split_words(text)] for text in TEXTS]
+    plain = Tagger.load(tiny_taggers["random"], precision="fp32", batch_size=2)
+    planned = Tagger.load(tiny_taggers["random"], precision="fp32", **plan)
+    expected, got = plain.predict_words(words), planned.predict_words(words)
+    assert got.tags == expected.tags
+    for want, have in zip(expected.scores, got.scores, strict=True):
+        assert have == pytest.approx(want, abs=1e-4)
+    with pytest.raises(LsfaError, match="max batch tokens"):
+        Tagger.load(tiny_taggers["random"], precision="fp32", max_batch_tokens=0)
+
+
+def test_load_accepts_a_run_folder(tiny_taggers, tmp_path):
+    shutil.copytree(tiny_taggers["rule"], tmp_path / "run" / "model")
+    tagger = Tagger.load(tmp_path / "run", precision="fp32")
+    assert tagger("Bob") == [Entity(0, 3, "PER", "Bob", pytest.approx(1.0, abs=0.01))]
+
+
+def test_load_explains_a_folder_that_is_not_a_tagger(tmp_path):
+    with pytest.raises(LsfaError, match="not an lsfa tagger folder"):
+        Tagger.load(tmp_path)
+    with pytest.raises(LsfaError, match="no such tagger folder"):
+        Tagger.load(tmp_path / "missing")
+
+
+def test_bad_settings_are_user_errors(tiny_taggers):
+    with pytest.raises(LsfaError, match="precision"):
+        Tagger.load(tiny_taggers["rule"], precision="fp8")
+    tagger = Tagger.load(tiny_taggers["rule"], precision="fp32")
+    with pytest.raises(LsfaError, match="document ids"):
+        tagger.predict_words([["a"], ["b"]], documents=[0])
+
+
+def test_entities_of_words_point_into_the_joined_text(rule_tagger):
+    text, tags, entities = rule_tagger.entities_of_words(["the", "Bob", "Carter", "."])
+    assert text == "the Bob Carter ."
+    assert tags == ["O", "B-PER", "I-PER", "O"]
+    assert [(e.start, e.end, e.text) for e in entities] == [(4, 14, "Bob Carter")]
+
+
+@pytest.mark.integration
+def test_real_default_model_tags_every_word_of_a_long_text():
+    """SmolLM2's real byte-level BPE tokenizer with an untrained head: mechanics only, not accuracy."""
+    from lsfa.models.catalogue import resolve_model
+    from lsfa.models.classifier import build_token_classifier, load_tokenizer
+    from lsfa.models.saving import TaggerMeta
+
+    try:
+        path = resolve_model("smollm2-135m")
+    except LsfaError:
+        pytest.skip("smollm2-135m is not provisioned (lsfa models fetch smollm2-135m)")
+    labels = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+    model = build_token_classifier(path, labels, "full").eval()
+    meta = TaggerMeta(base_model="smollm2-135m", model_type="llama", labels=labels, max_length=128)
+    tagger = Tagger(model, load_tokenizer(path), meta, precision="fp32", batch_size=8)
+    text = " ".join(["Peter Blackburn's visit to the U.S. on 1996-08-22 (Zürich, 東京) cost $1,000."] * 20)
+    words = [word.text for word in split_words(text)]
+    predicted = tagger.predict_words([words])
+    assert len(predicted.tags[0]) == len(words) > 300 and predicted.cut_words == 0
+    assert all(text[e.start : e.end] == e.text for e in tagger(text))

@@ -1,0 +1,402 @@
+"""End-to-end training on a tiny random llama and a synthetic corpus: run folder, test-split hygiene, early stopping,
+document context, gradient accumulation, resume after SIGKILL, and a two-rank torchrun run.
+
+Every run uses one CPU thread per process and a few dozen optimiser steps, so each takes seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+
+from lsfa.data.conll import read_conll
+from lsfa.errors import LsfaError
+from lsfa.eval.report import evaluate_sentences
+from lsfa.training.config import load_config
+from lsfa.training.runner import last_complete_checkpoint, train
+from tests.tiny import tiny_decoder_dir
+from tests.training.synthetic import synthetic_sentence
+
+SENTENCES = {"train": 160, "dev": 40, "test": 40}
+SENTENCES_PER_DOCUMENT = 8
+BATCH_SIZE = 16
+STEPS_PER_EPOCH = SENTENCES["train"] // BATCH_SIZE  # 10
+EPOCHS = 3
+TIMING_KEYS = {"train_seconds_per_epoch", "train_tokens_per_second", "peak_memory_mb", "wall_seconds"}
+SPLIT_EXTRA_KEYS = {"inference_seconds", "ms_per_sentence", "cut_words", "decoding"}
+SUBPROCESS_TIMEOUT = 600
+
+
+def write_corpus(folder: Path, splits=("train", "dev", "test"), seed: int = 0) -> Path:
+    """Two-column CoNLL files with a ``-DOCSTART-`` every few sentences (documents for context tests)."""
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, count in SENTENCES.items():
+        lines: list[str] = []
+        for index in range(count):
+            if index % SENTENCES_PER_DOCUMENT == 0:
+                lines += ["-DOCSTART- O", ""]
+            lines += [f"{word} {tag}" for word, tag in synthetic_sentence(rng)]
+            lines.append("")
+        if split in splits:
+            (folder / f"{split}.txt").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("train")
+
+
+@pytest.fixture(scope="module")
+def tiny_model(workspace: Path) -> Path:
+    return tiny_decoder_dir(workspace / "model", "llama")
+
+
+@pytest.fixture(scope="module")
+def corpus(workspace: Path) -> Path:
+    return write_corpus(workspace / "corpus")
+
+
+def settings_for(model: Path, corpus: Path, output_dir: Path, **overrides: Any) -> dict[str, Any]:
+    """A run that learns the synthetic corpus in a few seconds (LoRA r=4, high learning rate)."""
+    return {
+        "model": str(model),
+        "corpus": str(corpus),
+        "output_dir": str(output_dir),
+        "mode": "lora",
+        "lora": {"r": 4, "alpha": 8},
+        "epochs": EPOCHS,
+        "learning_rate": 5.0e-3,
+        "batch_size": BATCH_SIZE,
+        "eval_batch_size": 32,
+        "max_length": 64,
+        "precision": "fp32",
+        "logging_steps": 5,
+        "seed": 0,
+        "threads": 1,
+        **overrides,
+    }
+
+
+@pytest.fixture(scope="module")
+def main_run(workspace: Path, tiny_model: Path, corpus: Path):
+    """One in-process LoRA run whose test split does not exist until ``Trainer.train`` has returned.
+
+    The test file is written by a wrapper around ``Trainer.train`` right after it returns, so any read of
+    the test split during training fails loudly instead of passing unnoticed. Every CoNLL read is logged.
+    """
+    import transformers
+
+    import lsfa.data.corpora
+
+    hidden = workspace / "corpus-hidden-test"
+    write_corpus(hidden, splits=("train", "dev"))
+    events: list[str] = []
+    original_train = transformers.Trainer.train
+    original_read = lsfa.data.corpora.read_conll
+
+    def train_then_reveal_test(self, *args, **kwargs):
+        events.append("train:start")
+        result = original_train(self, *args, **kwargs)
+        events.append("train:end")
+        shutil.copy(corpus / "test.txt", hidden / "test.txt")
+        return result
+
+    def logged_read(path, *args, **kwargs):
+        events.append(f"read:{Path(path).name}")
+        return original_read(path, *args, **kwargs)
+
+    config = load_config(None, settings_for(tiny_model, hidden, workspace / "main-run"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(transformers.Trainer, "train", train_then_reveal_test)
+        patch.setattr(lsfa.data.corpora, "read_conll", logged_read)
+        metrics = train(config, log=lambda message: None)
+    return {"metrics": metrics, "run_dir": workspace / "main-run", "events": events, "config": config}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# One complete run
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_run_folder_has_config_metrics_predictions_and_model(main_run) -> None:
+    run_dir = main_run["run_dir"]
+    for name in ("config.yaml", "metrics.json", "predictions/dev.conll", "predictions/test.conll", "model/lsfa.json"):
+        assert (run_dir / name).is_file(), name
+    on_disk = json.loads((run_dir / "metrics.json").read_text())
+    assert on_disk["dev"]["micro"] == main_run["metrics"]["dev"]["micro"]
+    assert load_config(run_dir / "config.yaml") == main_run["config"]
+
+
+def test_metrics_hold_evaluation_reports_and_timings(main_run) -> None:
+    metrics = main_run["metrics"]
+    gold = read_conll(main_run["run_dir"] / "predictions" / "dev.conll").sentences
+    report_keys = set(evaluate_sentences([s.tags for s in gold], [s.tags for s in gold], [s.tokens for s in gold]))
+    for split in ("dev", "test"):
+        assert set(metrics[split]) == report_keys | SPLIT_EXTRA_KEYS, split
+    assert set(metrics) >= TIMING_KEYS
+    assert len(metrics["train_seconds_per_epoch"]) == metrics["epochs_run"] == EPOCHS
+    assert metrics["global_step"] == EPOCHS * STEPS_PER_EPOCH
+    assert metrics["train_tokens_per_second"] > 0
+    assert metrics["ranks"] == {"world_size": 1, "fingerprints": metrics["ranks"]["fingerprints"], "agree": True}
+    assert metrics["parameters"]["trainable"] < metrics["parameters"]["total"]
+    assert metrics["dev"]["micro"]["f1"] > 0.3, "the synthetic corpus should be learnable in three epochs"
+    for split in ("dev", "test"):  # viterbi beside argmax, over the same outputs
+        decoding = metrics[split]["decoding"]
+        assert decoding["argmax_ill_formed_tags"] >= 0 and 0 <= decoding["viterbi"]["micro"]["f1"] <= 1
+
+
+def test_temperature_is_fitted_on_dev_and_saved_with_the_tagger(main_run) -> None:
+    from lsfa.models.saving import read_meta
+
+    temperature = main_run["metrics"]["temperature"]
+    assert 0.05 <= temperature <= 20 and temperature != 1.0
+    assert read_meta(main_run["run_dir"] / "model").temperature == temperature
+
+
+def test_test_split_is_read_only_after_training(main_run) -> None:
+    events = main_run["events"]
+    assert events.count("read:test.txt") == 1
+    assert events.index("read:test.txt") > events.index("train:end")
+    assert "read:train.txt" in events[: events.index("train:start")]
+    assert main_run["metrics"]["test"]["micro"]["support"] > 0
+
+
+def test_prediction_files_match_the_reported_scores(main_run, corpus: Path) -> None:
+    for split in ("dev", "test"):
+        gold = read_conll(corpus / f"{split}.txt").sentences
+        predicted = read_conll(main_run["run_dir"] / "predictions" / f"{split}.conll").sentences
+        assert [s.tokens for s in predicted] == [s.tokens for s in gold]
+        report = evaluate_sentences([s.tags for s in gold], [s.tags for s in predicted], [s.tokens for s in gold])
+        assert report["micro"] == main_run["metrics"][split]["micro"]
+
+
+def test_saved_model_reproduces_the_dev_predictions(main_run, corpus: Path) -> None:
+    from lsfa.inference.predictor import predict_words
+    from lsfa.models.saving import load_tagger
+
+    model, tokenizer, meta = load_tagger(main_run["run_dir"] / "model")
+    assert meta.weights == "lora"
+    assert meta.attention == "full"
+    dev = read_conll(corpus / "dev.txt").sentences
+    predicted = predict_words(model, tokenizer, [s.tokens for s in dev], max_length=meta.max_length)
+    written = read_conll(main_run["run_dir"] / "predictions" / "dev.conll").sentences
+    assert predicted.tags == [s.tags for s in written]
+
+
+def test_a_finished_run_is_not_overwritten(main_run) -> None:
+    with pytest.raises(LsfaError, match="finished run"):
+        train(main_run["config"], log=lambda message: None)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Variants
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_early_stopping_ends_training_when_dev_f1_stalls(tmp_path: Path, tiny_model: Path, corpus: Path) -> None:
+    """A learning rate too small to change any prediction: dev F1 never improves after epoch 1."""
+    settings = settings_for(
+        tiny_model, corpus, tmp_path / "run", epochs=6, learning_rate=1e-12, early_stopping_patience=1, test_split=None
+    )
+    metrics = train(load_config(None, settings), log=lambda message: None)
+    assert metrics["epochs_run"] == 2
+    assert metrics["global_step"] == 2 * STEPS_PER_EPOCH
+    assert "test" not in metrics
+    assert not (tmp_path / "run" / "predictions" / "test.conll").exists()
+
+
+def test_document_context_run_with_merged_export(tmp_path: Path, tiny_model: Path, corpus: Path) -> None:
+    from transformers import AutoModelForTokenClassification
+
+    from lsfa.models.attention import restore_attention
+    from lsfa.models.saving import read_meta
+
+    settings = settings_for(tiny_model, corpus, tmp_path / "run", epochs=1, context="document", save_merged=True)
+    metrics = train(load_config(None, settings), log=lambda message: None)
+    assert metrics["config"]["context"] == "document"
+    assert metrics["dev"]["micro"]["support"] > 0 and metrics["test"]["micro"]["support"] > 0
+    meta = read_meta(tmp_path / "run" / "model")
+    assert (meta.context, meta.weights) == ("document", "merged")
+    model = AutoModelForTokenClassification.from_pretrained(tmp_path / "run" / "model")
+    assert str(restore_attention(model)) == "full"
+
+
+def test_gradient_accumulation_divides_the_loss(tmp_path: Path, tiny_model: Path) -> None:
+    """Regression: token classifiers accept **kwargs, so the stock Trainer skipped the division by
+    gradient_accumulation (and multiplied by world_size under DDP). The logged loss of the first step must be
+    the mean loss of its batches, not their sum."""
+    from transformers import DataCollatorForTokenClassification, set_seed
+
+    from lsfa.data.align import IGNORE_INDEX
+    from lsfa.data.types import Sentence
+    from lsfa.training.runner import RowDataset, build_model, encode_split, ner_trainer_class, training_arguments
+
+    labels = ["O", "B-PER", "B-LOC"]
+    sentences = [Sentence(["Peter", "visited", "Paris"], ["B-PER", "O", "B-LOC"])] * 4
+    config = load_config(
+        None,
+        settings_for(
+            tiny_model, tmp_path, tmp_path / "run", lora={"r": 4, "alpha": 8, "dropout": 0.0},
+            batch_size=2, gradient_accumulation=2, max_steps=1, logging_steps=1, early_stopping_patience=None,
+        ),
+    )  # fmt: skip
+    set_seed(config.seed)
+    model, tokenizer, _ = build_model(config, labels)
+    rows = encode_split(tokenizer, sentences, labels, config, train=True)
+    collator = DataCollatorForTokenClassification(tokenizer, label_pad_token_id=IGNORE_INDEX)
+    batch = collator([RowDataset(rows)[k] for k in range(4)])
+    with torch.no_grad():
+        initial_loss = model(**batch).loss.item()
+    args = training_arguments(config, "fp32", tmp_path / "run")
+    args.eval_strategy = args.save_strategy = "no"
+    args.load_best_model_at_end = False
+    trainer = ner_trainer_class()(
+        model=model, args=args, train_dataset=RowDataset(rows), data_collator=collator, processing_class=tokenizer
+    )
+    trainer.train()
+    logged = next(entry["loss"] for entry in trainer.state.log_history if "loss" in entry)
+    # Not exact: the classifier's dropout is active in training. Unscaled, the loss would be twice as large.
+    assert logged == pytest.approx(initial_loss, rel=0.05)
+
+
+def test_last_complete_checkpoint_skips_and_removes_partial_ones(tmp_path: Path) -> None:
+    checkpoints = tmp_path / "checkpoints"
+    assert last_complete_checkpoint(tmp_path) is None
+    for step, state in ((5, '{"global_step": 5}'), (10, '{"global_step": 10}'), (15, '{"global_st'), (20, None)):
+        folder = checkpoints / f"checkpoint-{step}"
+        folder.mkdir(parents=True)
+        if state is not None:
+            (folder / "trainer_state.json").write_text(state)
+    (checkpoints / "notes").mkdir()
+    assert last_complete_checkpoint(tmp_path) == checkpoints / "checkpoint-10"
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["checkpoint-10", "checkpoint-5", "notes"]
+
+
+def test_last_complete_checkpoint_orders_steps_numerically(tmp_path: Path) -> None:
+    for step in (9, 10, 100):
+        folder = tmp_path / "checkpoints" / f"checkpoint-{step}"
+        folder.mkdir(parents=True)
+        (folder / "trainer_state.json").write_text("{}")
+    assert last_complete_checkpoint(tmp_path).name == "checkpoint-100"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Separate processes: resume after SIGKILL, torchrun with two ranks
+# --------------------------------------------------------------------------------------------------------------
+
+
+def write_run_config(path: Path, settings: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(settings, sort_keys=False))
+    return path
+
+
+def run_cli(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", **env}
+    return subprocess.run(
+        args, cwd=cwd, env=environment, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT, check=False
+    )
+
+
+def lsfa_train(config: Path, *flags: str) -> list[str]:
+    return [sys.executable, "-m", "lsfa.cli", "train", "--config", str(config), *flags]
+
+
+def describe(result: subprocess.CompletedProcess) -> str:
+    return f"exit {result.returncode}\n--- stdout\n{result.stdout[-3000:]}\n--- stderr\n{result.stderr[-3000:]}"
+
+
+def test_resume_after_sigkill_matches_an_uninterrupted_run(main_run, tiny_model: Path, corpus: Path, tmp_path) -> None:
+    """Kill mid-epoch 2 (epoch 1's checkpoint exists), resume: same final step and dev F1 as ``main_run``."""
+    run_dir = tmp_path / "run"
+    config = write_run_config(tmp_path / "run.yaml", settings_for(tiny_model, corpus, run_dir))
+    kill_step = STEPS_PER_EPOCH + STEPS_PER_EPOCH // 2
+
+    killer = Path(__file__).with_name("killed_train.py")
+    killed = run_cli([sys.executable, str(killer), str(config), str(kill_step)], cwd=tmp_path)
+    assert killed.returncode == -9, describe(killed)
+    assert not (run_dir / "metrics.json").exists()
+    assert last_complete_checkpoint(run_dir) == run_dir / "checkpoints" / f"checkpoint-{STEPS_PER_EPOCH}"
+    # A checkpoint whose trainer_state.json was cut short by the kill must be ignored, and removed.
+    partial = run_dir / "checkpoints" / f"checkpoint-{2 * STEPS_PER_EPOCH}"
+    partial.mkdir()
+    (partial / "trainer_state.json").write_text('{"global_step": 2')
+
+    resumed = run_cli(lsfa_train(config, "--resume"), cwd=tmp_path)
+    assert resumed.returncode == 0, describe(resumed)
+    assert f"resuming from {run_dir / 'checkpoints' / f'checkpoint-{STEPS_PER_EPOCH}'}" in resumed.stdout
+    assert not partial.exists() or (partial / "trainer_state.json").read_text() != '{"global_step": 2'
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    reference = main_run["metrics"]
+    assert metrics["global_step"] == reference["global_step"] == EPOCHS * STEPS_PER_EPOCH
+    assert metrics["dev"]["micro"]["f1"] == pytest.approx(reference["dev"]["micro"]["f1"], abs=0.005)
+
+
+def test_torchrun_two_ranks_agree(tiny_model: Path, corpus: Path, tmp_path: Path) -> None:
+    """Two CPU ranks (gloo) train one model: rank 0 writes the run folder, both hold identical weights."""
+    run_dir = tmp_path / "run"
+    config = write_run_config(tmp_path / "run.yaml", settings_for(tiny_model, corpus, run_dir, epochs=2))
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m"]
+    result = run_cli([*command, *lsfa_train(config)[2:]], cwd=tmp_path)
+    assert result.returncode == 0, describe(result)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["ranks"]["world_size"] == 2
+    assert metrics["ranks"]["agree"] is True
+    assert len(metrics["ranks"]["fingerprints"]) == 2
+    # Each optimiser step consumes two per-rank batches.
+    assert metrics["global_step"] == 2 * -(-SENTENCES["train"] // (2 * BATCH_SIZE))
+    assert (run_dir / "predictions" / "test.conll").is_file()
+    assert (run_dir / "model" / "lsfa.json").is_file()
+    assert result.stdout.count("run folder:") == 1, "only rank 0 reports and writes the run folder"
+
+
+def test_bf16_lora_run_casts_frozen_weights_and_its_saved_model_predicts_the_same(
+    tmp_path: Path, tiny_model: Path, corpus: Path, monkeypatch
+) -> None:
+    """bf16 LoRA training stores the frozen base weights in bf16 once and trains short rows with the math
+    attention kernel; the saved adapter (on an fp32 base, under autocast) must give the written predictions."""
+    import lsfa.models.optimise
+    import lsfa.training.kernels
+    from lsfa.inference.predictor import predict_words
+    from lsfa.models.saving import load_tagger
+
+    widths: list[int] = []
+    original = lsfa.training.kernels.training_attention_context
+
+    def recording(width, device, kernels="fast"):
+        widths.append(width)
+        assert kernels == "fast"
+        return original(width, device, kernels)
+
+    cast_layers: list[int] = []
+    original_cast = lsfa.models.optimise.cast_frozen_linear_weights
+
+    def recording_cast(model, dtype=torch.bfloat16):
+        cast_layers.append(original_cast(model, dtype))
+        assert all(p.dtype == torch.float32 for p in model.parameters() if p.requires_grad)
+        return cast_layers[-1]
+
+    monkeypatch.setattr(lsfa.training.kernels, "training_attention_context", recording)
+    monkeypatch.setattr(lsfa.models.optimise, "cast_frozen_linear_weights", recording_cast)
+    settings = settings_for(tiny_model, corpus, tmp_path / "run", epochs=1, precision="bf16", test_split=None)
+    metrics = train(load_config(None, settings), log=lambda message: None)
+    assert metrics["precision"] == "bf16"
+    assert cast_layers and cast_layers[0] > 0
+    assert len(widths) == STEPS_PER_EPOCH
+    model, tokenizer, meta = load_tagger(tmp_path / "run" / "model")
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    dev = read_conll(corpus / "dev.txt").sentences
+    predicted = predict_words(model, tokenizer, [s.tokens for s in dev], max_length=meta.max_length, precision="bf16")
+    written = read_conll(tmp_path / "run" / "predictions" / "dev.conll").sentences
+    assert predicted.tags == [s.tags for s in written]
