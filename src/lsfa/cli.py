@@ -16,6 +16,19 @@ from lsfa.errors import LsfaError
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Decoder LLMs as bidirectional NER taggers.")
 data_app = typer.Typer(no_args_is_help=True, help="Corpora: statistics and conversion.")
 models_app = typer.Typer(help="The offline model catalogue.", invoke_without_command=True)
+
+
+@app.callback()
+def _global_options(
+    verbose: bool = typer.Option(False, "--verbose", help="Show transformers' load reports and warnings too."),
+) -> None:
+    """Decoder LLMs as bidirectional NER taggers."""
+    if verbose:
+        import os
+
+        os.environ["LSFA_VERBOSE"] = "1"
+
+
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
 
@@ -75,14 +88,11 @@ def data_convert(
     typer.echo(f"{len(conll.sentences):,} sentences {conll.scheme} -> {conll.tag_scheme}: {target}")
 
 
-def _check_decoding_options(decoding: str, threshold: float | None) -> None:
-    """Refuse a bad --decoding or --threshold before any model loads."""
-    from lsfa.decoding import check_threshold
-    from lsfa.inference.decode import check_decoding
+def _inference_options(**values):
+    """The run options of a tagger, validated once before any model loads (errors name the flag)."""
+    from lsfa.inference.options import InferenceOptions
 
-    check_decoding(decoding, "--decoding")
-    if threshold is not None:
-        check_threshold(threshold, "--threshold")
+    return InferenceOptions.of(None, flags=True, **{key: value for key, value in values.items() if value is not None})
 
 
 # --- evaluate --------------------------------------------------------------------------------------
@@ -126,9 +136,9 @@ def evaluate(
             raise LsfaError("use either --gold/--pred or --model-dir/--corpus/--split, not both")
         if model_dir is None:
             raise LsfaError("--corpus/--split need --model-dir (the tagger to evaluate)")
-        _check_decoding_options(decoding, None)
+        options = _inference_options(decoding=decoding, precision=precision, batch_size=batch_size)
         if calibration is not None:
-            _calibration(model_dir, corpus, data_dir, decoding, precision, calibration, target_precision)
+            _calibration(model_dir, corpus, data_dir, options, calibration, target_precision)
             return
         _evaluate_model_dir(
             model_dir, corpus, split or "test", data_dir, mode, precision, batch_size, as_json, decoding
@@ -152,8 +162,7 @@ def evaluate(
 
 
 def _calibration(
-    model_dir: str, corpus: str | None, data_dir: str | None, decoding: str, precision: str, out: Path,
-    target_precision: float | None,
+    model_dir: str, corpus: str | None, data_dir: str | None, options, out: Path, target_precision: float | None,
 ) -> None:  # fmt: skip
     """``lsfa evaluate --model-dir --calibration OUT``: how far entity confidences can be trusted."""
     from lsfa.inference.calibration import calibration_report
@@ -165,7 +174,7 @@ def _calibration(
         data_dir = data_dir or trained_data_dir
         if corpus is None:
             raise LsfaError(f"{model_dir}: give the corpus (--corpus); no training config.yaml found")
-    tagger = Tagger.load(model_dir, precision=precision, decoding=decoding)
+    tagger = Tagger.load(model_dir, options)
     report = calibration_report(tagger, corpus, out, data_dir=data_dir, target_precision=target_precision)
     used = report["temperature"]["used"]
     typer.echo(
@@ -415,22 +424,16 @@ def predict_command(
     from lsfa.inference.tagger import Tagger
 
     input_format = files.detect_format(input_path or "", input_format)  # validate before loading the model
-    _check_decoding_options(decoding, threshold)
+    options = _inference_options(
+        precision=precision, batch_size=batch_size, max_length=max_length, max_batch_tokens=max_batch_tokens,
+        pack=pack, decoding=decoding, threshold=threshold,
+    )  # fmt: skip
     records = None  # read and checked before the model loads, so a bad line fails fast
     if input_path is not None and input_format == "text":
         records = files.read_text_records(input_path)
     elif input_path is not None and input_format == "jsonl":
         records = files.read_jsonl_records(input_path)
-    tagger = Tagger.load(
-        model_dir,
-        precision=precision,
-        batch_size=batch_size,
-        max_length=max_length,
-        max_batch_tokens=max_batch_tokens,
-        pack=pack,
-        decoding=decoding,
-        threshold=threshold,
-    )
+    tagger = Tagger.load(model_dir, options)
     show_progress = sys.stderr.isatty()
     with files.output_stream(output) as stream:
         if text is not None:
@@ -548,7 +551,7 @@ def serve_command(
 
     from lsfa.inference.server import ServerSettings
 
-    _check_decoding_options(decoding, None)
+    inference = _inference_options(precision=precision, decoding=decoding)
     options = {"max_request_bytes": max_request_bytes, "max_texts": max_texts, "max_chars_per_text": max_chars_per_text}
     options |= {"batch_wait_ms": batch_wait_ms, "max_batch_texts": max_batch_texts}
     if api_key is not None:
@@ -567,7 +570,7 @@ def serve_command(
         import torch
 
         torch.set_num_threads(max(1, threads))
-    tagger = Tagger.load(model_dir, precision=precision, decoding=decoding)
+    tagger = Tagger.load(model_dir, inference)
     if settings.api_key is None and host not in ("127.0.0.1", "localhost", "::1"):
         typer.secho(f"warning: serving on {host} without an API key (--api-key or LSFA_API_KEY)", err=True, fg="yellow")
     typer.echo(f"serving {tagger!r} on http://{host}:{port}/ (API docs at /docs)", err=True)

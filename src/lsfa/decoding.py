@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from lsfa.data.schemes import normalise_scheme, to_spans
 from lsfa.errors import LsfaError
 
 _SCHEMES = {"IOB2": ("B", "I"), "BIOES": ("B", "I", "E", "S")}
-_ALIASES = {"IOBES": "BIOES"}
 Span = tuple[int, int, str]
 
 
@@ -45,9 +45,9 @@ def _split(label: str, prefixes: Sequence[str]) -> tuple[str, str]:
 
 
 def _scheme_name(scheme: str) -> str:
-    name = _ALIASES.get(scheme.upper(), scheme.upper())
+    name = normalise_scheme(scheme)
     if name not in _SCHEMES:
-        raise LsfaError(f"unknown tagging scheme {scheme!r}; supported: IOB2, BIOES (alias IOBES)")
+        raise LsfaError(f"tagging scheme {scheme!r} has no viterbi transitions here; supported: IOB2, BIOES")
     return name
 
 
@@ -129,25 +129,10 @@ def argmax_decode(log_probs: Tensor, lengths: Tensor | Sequence[int]) -> list[li
 
 
 def extract_spans(tags: Sequence[str]) -> list[Span]:
-    """Entity spans ``(start, end_exclusive, type)`` read leniently from IOB2 or BIOES tag strings.
-
-    A span starts at B-X or S-X, or at an I-X/E-X that does not continue an open X span; it continues over I-X
-    and E-X of the same type; E-X and S-X close it. Unknown prefixes are read as O.
-    """
-    spans: list[Span] = []
-    open_start, open_kind = -1, ""
-    for i, tag in enumerate([*tags, "O"]):
-        prefix, _, kind = tag.partition("-") if tag != "O" else ("O", "", "")
-        continues = prefix in ("I", "E") and kind == open_kind and open_start >= 0
-        if open_start >= 0 and not continues:
-            spans.append((open_start, i, open_kind))
-            open_start, open_kind = -1, ""
-        if prefix in ("B", "S", "I", "E") and kind and not continues:
-            open_start, open_kind = i, kind
-        if prefix in ("E", "S") and open_start >= 0:
-            spans.append((open_start, i + 1, open_kind))
-            open_start, open_kind = -1, ""
-    return spans
+    """Entity spans ``(start, end_exclusive, type)`` read leniently from IOB2 or BIOES tags: the one lenient
+    span reader of :func:`lsfa.data.schemes.to_spans` (B/S open; I/E continue the same type or else open;
+    E/S close)."""
+    return [tuple(span) for span in to_spans(tags)]
 
 
 def span_confidences(probs: Tensor, tags: Sequence[str], labels: Sequence[str]) -> list[tuple[int, int, str, float]]:

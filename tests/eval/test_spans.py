@@ -6,8 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lsfa.data.schemes import normalise_scheme
 from lsfa.errors import LsfaError
-from lsfa.eval.spans import InvalidTagError, Span, get_spans, normalize_scheme, spans_of_all
+from lsfa.eval.spans import InvalidTagError, Span, get_spans, spans_of_all
 from tests.eval.oracle import PREFIXES, seqeval_spans, tags_strategy
 
 
@@ -68,8 +69,8 @@ def test_invalid_tag_error_names_the_sentence():
 
 
 def test_scheme_names_and_unknown_values():
-    assert normalize_scheme("iobes") == "BIOES"
-    assert normalize_scheme("BIO") == "IOB2"
+    assert normalise_scheme("iobes") == "BIOES"
+    assert normalise_scheme("BIO") == "IOB2"
     with pytest.raises(LsfaError, match="unknown tag scheme"):
         get_spans(["O"], "IOE2")
     with pytest.raises(LsfaError, match="unknown evaluation mode"):

@@ -55,7 +55,7 @@ def test_tagger_threshold_and_decoding_are_validated_and_applied(tiny_taggers) -
     for bad in (-0.1, 1.5, float("nan"), True):
         with pytest.raises(LsfaError, match="threshold"):
             Tagger.load(tiny_taggers["rule"], precision="fp32", threshold=bad)
-    with pytest.raises(LsfaError, match="'beam' is not a decoding"):
+    with pytest.raises(LsfaError, match="decoding: Input should be 'argmax' or 'viterbi'"):
         Tagger.load(tiny_taggers["rule"], precision="fp32", decoding="beam")
     text = "the dog said Bob Carter sat on the mat"
     everything = Tagger.load(tiny_taggers["rule"], precision="fp32", threshold=0.0)(text)
@@ -108,7 +108,7 @@ def test_cli_threshold_and_decoding_errors_are_one_line(tiny_taggers, monkeypatc
 
     for args, expected in [
         (["--threshold", "1.5"], "--threshold"),
-        (["--decoding", "beam"], "--decoding: 'beam' is not a decoding"),
+        (["--decoding", "beam"], "--decoding: Input should be 'argmax' or 'viterbi' (got 'beam')"),
     ]:
         monkeypatch.setattr(
             sys, "argv", ["lsfa", "predict", "--model-dir", str(tiny_taggers["rule"]), "--text", "x", *args]

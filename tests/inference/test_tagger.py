@@ -10,7 +10,7 @@ import torch
 
 from lsfa.data.encode import encode_sentences
 from lsfa.errors import LsfaError
-from lsfa.inference.tagger import Entity, Tagger
+from lsfa.inference.tagger import Entity, Tagger, entities_from_spans, words_as_text
 from lsfa.inference.text import split_words
 from tests.inference.tiny_taggers import FILLERS, LABELS, random_model
 
@@ -61,7 +61,7 @@ def test_score_is_the_mean_word_probability(rule_tagger):
 
 def test_lenient_decoding_keeps_an_entity_that_starts_with_i(tiny_taggers):
     argmax = Tagger.load(tiny_taggers["rule"], precision="fp32", decoding="argmax")
-    assert argmax.tag_words(["the", "Carter", "sat"]) == ["O", "I-PER", "O"]
+    assert argmax.predict_words([["the", "Carter", "sat"]]).tags == [["O", "I-PER", "O"]]
     assert [(e.text, e.label) for e in argmax("the Carter sat")] == [("Carter", "PER")]
 
 
@@ -173,7 +173,7 @@ def test_batch_plans_do_not_change_predictions(tiny_taggers, plan):
     assert got.tags == expected.tags
     for want, have in zip(expected.scores, got.scores, strict=True):
         assert have == pytest.approx(want, abs=1e-4)
-    with pytest.raises(LsfaError, match="max batch tokens"):
+    with pytest.raises(LsfaError, match="max_batch_tokens: Input should be greater than or equal to 1"):
         Tagger.load(tiny_taggers["random"], precision="fp32", max_batch_tokens=0)
 
 
@@ -199,9 +199,11 @@ def test_bad_settings_are_user_errors(tiny_taggers):
 
 
 def test_entities_of_words_point_into_the_joined_text(rule_tagger):
-    text, tags, entities = rule_tagger.entities_of_words(["the", "Bob", "Carter", "."])
+    text, placed = words_as_text(["the", "Bob", "Carter", "."])
+    predicted = rule_tagger.predict_words([[word.text for word in placed]])
+    entities = entities_from_spans(text, placed, rule_tagger.entity_spans(predicted)[0])
     assert text == "the Bob Carter ."
-    assert tags == ["O", "B-PER", "I-PER", "O"]
+    assert predicted.tags == [["O", "B-PER", "I-PER", "O"]]
     assert [(e.start, e.end, e.text) for e in entities] == [(4, 14, "Bob Carter")]
 
 
@@ -225,3 +227,17 @@ def test_real_default_model_tags_every_word_of_a_long_text():
     predicted = tagger.predict_words([words])
     assert len(predicted.tags[0]) == len(words) > 300 and predicted.cut_words == 0
     assert all(text[e.start : e.end] == e.text for e in tagger(text))
+
+
+def test_options_are_one_object_built_and_checked_once(tiny_taggers):
+    from lsfa.inference.options import InferenceOptions
+
+    options = InferenceOptions(precision="fp32", batch_size=4, decoding="argmax", threshold=0.2)
+    tagger = Tagger.load(tiny_taggers["rule"], options)
+    assert (tagger.batch_size, tagger.decoding, tagger.threshold, tagger.precision) == (4, "argmax", 0.2, "fp32")
+    assert tagger.max_length == tagger.meta.max_length  # "as trained" filled in once
+    assert Tagger.load(tiny_taggers["rule"], options, batch_size=8).batch_size == 8  # keywords override
+    with pytest.raises(LsfaError, match="--pack-tokens: Input should be greater than or equal to 8"):
+        InferenceOptions.of(None, flags=True, pack_tokens=2)
+    with pytest.raises(LsfaError, match="nope: Extra inputs are not permitted"):
+        Tagger.load(tiny_taggers["rule"], nope=1)

@@ -400,3 +400,12 @@ def test_bf16_lora_run_casts_frozen_weights_and_its_saved_model_predicts_the_sam
     predicted = predict_words(model, tokenizer, [s.tokens for s in dev], max_length=meta.max_length, precision="bf16")
     written = read_conll(tmp_path / "run" / "predictions" / "dev.conll").sentences
     assert predicted.tags == [s.tags for s in written]
+
+
+def test_the_saved_tagger_has_a_model_card(main_run) -> None:
+    card = (main_run["run_dir"] / "model" / "README.md").read_text()
+    metrics = main_run["metrics"]
+    assert card.startswith("---\nlibrary_name: transformers\npipeline_tag: token-classification")
+    for needle in ("attention: `full`", "LoRA r=4, alpha=8", "## Scores", f"{metrics['test']['micro']['f1']:.4f}",
+                   "calibrated temperature", "- command: `", "## Intended use and limits", "lsfa 0.1.0"):  # fmt: skip
+        assert needle in card, needle

@@ -47,6 +47,19 @@ class EncodedSet:
     n_subtokens: int = field(default=0)
 
 
+def scatter_to_words(examples: Sequence[Example], values: Sequence, into: list[list]) -> None:
+    """Put per-word values back in their sentences: ``values`` follow the examples' scored words in order
+    (each example's ``words``, i.e. its ``label_positions``); ``into[sentence][word]`` receives them. The one
+    rows-to-words mapping, used by training's dev metric and by the predictor."""
+    cursor = 0
+    for example in examples:
+        for word in example.words:
+            into[example.sentence][word] = values[cursor]
+            cursor += 1
+    if cursor != len(values):
+        raise ValueError(f"{len(values)} values for {cursor} scored words")
+
+
 def encode_sentences(
     tokenizer,
     sentences: Sequence[Sequence[str]],

@@ -13,25 +13,47 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
+from typing import NamedTuple
+
+from lsfa.errors import LsfaError
 
 IOB1 = "IOB1"
 IOB2 = "IOB2"
 BIOES = "BIOES"
 SCHEMES = (IOB1, IOB2, BIOES)
 
-# Common spellings users and other tools give the same schemes.
-_ALIASES = {"IOB1": IOB1, "IOB2": IOB2, "BIO": IOB2, "BIOES": BIOES, "IOBES": BIOES}
+SCHEME_ALIASES: dict[str, str] = {"IOB1": IOB1, "IOB2": IOB2, "BIO": IOB2, "BIOES": BIOES, "IOBES": BIOES}
+"""Accepted scheme names (case-insensitive) and the canonical name each stands for."""
 _PREFIXES_ALLOWED = {IOB1: frozenset("BI"), IOB2: frozenset("BI"), BIOES: frozenset("BIES")}
 
-Span = tuple[int, int, str]
-"""An entity: ``(start, end, type)`` with ``end`` exclusive, in word positions."""
+
+class Span(NamedTuple):
+    """One entity: words ``start`` to ``end - 1`` of a sentence (end exclusive) and its type. A tuple, so
+    ``(0, 2, "PER")`` compares equal to it."""
+
+    start: int
+    end: int
+    type: str
+
+    @property
+    def length(self) -> int:
+        """Number of words covered."""
+        return self.end - self.start
+
+    def overlaps(self, other: Span) -> bool:
+        """Whether the two spans share at least one word."""
+        return self.start < other.end and other.start < self.end
+
+
+class UnknownSchemeError(LsfaError, ValueError):
+    """A scheme name that is none of :data:`SCHEME_ALIASES`."""
 
 
 def normalise_scheme(name: str) -> str:
-    """The canonical name of a scheme (``"iobes"`` -> ``"BIOES"``); ValueError if unknown."""
-    canonical = _ALIASES.get(name.strip().upper())
+    """The canonical name of a scheme (``"iobes"`` -> ``"BIOES"``, ``"bio"`` -> ``"IOB2"``)."""
+    canonical = SCHEME_ALIASES.get(str(name).strip().upper())
     if canonical is None:
-        raise ValueError(f"unknown tag scheme {name!r}; expected one of IOB1, IOB2, BIOES (alias IOBES)")
+        raise UnknownSchemeError(f"unknown tag scheme {name!r}; use one of {', '.join(SCHEME_ALIASES)}")
     return canonical
 
 
@@ -96,13 +118,13 @@ def to_spans(tags: Sequence[str]) -> list[Span]:
         prefix, entity_type = parse_tag(tag)
         if prefix == "O" or prefix in ("B", "S") or entity_type != current_type:
             if current_type:
-                spans.append((start, index, current_type))
+                spans.append(Span(start, index, current_type))
             start, current_type = index, entity_type
         if prefix in ("E", "S"):
-            spans.append((start, index + 1, current_type))
+            spans.append(Span(start, index + 1, current_type))
             start, current_type = -1, ""
     if current_type:
-        spans.append((start, len(tags), current_type))
+        spans.append(Span(start, len(tags), current_type))
     return spans
 
 

@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from lsfa.data.conll import ConllFile, read_conll
+from lsfa.data.schemes import normalise_scheme
 from lsfa.data.types import Sentence
 from lsfa.errors import DataFormatError, LsfaError
 from lsfa.eval.report import evaluate_sentences
-from lsfa.eval.spans import InvalidTagError, Mode, allowed_prefixes, check_tags, normalize_scheme
+from lsfa.eval.spans import InvalidTagError, Mode, allowed_prefixes, check_tags
 
 
 def evaluate_files(
@@ -32,7 +33,7 @@ def evaluate_files(
     legitimate model output and are scored, not refused).
     """
     allowed_prefixes(scheme, mode)  # refuse a bad scheme or mode before reading large files
-    canonical = normalize_scheme(scheme)
+    canonical = normalise_scheme(scheme)
     gold = read_conll(gold_path, scheme=canonical)
     pred = read_conll(pred_path, scheme=canonical)
     for warning in [*gold.warnings, *pred.warnings]:

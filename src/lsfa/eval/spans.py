@@ -25,21 +25,13 @@ such tags with :class:`InvalidTagError` instead of scoring garbage).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal, NamedTuple
+from typing import Literal
 
+from lsfa.data.schemes import Span, normalise_scheme
 from lsfa.errors import LsfaError
 
 Mode = Literal["strict", "conlleval"]
 MODES: tuple[str, ...] = ("strict", "conlleval")
-
-SCHEME_ALIASES: dict[str, str] = {
-    "IOB1": "IOB1",
-    "IOB2": "IOB2",
-    "BIO": "IOB2",
-    "IOBES": "BIOES",
-    "BIOES": "BIOES",
-}
-"""Accepted scheme names (case-insensitive) and the canonical name each stands for."""
 
 _STRICT_PREFIXES = {"IOB1": "BI", "IOB2": "BI", "BIOES": "BIES"}
 _CONLLEVAL_PREFIXES = "BIES"  # seqeval's default mode reads all of them whatever the scheme
@@ -81,23 +73,6 @@ _STRICT_TABLES: dict[str, dict[str, tuple[_Pattern, ...]]] = {
 }
 
 
-class Span(NamedTuple):
-    """One entity: words ``start`` to ``end - 1`` of a sentence (end exclusive) and its type."""
-
-    start: int
-    end: int
-    type: str
-
-    @property
-    def length(self) -> int:
-        """Number of words covered."""
-        return self.end - self.start
-
-    def overlaps(self, other: Span) -> bool:
-        """Whether the two spans share at least one word."""
-        return self.start < other.end and other.start < self.end
-
-
 class InvalidTagError(LsfaError, ValueError):
     """A tag that is malformed or not allowed by the scheme; ``position`` is its 0-based word index."""
 
@@ -109,14 +84,6 @@ class InvalidTagError(LsfaError, ValueError):
         super().__init__(message if sentence is None else f"sentence {sentence}, word {position}: {message}")
 
 
-def normalize_scheme(scheme: str) -> str:
-    """The canonical name (``IOB1``, ``IOB2`` or ``BIOES``) of a scheme name such as ``"iobes"``."""
-    canonical = SCHEME_ALIASES.get(str(scheme).upper())
-    if canonical is None:
-        raise LsfaError(f"unknown tag scheme {scheme!r}; use one of {', '.join(SCHEME_ALIASES)}")
-    return canonical
-
-
 def _check_mode(mode: str) -> None:
     if mode not in MODES:
         raise LsfaError(f"unknown evaluation mode {mode!r}; use one of {', '.join(MODES)}")
@@ -125,7 +92,7 @@ def _check_mode(mode: str) -> None:
 def allowed_prefixes(scheme: str = "IOB2", mode: Mode = "strict") -> str:
     """The entity prefixes accepted in this scheme and mode (``O`` is always accepted)."""
     _check_mode(mode)
-    canonical = normalize_scheme(scheme)
+    canonical = normalise_scheme(scheme)
     return _STRICT_PREFIXES[canonical] if mode == "strict" else _CONLLEVAL_PREFIXES
 
 
@@ -149,7 +116,7 @@ def check_tags(tags: Sequence[str], scheme: str = "IOB2", mode: Mode = "strict")
         if tag[0] not in prefixes:
             allowed = ", ".join(f"{p}-" for p in prefixes)
             raise InvalidTagError(
-                f"tag {tag!r} is not allowed in {mode} {normalize_scheme(scheme)} (allowed: {allowed}, O)",
+                f"tag {tag!r} is not allowed in {mode} {normalise_scheme(scheme)} (allowed: {allowed}, O)",
                 tag,
                 position,
             )
@@ -165,7 +132,7 @@ def get_spans(tags: Sequence[str], scheme: str = "IOB2", mode: Mode = "strict") 
     """
     parsed = check_tags(tags, scheme, mode)
     if mode == "strict":
-        return _strict_spans(parsed, _STRICT_TABLES[normalize_scheme(scheme)])
+        return _strict_spans(parsed, _STRICT_TABLES[normalise_scheme(scheme)])
     return _conlleval_spans(parsed)
 
 

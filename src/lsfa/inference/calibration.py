@@ -83,9 +83,8 @@ def _predict_split(tagger: Tagger, corpus: str, split: str, data_dir) -> tuple[A
     sentences = load_split(corpus, split, data_dir=data_dir).sentences
     start = time.perf_counter()
     predicted = predict_words(
-        tagger.model, tagger.tokenizer, [s.tokens for s in sentences], max_length=tagger.max_length,
-        batch_size=tagger.batch_size, precision=tagger.precision, documents=[s.doc_id for s in sentences],
-        context=tagger.meta.context, max_batch_tokens=tagger.max_batch_tokens, pack=tagger.pack,
+        tagger.model, tagger.tokenizer, [s.tokens for s in sentences], tagger.options,
+        documents=[s.doc_id for s in sentences], context=tagger.meta.context,
     )  # fmt: skip
     return sentences, predicted, time.perf_counter() - start
 

@@ -14,14 +14,16 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-from lsfa.data.encode import EncodedSet, Example, encode_sentences
+from lsfa.data.encode import EncodedSet, Example, encode_sentences, scatter_to_words
 from lsfa.errors import LsfaError
+from lsfa.inference.options import EXACT, InferenceOptions
 from lsfa.models import packing
 from lsfa.models.optimise import required_precision
-from lsfa.precision import BF16_PRECISIONS, resolve_precision  # noqa: F401 (resolve_precision: re-exported)
+from lsfa.precision import BF16_PRECISIONS, resolve_precision
 
 
 @dataclass
@@ -61,15 +63,14 @@ def predict_encoded(
     id2label: dict[int, str],
     pad_id: int,
     sentence_lengths: Sequence[int],
-    batch_size: int = 32,
-    precision: str = "fp32",
+    options: InferenceOptions = EXACT,
     sort_by_length: bool = True,
-    progress: bool = False,
-    max_batch_tokens: int | None = None,
-    pack: bool = False,
-    pack_tokens: int | None = None,
+    **option_values: Any,
 ) -> WordPredictions:
     """Run the model over encoded rows and assemble per-word tags and probabilities.
+
+    ``options`` (or its fields as keywords) say how: precision (``auto`` is resolved here), batch size, token
+    budget, packing; decoding and threshold are applied later (:mod:`lsfa.inference.decode`).
 
     By default rows go in batches of ``batch_size`` (sorted by length unless ``sort_by_length=False``).
     ``max_batch_tokens`` instead fills each batch up to that many padded tokens (rows always sorted);
@@ -77,7 +78,9 @@ def predict_encoded(
     the row lengths, :func:`lsfa.models.packing.auto_pack_tokens`) when the model allows it
     (:func:`lsfa.models.packing.packing_supported`), and silently falls back to padded batches otherwise.
     """
+    options = InferenceOptions.of(options, **option_values)
     device = next(model.parameters()).device
+    precision = resolve_precision(options.precision, device)
     if required_precision(model) not in (None, precision):
         raise LsfaError(
             f"this model's weights were stored in {required_precision(model)} for fast inference; "
@@ -89,10 +92,10 @@ def predict_encoded(
     scores = [[1.0] * n for n in sentence_lengths]
     word_logits = [torch.zeros(n, len(id2label)) for n in sentence_lengths]
     examples = encoded.examples
-    packed = pack and packing.packing_supported(model)[0]
+    packed = options.pack and packing.packing_supported(model)[0]
     causal = packed and packing.is_causal_model(model)
-    batches = plan_batches(model, examples, batch_size, sort_by_length, max_batch_tokens, packed, pack_tokens)
-    for batch in _progress(batches, progress):
+    batches = plan_batches(model, examples, options, sort_by_length, packed)
+    for batch in _progress(batches, options.progress):
         if packed:
             sequences = [[examples[k].input_ids for k in row] for row in batch.rows]
             inputs, offsets = packing.build_inputs(sequences, pad_id, device, causal)
@@ -106,15 +109,10 @@ def predict_encoded(
 
 
 def plan_batches(
-    model,
-    examples: Sequence[Example],
-    batch_size: int,
-    sort_by_length: bool = True,
-    max_batch_tokens: int | None = None,
-    packed: bool = False,
-    pack_tokens: int | None = None,
+    model, examples: Sequence[Example], options: InferenceOptions, sort_by_length: bool = True, packed: bool = False
 ) -> list[packing.PlannedBatch]:
     """Which rows run together: fixed-size batches, token-budget batches, or packed rows."""
+    batch_size, max_batch_tokens, pack_tokens = options.batch_size, options.max_batch_tokens, options.pack_tokens
     lengths = [len(example.input_ids) for example in examples]
     if packed:
         limit = packing.pack_limit(model, pack_tokens or packing.auto_pack_tokens(lengths))
@@ -142,14 +140,13 @@ def _collect(logits, batch, offsets, examples, id2label, tags, scores, word_logi
     picked = picked.float()
     best, label_ids = picked.softmax(-1).max(-1)
     best_list, label_list, picked = best.tolist(), label_ids.tolist(), picked.cpu()
+    rows = [examples[example] for example in batch.examples]
+    scatter_to_words(rows, [id2label[label] for label in label_list], tags)
+    scatter_to_words(rows, best_list, scores)
     cursor = 0
-    for example in batch.examples:
-        row = examples[example]
+    for row in rows:
         word_logits[row.sentence][list(row.words)] = picked[cursor : cursor + len(row.words)]
-        for word in row.words:
-            tags[row.sentence][word] = id2label[label_list[cursor]]
-            scores[row.sentence][word] = best_list[cursor]
-            cursor += 1
+        cursor += len(row.words)
 
 
 def _progress(batches, enabled: bool):
@@ -164,32 +161,25 @@ def predict_words(
     model,
     tokenizer,
     sentences: Sequence[Sequence[str]],
-    max_length: int = 512,
-    batch_size: int = 32,
-    precision: str = "fp32",
+    options: InferenceOptions = EXACT,
     documents: Sequence[int] | None = None,
     context: str = "sentence",
-    progress: bool = False,
-    max_batch_tokens: int | None = None,
-    pack: bool = False,
-    pack_tokens: int | None = None,
+    **option_values: Any,
 ) -> WordPredictions:
     """Predict a tag per word for pre-split sentences (windows and context handled here).
 
-    ``max_batch_tokens`` and ``pack`` select the fast batch plans of :func:`predict_encoded`.
+    ``options`` (or its fields as keywords: ``precision``, ``batch_size``, ``max_length``, ``pack``, ...) say
+    how; the predictor's defaults are exact fp32 (:data:`~lsfa.inference.options.EXACT`).
     """
-    encoded = encode_sentences(tokenizer, sentences, max_length=max_length, documents=documents, context=context)
+    options = InferenceOptions.of(options, **option_values)
+    encoded = encode_sentences(
+        tokenizer, sentences, max_length=options.max_length or DEFAULT_MAX_LENGTH, documents=documents, context=context
+    )
     id2label = {int(k): v for k, v in model.config.id2label.items()}
     return predict_encoded(
-        model,
-        encoded,
-        id2label,
-        tokenizer.pad_token_id,
-        [len(words) for words in sentences],
-        batch_size=batch_size,
-        precision=precision,
-        progress=progress,
-        max_batch_tokens=max_batch_tokens,
-        pack=pack,
-        pack_tokens=pack_tokens,
+        model, encoded, id2label, tokenizer.pad_token_id, [len(words) for words in sentences], options
     )
+
+
+DEFAULT_MAX_LENGTH = 512
+"""Sub-tokens per window when neither the options nor the tagger say otherwise."""

@@ -17,23 +17,18 @@ model tagged slightly ill-formed is still better returned than silently dropped.
 
 from __future__ import annotations
 
-import contextlib
-import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from lsfa.decoding import check_threshold
 from lsfa.errors import LsfaError
-from lsfa.inference.decode import check_decoding, decode_predictions, drop_below, entity_confidences
+from lsfa.inference.decode import decode_predictions, drop_below, entity_confidences
+from lsfa.inference.options import InferenceOptions
 from lsfa.inference.predictor import WordPredictions
 from lsfa.inference.text import Word, split_words
+from lsfa.models.classifier import quiet_transformers
 from lsfa.models.saving import META_FILE, TaggerMeta
-from lsfa.precision import check_precision
-
-DEFAULT_DECODING = "viterbi"
-"""What users get unless they ask: well-formed spans (docs/results/decoding-confidence.md measures both)."""
 
 
 @dataclass(frozen=True)
@@ -89,28 +84,6 @@ def words_as_text(words: Sequence[str]) -> tuple[str, list[Word]]:
     return " ".join(words), placed
 
 
-@contextlib.contextmanager
-def _quiet_loading():
-    """Silence transformers' load report and progress bars while a tagger loads.
-
-    Rebuilding a LoRA tagger creates its head fresh before the adapter's trained head replaces it, so
-    transformers reports the head as "newly initialized": true but misleading for a user of a trained tagger.
-    """
-    from transformers.utils import logging as hf_logging
-
-    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            yield
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
-
-
 def _model_safe(word: str) -> str:
     """The word with lone surrogates (possible in JSON input) replaced, so the tokenizer can encode it."""
     if all(not 0xD800 <= ord(char) <= 0xDFFF for char in word):
@@ -127,59 +100,30 @@ class Tagger:
     """
 
     def __init__(
-        self,
-        model,
-        tokenizer,
-        meta: TaggerMeta,
-        precision: str = "auto",
-        batch_size: int = 32,
-        max_length: int | None = None,
-        progress: bool = False,
-        max_batch_tokens: int | None = None,
-        pack: bool = False,
-        decoding: str = DEFAULT_DECODING,
-        threshold: float | None = None,
+        self, model, tokenizer, meta: TaggerMeta, options: InferenceOptions | None = None, **option_values: Any
     ) -> None:
+        """``options`` (or its fields as keywords: ``precision``, ``batch_size``, ``decoding``, ``threshold``, ...)
+        say how to run; see :class:`~lsfa.inference.options.InferenceOptions`."""
         from lsfa.precision import resolve_precision
 
-        check_precision(precision)
-        self.decoding = check_decoding(decoding)
-        self.threshold = None if threshold is None else check_threshold(threshold, "threshold")
-        if batch_size < 1:
-            raise LsfaError(f"batch size must be at least 1, got {batch_size}")
+        options = InferenceOptions.of(options, **option_values)
         self.model = model
         self.tokenizer = tokenizer
         self.meta = meta
-        self.precision = resolve_precision(precision, next(model.parameters()).device)
-        self.batch_size = batch_size
-        self.max_length = max_length or meta.max_length
-        if self.max_length <= 4:
-            raise LsfaError(f"max length must be more than 4 sub-tokens, got {self.max_length}")
-        self.progress = progress
-        if max_batch_tokens is not None and max_batch_tokens < 1:
-            raise LsfaError(f"max batch tokens must be at least 1, got {max_batch_tokens}")
-        self.max_batch_tokens = max_batch_tokens
-        self.pack = pack
+        device = next(model.parameters()).device
+        resolved = {"precision": resolve_precision(options.precision, device)}
+        resolved["max_length"] = options.max_length or meta.max_length
+        self.options = InferenceOptions.of(options, **resolved)
 
     @classmethod
     def load(
-        cls,
-        folder: str | Path,
-        precision: str = "auto",
-        merge: bool = True,
-        batch_size: int = 32,
-        max_length: int | None = None,
-        device: str | None = None,
-        max_batch_tokens: int | None = None,
-        pack: bool = False,
-        decoding: str = DEFAULT_DECODING,
-        threshold: float | None = None,
+        cls, folder: str | Path, options: InferenceOptions | None = None, merge: bool = True, **option_values: Any
     ) -> Tagger:
-        """Load a tagger folder (or a training run folder holding ``model/``).
+        """Load a tagger folder (or a training run folder holding ``model/``) to run with ``options`` (or its
+        fields as keywords).
 
         ``decoding`` is ``viterbi`` (the most probable well-formed tag sequence, the default) or ``argmax``
         (each word's best tag, as the paper scored); ``threshold`` drops entities whose confidence is below it.
-
         ``merge=True`` folds a LoRA adapter into the weights once, so prediction runs at the speed of a
         plain model; with bf16 precision the merged linear weights are then also stored in bf16 once
         (:func:`lsfa.models.optimise.optimise_for_inference`: the same numbers autocast computes, without
@@ -196,29 +140,48 @@ class Tagger:
         from lsfa.models.saving import load_tagger
         from lsfa.precision import BF16_PRECISIONS, resolve_precision
 
+        options = InferenceOptions.of(options, **option_values)  # checked before the weights load, not after
         folder = resolve_tagger_folder(folder)
-        check_precision(precision)  # before the weights load, not after
-        if precision == "bf16-full" and not merge:
+        if options.precision == "bf16-full" and not merge:
             raise LsfaError("precision bf16-full stores the merged weights in bf16: it cannot keep an adapter unmerged")
-        with _quiet_loading():
+        with quiet_transformers():
             model, tokenizer, meta = load_tagger(folder, merge=merge)
-        target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        target = torch.device(options.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         model.to(target)
-        resolved = resolve_precision(precision, target)
+        resolved = resolve_precision(options.precision, target)
         if merge and resolved in BF16_PRECISIONS:
             model = optimise_for_inference(model, resolved)
-        return cls(
-            model,
-            tokenizer,
-            meta,
-            precision=precision,
-            batch_size=batch_size,
-            max_length=max_length,
-            max_batch_tokens=max_batch_tokens,
-            pack=pack,
-            decoding=decoding,
-            threshold=threshold,
-        )
+        return cls(model, tokenizer, meta, options)
+
+    @property
+    def precision(self) -> str:
+        """The precision the tagger runs in (``auto`` resolved for this machine)."""
+        return self.options.precision
+
+    @property
+    def batch_size(self) -> int:
+        return self.options.batch_size
+
+    @property
+    def max_length(self) -> int:
+        """Sub-tokens per window (as trained unless overridden)."""
+        return self.options.max_length or self.meta.max_length
+
+    @property
+    def decoding(self) -> str:
+        return self.options.decoding
+
+    @property
+    def threshold(self) -> float | None:
+        return self.options.threshold
+
+    @property
+    def progress(self) -> bool:
+        return self.options.progress
+
+    @progress.setter
+    def progress(self, value: bool) -> None:
+        self.options = InferenceOptions.of(self.options, progress=bool(value))
 
     @property
     def temperature(self) -> float:
@@ -290,26 +253,11 @@ class Tagger:
             self.model,
             self.tokenizer,
             safe,
-            max_length=self.max_length,
-            batch_size=self.batch_size,
-            precision=self.precision,
+            self.options,
             documents=documents,
             context=self.meta.context if documents is not None else "sentence",
-            progress=self.progress,
-            max_batch_tokens=self.max_batch_tokens,
-            pack=self.pack,
         )
         return decode_predictions(predicted, self.labels, self.decoding, self.temperature)
-
-    def tag_words(self, words: Sequence[str]) -> list[str]:
-        """One tag per word of one pre-split word sequence."""
-        return self.predict_words([list(words)]).tags[0]
-
-    def entities_of_words(self, words: Sequence[str]) -> tuple[str, list[str], list[Entity]]:
-        """For pre-split words: their space-joined text, their tags, and entities with offsets into that text."""
-        text, placed = words_as_text(list(words))
-        predicted = self.predict_words([list(words)])
-        return text, predicted.tags[0], entities_from_spans(text, placed, self.entity_spans(predicted)[0])
 
     def __repr__(self) -> str:
         return (

@@ -12,6 +12,8 @@ such family at import would cost seconds).
 from __future__ import annotations
 
 import contextlib
+import os
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -59,6 +61,35 @@ def ensure_token_classification_class(config: PretrainedConfig) -> None:
     AutoModelForTokenClassification.register(type(config), head_class, exist_ok=True)
 
 
+VERBOSE_ENV = "LSFA_VERBOSE"
+"""Set (``lsfa --verbose``) to see transformers' load reports, progress bars and deprecation warnings."""
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' load report, progress bars and FutureWarnings while lsfa loads or trains a model.
+
+    A fresh head is *expected* to be "newly initialized" (it is what training learns), and a LoRA tagger's head
+    is created fresh before the adapter's trained head replaces it: true but misleading lines for a user. lsfa
+    says once what it created instead. ``LSFA_VERBOSE=1`` (``lsfa --verbose``) shows everything."""
+    if os.environ.get(VERBOSE_ENV):
+        yield
+        return
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 @contextlib.contextmanager
 def hub_errors(model_path: str | Path) -> Iterator[None]:
     """Turn transformers' "couldn't connect to huggingface.co" for a hub id into one clear lsfa error."""
@@ -102,14 +133,15 @@ def build_token_classifier(
         # Encoders are bidirectional already; some (MPNet) have no SDPA path, so let transformers choose.
         attn_implementation = None
     id2label = dict(enumerate(labels))
-    model = AutoModelForTokenClassification.from_pretrained(
-        str(model_path),
-        num_labels=len(labels),
-        id2label=id2label,
-        label2id={label: index for index, label in id2label.items()},
-        attn_implementation=attn_implementation,
-        dtype=dtype,
-    )
+    with quiet_transformers():
+        model = AutoModelForTokenClassification.from_pretrained(
+            str(model_path),
+            num_labels=len(labels),
+            id2label=id2label,
+            label2id={label: index for index, label in id2label.items()},
+            attn_implementation=attn_implementation,
+            dtype=dtype,
+        )
     apply_attention(model, attention)
     return model
 

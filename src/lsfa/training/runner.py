@@ -24,10 +24,12 @@ from typing import Any
 import torch
 
 from lsfa.data.align import IGNORE_INDEX
-from lsfa.data.encode import EncodedSet, encode_sentences
+from lsfa.data.encode import EncodedSet, encode_sentences, scatter_to_words
 from lsfa.data.types import Sentence
 from lsfa.errors import LsfaError
 from lsfa.machine import cpu_model, machine_summary
+from lsfa.models.classifier import quiet_transformers
+from lsfa.training.card import write_model_card
 from lsfa.training.config import TrainConfig, dump_config
 from lsfa.version import __version__
 
@@ -89,9 +91,8 @@ def make_compute_metrics(encoded: EncodedSet, sentences: list[Sentence], labels:
     def compute_metrics(prediction) -> dict[str, float]:
         predicted = prediction.predictions
         tags = [["O"] * len(s.tokens) for s in sentences]
-        for row_index, row in enumerate(encoded.examples):
-            for word, position in zip(row.words, row.label_positions, strict=True):
-                tags[row.sentence][word] = labels[int(predicted[row_index][position])]
+        values = [labels[int(predicted[k][p])] for k, row in enumerate(encoded.examples) for p in row.label_positions]
+        scatter_to_words(encoded.examples, values, tags)
         result = evaluate_sentences([s.tags for s in sentences], tags, [s.tokens for s in sentences])
         return {key: result["micro"][key] for key in ("precision", "recall", "f1")}
 
@@ -344,6 +345,7 @@ def train(config: TrainConfig, resume: bool = False, log=print, extra_callbacks:
     for warning in corpus.warnings:
         log(f"note: {warning}")
     model, tokenizer, attention = build_model(config, labels)
+    log(f"note: a new token-classification head over {len(labels)} labels on {config.model} (attention {attention})")
     if precision == "bf16" and config.mode == "lora" and not config.save_merged:
         # Bit-identical to autocast's per-step casts (see cast_frozen_linear_weights); only the adapter
         # and the head are saved, so the rounded base weights never reach a file. A merged save needs them fp32.
@@ -383,7 +385,8 @@ def train(config: TrainConfig, resume: bool = False, log=print, extra_callbacks:
     if resume:
         log(f"resuming from {checkpoint}" if checkpoint else "no complete checkpoint found: starting fresh")
     train_start = time.perf_counter()
-    output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    with quiet_transformers():  # transformers' own deprecation notes are not the user's business
+        output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     train_seconds = time.perf_counter() - train_start
     final_fingerprint = _ranks_agree(trainer)
     if not trainer.is_world_process_zero():
@@ -456,6 +459,7 @@ def _finish(config, trainer, tokenizer, labels, attention, precision, run_dir, d
     metrics["parameters"] = meta.extra["parameters"]
     metrics["machine"] = facts["machine"]
     write_json_atomic(run_dir / "metrics.json", metrics)
+    write_model_card(run_dir / MODEL, config, {**metrics, "labels": labels})
     return metrics
 
 

@@ -1,0 +1,53 @@
+"""How to run a tagger, in one object: built and validated once, then passed down unchanged.
+
+``lsfa predict``, ``lsfa serve``, :class:`lsfa.Tagger` and the predictor all take an
+:class:`InferenceOptions` (or its fields as keywords, which build one). Bad values are one
+:class:`~lsfa.errors.LsfaError` naming the option, before any model loads.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from lsfa.errors import LsfaError
+
+
+class InferenceOptions(BaseModel):
+    """Precision, batching, packing, device, decoding and threshold of a tagger run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    precision: Literal["auto", "fp32", "bf16", "bf16-full"] = Field(
+        "auto", description="auto: bf16 where it is measured faster than fp32 here (lsfa.precision)"
+    )
+    batch_size: int = Field(32, ge=1, description="model rows (windows) per forward pass")
+    max_length: int | None = Field(None, gt=4, description="sub-tokens per window (default: as trained)")
+    max_batch_tokens: int | None = Field(None, ge=1, description="fill each forward pass up to this many tokens")
+    pack: bool = Field(False, description="pack short rows into shared rows (block-diagonal mask; decoders)")
+    pack_tokens: int | None = Field(None, ge=8, description="pack length (default: chosen from the row lengths)")
+    device: str | None = Field(None, description="cpu, cuda, cuda:1 ... (default: CUDA when available)")
+    decoding: Literal["argmax", "viterbi"] = Field("viterbi", description="argmax or well-formed viterbi")
+    threshold: float | None = Field(None, ge=0, le=1, allow_inf_nan=False, strict=True, description="min confidence")
+    progress: bool = Field(False, description="show a progress bar over batches")
+
+    @classmethod
+    def of(cls, base: InferenceOptions | None = None, *, flags: bool = False, **values: Any) -> InferenceOptions:
+        """``base`` (or the defaults) with ``values`` applied; an unknown or bad value is one clear error, naming
+        the option as a command-line flag (``--max-batch-tokens``) when ``flags``."""
+        data = (base or cls()).model_dump(exclude_unset=True) | values
+        if isinstance(data.get("threshold"), int) and not isinstance(data["threshold"], bool):
+            data["threshold"] = float(data["threshold"])
+        try:
+            return cls.model_validate(data)
+        except ValidationError as error:
+            problem = error.errors()[0]
+            name = ".".join(str(part) for part in problem["loc"]) or "options"
+            given = values.get(name, problem.get("input"))
+            shown = "--" + name.replace("_", "-") if flags else name
+            raise LsfaError(f"{shown}: {problem['msg']} (got {given!r})") from None
+
+
+EXACT = InferenceOptions(precision="fp32")
+"""The predictor's defaults: plain fp32, the reference numbers (a :class:`Tagger` defaults to ``auto``)."""
