@@ -539,6 +539,11 @@ def serve_command(
     max_chars_per_text: int = typer.Option(20_000, "--max-chars-per-text", help="Most characters per text."),
     batch_wait_ms: float = typer.Option(5.0, "--batch-wait-ms", help="How long to gather requests into one batch."),
     max_batch_texts: int = typer.Option(64, "--max-batch-texts", help="Most texts per model call."),
+    max_tokens_per_text: int = typer.Option(4_096, "--max-tokens-per-text", help="Most sub-tokens per text."),
+    max_tokens_per_request: int = typer.Option(16_384, "--max-tokens-per-request", help="Most sub-tokens per request."),
+    max_queued_requests: int = typer.Option(64, "--max-queued-requests", help="Waiting requests before 503."),
+    body_timeout_s: float = typer.Option(10.0, "--body-timeout-s", help="Longest wait for more of a body (408)."),
+    max_connections: int = typer.Option(256, "--max-connections", help="Open connections before 503."),
     threads: int | None = typer.Option(
         None, "--threads", help="torch CPU threads for the model (default: torch's; 1 is best on a busy machine)."
     ),
@@ -546,14 +551,23 @@ def serve_command(
         "viterbi", "--decoding", help="viterbi (well-formed spans) or argmax (each word's best tag)."
     ),
 ) -> None:
-    """Serve a tagger over HTTP: POST /v1/ner, GET /v1/model, GET /healthz, a try-it page at / and /docs."""
+    """Serve a tagger over HTTP: POST /v1/ner, GET /v1/model, GET /healthz, GET /openapi.json, a try-it page at /.
+
+    Runs on lsfa's fast path (packed rows, a token budget per forward pass); limits count sub-tokens as well as
+    characters, the queue is bounded (503 + Retry-After), slow or abandoned uploads time out (408)."""
     from pydantic import ValidationError
 
-    from lsfa.inference.server import ServerSettings
+    from lsfa.inference.server import LOOPBACK_HOSTS, ServerSettings
 
-    inference = _inference_options(precision=precision, decoding=decoding)
+    inference = _inference_options(
+        precision=precision, decoding=decoding, pack=True, max_batch_tokens=FAST_PATH_BATCH_TOKENS
+    )
     options = {"max_request_bytes": max_request_bytes, "max_texts": max_texts, "max_chars_per_text": max_chars_per_text}
     options |= {"batch_wait_ms": batch_wait_ms, "max_batch_texts": max_batch_texts}
+    options |= {"max_tokens_per_text": max_tokens_per_text, "max_tokens_per_request": max_tokens_per_request}
+    options |= {"max_queued_requests": max_queued_requests, "body_timeout_s": body_timeout_s}
+    options["max_connections"] = max_connections
+    options["loopback_only"] = host in LOOPBACK_HOSTS
     if api_key is not None:
         options["api_key"] = api_key
     try:
@@ -573,8 +587,15 @@ def serve_command(
     tagger = Tagger.load(model_dir, inference)
     if settings.api_key is None and host not in ("127.0.0.1", "localhost", "::1"):
         typer.secho(f"warning: serving on {host} without an API key (--api-key or LSFA_API_KEY)", err=True, fg="yellow")
-    typer.echo(f"serving {tagger!r} on http://{host}:{port}/ (API docs at /docs)", err=True)
-    uvicorn.run(create_app(tagger, settings), host=host, port=port, log_level="warning")
+    typer.echo(f"serving {tagger!r} on http://{host}:{port}/ (API schema at /openapi.json)", err=True)
+    uvicorn.run(
+        create_app(tagger, settings), host=host, port=port, log_level="warning", server_header=False,
+        limit_concurrency=settings.max_connections, timeout_keep_alive=5,
+    )  # fmt: skip
+
+
+FAST_PATH_BATCH_TOKENS = 4096
+"""Tokens per forward pass of `lsfa serve` (packed rows): what `lsfa predict --max-batch-tokens` measured fastest."""
 
 
 # --- experiment ------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ import concurrent.futures
 import contextlib
 import hmac
 import json
+import logging
 import math
 import os
 import queue
@@ -38,9 +39,12 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
+from starlette.requests import ClientDisconnect
 
 from lsfa.data.schemes import entity_types
 from lsfa.version import __version__
+
+LOG = logging.getLogger("lsfa.serve")
 
 API_KEY_ENV = "LSFA_API_KEY"
 """Environment variable holding the API key when it is not given on the command line."""
@@ -67,11 +71,24 @@ class ServerSettings(BaseModel):
     max_chars_per_text: int = Field(20_000, gt=0, description="Most characters in one text.")
     batch_wait_ms: float = Field(5.0, ge=0, description="How long the batcher waits to gather more requests.")
     max_batch_texts: int = Field(64, gt=0, description="Most texts gathered into one model call.")
+    max_tokens_per_text: int = Field(4_096, gt=0, description="Most sub-tokens in one text (counted before the model).")
+    max_tokens_per_request: int = Field(16_384, gt=0, description="Most sub-tokens in one request.")
+    max_queued_requests: int = Field(64, gt=0, description="Requests waiting for the model before 503 + Retry-After.")
+    body_timeout_s: float = Field(10.0, gt=0, description="Longest wait for the next part of a request body (408).")
+    max_connections: int = Field(256, gt=0, description="Open connections before new ones get 503.")
+    loopback_only: bool = Field(True, description="Answer only Host headers of this machine (set off for --host).")
     api_key: str | None = Field(
         default_factory=_api_key_from_env,
         description=f"Bearer token required on /v1/* when set (default: ${API_KEY_ENV}).",
         repr=False,
     )
+
+    @field_validator("api_key")
+    @classmethod
+    def _key_not_empty(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("an empty API key would turn authentication off; give a real key or none")
+        return value
 
 
 # --- request and response bodies ---------------------------------------------------------------------
@@ -107,6 +124,9 @@ class NerRequest(BaseModel):
     @classmethod
     def _exactly_one_kind(cls, data: Any) -> Any:
         if isinstance(data, dict) and ("texts" in data) != ("documents" in data):
+            kind = "texts" if "texts" in data else "documents"
+            if data[kind] is None:
+                raise PydanticCustomError("request_shape", f"{kind} must be a non-empty list, not null")
             if isinstance(data.get("threshold"), int) and not isinstance(data["threshold"], bool):
                 data = {**data, "threshold": float(data["threshold"])}  # 0 and 1 are numbers in [0, 1] too
             return data
@@ -164,11 +184,26 @@ class ModelInfo(BaseModel):
 class RequestRejected(Exception):
     """A client error answered as ``{"detail": message, "errors": [...]}`` with ``status``."""
 
-    def __init__(self, status: int, detail: str, errors: list[dict] | None = None):
+    def __init__(self, status: int, detail: str, errors: list[dict] | None = None, retry_after: int | None = None):
         super().__init__(detail)
         self.status = status
         self.detail = detail
         self.errors = errors
+        self.retry_after = retry_after
+
+
+HARDENING_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' "
+    "'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'",
+    "Referrer-Policy": "no-referrer",
+}
+"""Sent with every response: no MIME sniffing, no framing, nothing loaded from other hosts."""
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "testserver"})
+"""Host headers a loopback-bound server answers (anything else is DNS rebinding); ``testserver``: test clients."""
+RETRY_AFTER_S = 2
+DISCONNECT_POLL_S = 0.25
 
 
 # --- micro-batching ------------------------------------------------------------------------------------
@@ -176,6 +211,10 @@ class RequestRejected(Exception):
 class _Job:
     texts: list[str]
     future: concurrent.futures.Future
+
+
+class QueueFull(Exception):
+    """The batcher already holds as many waiting jobs as it may."""
 
 
 class MicroBatcher:
@@ -217,8 +256,11 @@ class MicroBatcher:
                 self._thread.join(timeout)
                 self._thread = None
 
-    def submit(self, texts: list[str]) -> concurrent.futures.Future:
-        """Queue ``texts``; the future resolves to one result per text, in order."""
+    def submit(self, texts: list[str], max_pending: int | None = None) -> concurrent.futures.Future:
+        """Queue ``texts``; the future resolves to one result per text, in order. With ``max_pending``, a full
+        queue refuses the job (:class:`QueueFull`) instead of letting waits grow without bound."""
+        if max_pending is not None and self._queue.qsize() >= max_pending:
+            raise QueueFull(self._queue.qsize())
         self.start()  # started lazily too, so an app used without its lifespan still works
         job = _Job(texts, concurrent.futures.Future())
         self._queue.put(job)
@@ -282,13 +324,25 @@ class MicroBatcher:
 
 
 # --- request checking --------------------------------------------------------------------------------
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it is known to exceed ``limit`` bytes."""
+async def read_body(request: Request, limit: int, timeout: float = 10.0) -> bytes:
+    """The request body, refused with 413 as soon as it is known to exceed ``limit`` bytes, and with 408 when
+    its next part does not arrive within ``timeout`` seconds (a client that stopped sending, or a
+    ``Content-Length`` larger than the body). A client that goes away costs one log line, not a traceback."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise RequestRejected(413, f"request body of {int(declared):,} bytes exceeds max_request_bytes={limit:,}")
     chunks, size = [], 0
-    async for chunk in request.stream():
+    stream = request.stream().__aiter__()
+    while True:
+        try:
+            chunk = await asyncio.wait_for(stream.__anext__(), timeout)
+        except StopAsyncIteration:
+            break
+        except TimeoutError:
+            raise RequestRejected(408, f"request body not received within {timeout:g} s") from None
+        except ClientDisconnect:
+            LOG.info("client went away during its upload (%d bytes received)", size)
+            raise RequestRejected(400, "client disconnected") from None
         size += len(chunk)
         if size > limit:
             raise RequestRejected(413, f"request body exceeds max_request_bytes={limit:,}")
@@ -313,12 +367,26 @@ def parse_request(body: bytes) -> NerRequest:
         ) from None
     except RecursionError:
         raise RequestRejected(400, "request body is not valid JSON: nested too deeply") from None
+    except ValueError:  # e.g. an integer of more than 4,300 digits (Python's int conversion limit)
+        raise RequestRejected(400, "request body holds a number too long to read (over 4,300 digits)") from None
     try:
         return NerRequest.model_validate(data)
     except ValidationError as error:
-        errors = [{"field": _field_path(e["loc"]), "message": e["msg"]} for e in error.errors(include_url=False)]
+        errors = [
+            {"field": _excerpt(_field_path(e["loc"])), "message": _excerpt(e["msg"])}
+            for e in error.errors(include_url=False)[:MAX_REPORTED_ERRORS]
+        ]
         detail = "; ".join(f"{e['field']}: {e['message']}" if e["field"] else e["message"] for e in errors)
         raise RequestRejected(422, f"invalid request: {detail}", errors) from None
+
+
+MAX_REPORTED_ERRORS = 5
+EXCERPT_CHARS = 80
+
+
+def _excerpt(text: str) -> str:
+    """A client's own input is echoed back at most this short (an unknown 900 KB key must not come back)."""
+    return text if len(text) <= EXCERPT_CHARS else text[: EXCERPT_CHARS - 1] + "\u2026"
 
 
 def _json_type(value: Any) -> str:
@@ -348,12 +416,33 @@ def check_texts(texts: Sequence[str], paths: Sequence[str], settings: ServerSett
             raise RequestRejected(422, f"{path} is empty")
         if not text.strip():
             raise RequestRejected(422, f"{path} contains only whitespace")
+        if all(char.isspace() or _invisible(char) for char in text):
+            raise RequestRejected(422, f"{path} contains only invisible characters (zero-width or format)")
         bad = _FORBIDDEN_CHARACTERS.search(text)
         if bad:
             kind = "a lone surrogate" if "\ud800" <= bad.group() <= "\udfff" else "a control character"
             raise RequestRejected(
                 422, f"{path} contains {kind} U+{ord(bad.group()):04X} at offset {bad.start()}; remove it"
             )
+
+
+def _invisible(char: str) -> bool:
+    """Zero-width and other format characters (Unicode category Cf): nothing a tagger could tag."""
+    import unicodedata
+
+    return unicodedata.category(char) == "Cf"
+
+
+def check_tokens(counts: Sequence[int], paths: Sequence[str], settings: ServerSettings) -> None:
+    """Refuse work over the sub-token limits (413), measured with the tagger's tokenizer before the model runs."""
+    for count, path in zip(counts, paths, strict=True):
+        if count > settings.max_tokens_per_text:
+            raise RequestRejected(
+                413, f"{path} is {count:,} sub-tokens, over max_tokens_per_text={settings.max_tokens_per_text:,}"
+            )
+    total, limit = sum(counts), settings.max_tokens_per_request
+    if total > limit:
+        raise RequestRejected(413, f"the request is {total:,} sub-tokens, over max_tokens_per_request={limit:,}")
 
 
 # --- the app -----------------------------------------------------------------------------------------
@@ -388,6 +477,8 @@ def create_app(tagger: Any, settings: ServerSettings | None = None) -> FastAPI:
     """A FastAPI app serving ``tagger`` (see the module docstring for what ``tagger`` must offer)."""
     settings = settings or ServerSettings()
     meta = tagger.meta
+    tokenizer = getattr(tagger, "tokenizer", None)
+    allowed_hosts = LOOPBACK_HOSTS if settings.loopback_only else None
     model_name = str(getattr(tagger, "model_name", None) or meta.base_model)
     attention = str(getattr(tagger, "attention", None) or meta.attention)
     labels = list(getattr(tagger, "labels", None) or meta.labels)
@@ -406,8 +497,12 @@ def create_app(tagger: Any, settings: ServerSettings | None = None) -> FastAPI:
         version=__version__,
         description=f"Named entities from `{model_name}` (attention: {attention}).",
         lifespan=lifespan,
+        docs_url=None,  # Swagger UI and ReDoc load scripts from a CDN: the schema is at /openapi.json instead
+        redoc_url=None,
+        openapi_url=None,
     )
     app.state.batcher = batcher
+    app.state.tagger = tagger
     app.state.settings = settings
     bearer = HTTPBearer(auto_error=False, description="Required when the server was started with an API key.")
 
@@ -424,12 +519,28 @@ def create_app(tagger: Any, settings: ServerSettings | None = None) -> FastAPI:
         body: dict[str, Any] = {"detail": error.detail}
         if error.errors:
             body["errors"] = error.errors
-        headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
-        return JSONResponse(body, status_code=error.status, headers=headers)
+        headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else {}
+        if error.retry_after is not None:
+            headers["Retry-After"] = str(error.retry_after)
+        return JSONResponse(body, status_code=error.status, headers=headers or None)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, error: Exception) -> JSONResponse:
-        return JSONResponse({"detail": f"internal error: {type(error).__name__}: {error}"}, status_code=500)
+        LOG.error("internal error: %s: %s", type(error).__name__, error)  # the log has it; the client does not
+        return JSONResponse({"detail": "internal error; the server log has the details"}, status_code=500)
+
+    @app.middleware("http")
+    async def _hygiene(request: Request, call_next):
+        host = request.headers.get("host", "").rsplit(":", 1)[0].strip("[]").lower()
+        if allowed_hosts is not None and host not in allowed_hosts:
+            return JSONResponse({"detail": "unexpected Host header"}, status_code=400)
+        if request.url.path.startswith("/v1/") and request.method == "POST":
+            content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            if content_type != "application/json":
+                return JSONResponse({"detail": "send the body as Content-Type: application/json"}, status_code=415)
+        response = await call_next(request)
+        response.headers.update(HARDENING_HEADERS)
+        return response
 
     info = ModelInfo(
         model=model_name,
@@ -478,10 +589,18 @@ def create_app(tagger: Any, settings: ServerSettings | None = None) -> FastAPI:
     )
     async def ner(request: Request) -> NerResponse:
         """Entities of each text, in character offsets of that text; long texts are windowed, not cut."""
-        payload = parse_request(await read_body(request, settings.max_request_bytes))
+        payload = parse_request(await read_body(request, settings.max_request_bytes, settings.body_timeout_s))
         texts, ids, paths = payload.inputs()
         check_texts(texts, paths, settings)
-        per_text = await asyncio.wrap_future(batcher.submit(texts))
+        if tokenizer is not None:
+            check_tokens(
+                [len(ids_) for ids_ in tokenizer(texts, add_special_tokens=False)["input_ids"]], paths, settings
+            )
+        try:
+            job = batcher.submit(texts, settings.max_queued_requests)
+        except QueueFull:
+            raise RequestRejected(503, "the model is busy; try again shortly", retry_after=RETRY_AFTER_S) from None
+        per_text = await _result_unless_gone(request, job)
         floor = payload.threshold if payload.threshold is not None else -1.0
         results = [
             NerResult(id=text_id, entities=[_entity_out(entity) for entity in entities if entity.score >= floor])
@@ -495,5 +614,22 @@ def create_app(tagger: Any, settings: ServerSettings | None = None) -> FastAPI:
     async def index() -> HTMLResponse:
         return HTMLResponse(page)
 
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(require_api_key)])
+    async def openapi_schema() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
     _request_schema_openapi(app)
     return app
+
+
+async def _result_unless_gone(request: Request, job: concurrent.futures.Future) -> list[Any]:
+    """Wait for a job's results; if the client disconnects first, cancel the job when it has not started."""
+    waiting = asyncio.wrap_future(job)
+    while True:
+        done, _ = await asyncio.wait({waiting}, timeout=DISCONNECT_POLL_S)
+        if done:
+            return waiting.result()
+        if await request.is_disconnected():
+            job.cancel()  # a queued job is dropped; one already running finishes and is discarded
+            LOG.info("client went away; its queued work was cancelled")
+            raise RequestRejected(499, "client closed the request")
