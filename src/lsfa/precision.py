@@ -19,8 +19,12 @@ import torch
 
 from lsfa.errors import LsfaError
 
-PRECISIONS = ("auto", "fp32", "bf16", "bf16-full")
-"""``bf16``: bf16 autocast over fp32 weights; ``bf16-full``: every weight in bf16 too (inference only)."""
+PRECISIONS = ("auto", "fp32", "bf16", "bf16-full", "int8")
+"""``bf16``: bf16 autocast over fp32 weights; ``bf16-full``: every weight in bf16 too (inference only);
+``int8``: linear layers dynamically quantised to int8 (CPU inference only, torch's own quantised kernels)."""
+
+MERGED_ONLY_PRECISIONS = ("bf16-full", "int8")
+"""Precisions that rewrite the merged weights, so a LoRA adapter cannot stay unmerged."""
 
 BF16_PRECISIONS = ("bf16", "bf16-full")
 """Precisions that run under bf16 autocast."""

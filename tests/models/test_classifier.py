@@ -204,3 +204,23 @@ def test_encoder_without_sdpa_support_loads(tmp_path) -> None:
     save_tagger(model, load_tokenizer(tmp_path), tmp_path / "tagger", meta)
     loaded, tokenizer, _ = load_tagger(tmp_path / "tagger")
     assert type(loaded).__name__ == "MPNetForTokenClassification" and sees_right_context(loaded, tokenizer)
+
+
+@pytest.mark.parametrize("family", DECODERS)
+def test_layers_keeps_only_the_first_k_decoder_layers(model_dirs, family: str) -> None:
+    full = build_token_classifier(model_dirs[family], LABELS, "full")
+    shallow = build_token_classifier(model_dirs[family], LABELS, "full", layers=1)
+    assert shallow.config.get_text_config().num_hidden_layers == 1
+    count = sum(p.numel() for p in shallow.parameters())
+    assert count < sum(p.numel() for p in full.parameters())  # the dropped layer was never built
+    tokenizer = load_tokenizer(model_dirs[family])
+    assert moved(
+        first_position_logits(shallow, tokenizer, "Brussels"), first_position_logits(shallow, tokenizer, "London")
+    )
+    with pytest.raises(LsfaError, match="layers: 9 is not between 1 and the model's 2 layers"):
+        build_token_classifier(model_dirs[family], LABELS, "full", layers=9)
+
+
+def test_layers_is_refused_for_encoders(model_dirs) -> None:
+    with pytest.raises(LsfaError, match="is an encoder"):
+        build_token_classifier(model_dirs["bert"], LABELS, "full", layers=1)

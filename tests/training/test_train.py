@@ -22,7 +22,7 @@ import yaml
 from lsfa.data.conll import read_conll
 from lsfa.errors import LsfaError
 from lsfa.eval.report import evaluate_sentences
-from lsfa.training.config import load_config
+from lsfa.training.config import TrainConfig, load_config
 from lsfa.training.runner import last_complete_checkpoint, train
 from tests.tiny import tiny_decoder_dir
 from tests.training.synthetic import synthetic_sentence
@@ -409,3 +409,12 @@ def test_the_saved_tagger_has_a_model_card(main_run) -> None:
     for needle in ("attention: `full`", "LoRA r=4, alpha=8", "## Scores", f"{metrics['test']['micro']['f1']:.4f}",
                    "calibrated temperature", "- command: `", "## Intended use and limits", "lsfa 0.1.0"):  # fmt: skip
         assert needle in card, needle
+
+
+def test_a_shallow_tagger_trains_saves_and_reloads_with_its_k_layers(tiny_model: Path, corpus: Path, tmp_path) -> None:
+    import lsfa
+
+    settings = settings_for(tiny_model, corpus, tmp_path / "shallow", layers=1, epochs=1)
+    tagger = lsfa.train(TrainConfig.model_validate(settings), log=lambda _: None)
+    assert tagger.meta.layers == 1 and tagger.model.config.num_hidden_layers == 1
+    assert json.loads((tmp_path / "shallow" / "metrics.json").read_text())["config"]["layers"] == 1

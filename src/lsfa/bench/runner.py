@@ -187,7 +187,7 @@ def run_bench(options: BenchOptions, log: Log = _stderr) -> dict[str, Any]:
     del reference, optimised, others
     gc.collect()
     torch.set_num_threads(default_threads)
-    training_precision = "bf16" if precision == "bf16-full" else precision  # training needs fp32 masters
+    training_precision = TRAINING_PRECISION.get(precision, precision)  # training needs fp32 masters
     result["training"] = _training(options, meta, sentences, tokenizer, device, training_precision, log)
     result["memory"] = {"process_peak_rss_mb": process_peak_mb()}
     result["seconds"] = time.perf_counter() - started
@@ -198,8 +198,14 @@ def run_bench(options: BenchOptions, log: Log = _stderr) -> dict[str, Any]:
     return result
 
 
+TRAINING_PRECISION = {"bf16-full": "bf16", "int8": "auto"}
+"""What the bench trains in when its optimised inference path rewrites weights (training needs fp32 masters)."""
+
+
 def _precision_note(precision: str) -> str:
     """How the optimised path computes, for the report."""
+    if precision == "int8":
+        return "merged weights, linear layers dynamically quantised to int8 (CPU)"
     if precision == "bf16-full":
         return "merged weights, every weight and activation in bf16 (bf16-full)"
     if precision == "bf16":
@@ -274,11 +280,13 @@ def _ablation(reference, optimised, merged_fp32, words, documents, options, log)
                               reference.max_length, reference.context)  # fmt: skip
     merged = replace(plain, model=merged_fp32)
     steps = [plain, inf.with_settings(merged, "+ merged LoRA")]
-    if precision != "fp32":
+    if precision in ("bf16", "bf16-full"):
         steps.append(inf.with_settings(merged, "+ bf16 autocast", precision="bf16"))
     cast = replace(plain, model=optimised.model)
     if precision == "bf16":
         steps.append(inf.with_settings(cast, "+ bf16 weights cached", precision=precision))
+    if precision == "int8":
+        steps.append(inf.with_settings(cast, "+ int8 linear layers", precision=precision))
     if precision == "bf16-full":
         cached = optimise_for_inference(copy.deepcopy(merged_fp32), "bf16")
         steps.append(inf.with_settings(replace(plain, model=cached), "+ bf16 weights cached", precision="bf16"))
@@ -378,7 +386,7 @@ def _main_rounds(reference, optimised, others, words, documents, sentences, opti
 
 def _utilisation(optimised, peaks, precision) -> dict[str, Any]:
     """MFU of the optimised run against the matmul peak of its precision, end to end and forward-only."""
-    peak = peaks.get("bf16" if precision == "bf16-full" else precision) or peaks["fp32"]
+    peak = peaks.get({"bf16-full": "bf16", "int8": "fp32"}.get(precision, precision)) or peaks["fp32"]
     parameters = inf.non_embedding_parameters(optimised.model)
     forward_seconds = optimised.seconds - optimised.encode_seconds
     return {

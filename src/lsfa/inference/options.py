@@ -19,8 +19,8 @@ class InferenceOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    precision: Literal["auto", "fp32", "bf16", "bf16-full"] = Field(
-        "auto", description="auto: bf16 where it is measured faster than fp32 here (lsfa.precision)"
+    precision: Literal["auto", "fp32", "bf16", "bf16-full", "int8"] = Field(
+        "auto", description="auto: bf16 where it is measured faster than fp32 here; int8: CPU only (lsfa.precision)"
     )
     batch_size: int = Field(32, ge=1, description="model rows (windows) per forward pass")
     max_length: int | None = Field(None, gt=4, description="sub-tokens per window (default: as trained)")

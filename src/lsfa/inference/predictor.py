@@ -86,8 +86,10 @@ def predict_encoded(
             f"this model's weights were stored in {required_precision(model)} for fast inference; "
             f"predict with precision={required_precision(model)!r}, not {precision!r}"
         )
-    if precision == "bf16-full" and required_precision(model) is None:
-        raise LsfaError("precision bf16-full needs the weights in bf16: optimise_for_inference(model, 'bf16-full')")
+    if precision in ("bf16-full", "int8") and required_precision(model) is None:
+        raise LsfaError(
+            f"precision {precision} needs the weights rewritten first: optimise_for_inference(model, {precision!r})"
+        )
     tags = [["O"] * n for n in sentence_lengths]
     scores = [[1.0] * n for n in sentence_lengths]
     word_logits = [torch.zeros(n, len(id2label)) for n in sentence_lengths]

@@ -138,18 +138,20 @@ class Tagger:
 
         from lsfa.models.optimise import optimise_for_inference
         from lsfa.models.saving import load_tagger
-        from lsfa.precision import BF16_PRECISIONS, resolve_precision
+        from lsfa.precision import BF16_PRECISIONS, MERGED_ONLY_PRECISIONS, resolve_precision
 
         options = InferenceOptions.of(options, **option_values)  # checked before the weights load, not after
         folder = resolve_tagger_folder(folder)
-        if options.precision == "bf16-full" and not merge:
-            raise LsfaError("precision bf16-full stores the merged weights in bf16: it cannot keep an adapter unmerged")
+        if options.precision in MERGED_ONLY_PRECISIONS and not merge:
+            raise LsfaError(
+                f"precision {options.precision} rewrites the merged weights: it cannot keep an adapter unmerged"
+            )
         with quiet_transformers():
             model, tokenizer, meta = load_tagger(folder, merge=merge)
         target = torch.device(options.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         model.to(target)
         resolved = resolve_precision(options.precision, target)
-        if merge and resolved in BF16_PRECISIONS:
+        if merge and (resolved in BF16_PRECISIONS or resolved == "int8"):
             model = optimise_for_inference(model, resolved)
         return cls(model, tokenizer, meta, options)
 

@@ -120,11 +120,14 @@ def build_token_classifier(
     attention: str = "full",
     attn_implementation: str | None = "sdpa",
     dtype: torch.dtype = torch.float32,
+    layers: int | None = None,
 ) -> nn.Module:
     """Load ``model_path`` with a fresh token-classification head over ``labels`` and set its attention.
 
     ``attention`` is ``causal`` (LS-CA), ``full`` (LS-FA) or a layer pattern (see
-    :func:`lsfa.models.attention.parse_attention`); encoders ignore it (they are bidirectional).
+    :func:`lsfa.models.attention.parse_attention`, counted over the kept layers); encoders ignore it (they are
+    bidirectional). ``layers`` keeps only the first K transformer layers of a decoder: the others are never
+    built or loaded, so they cost nothing in training or inference.
     """
     with hub_errors(model_path):
         config = AutoConfig.from_pretrained(str(model_path))
@@ -132,18 +135,30 @@ def build_token_classifier(
     if is_encoder(config):
         # Encoders are bidirectional already; some (MPNet) have no SDPA path, so let transformers choose.
         attn_implementation = None
+    if layers is not None:
+        keep_first_layers(config, layers)
     id2label = dict(enumerate(labels))
+    config.num_labels = len(labels)
+    config.id2label, config.label2id = id2label, {label: index for index, label in id2label.items()}
     with quiet_transformers():
         model = AutoModelForTokenClassification.from_pretrained(
-            str(model_path),
-            num_labels=len(labels),
-            id2label=id2label,
-            label2id={label: index for index, label in id2label.items()},
-            attn_implementation=attn_implementation,
-            dtype=dtype,
+            str(model_path), config=config, attn_implementation=attn_implementation, dtype=dtype
         )
     apply_attention(model, attention)
     return model
+
+
+def keep_first_layers(config: PretrainedConfig, layers: int) -> None:
+    """Shrink a decoder's config to its first ``layers`` transformer layers (per-layer lists follow)."""
+    if is_encoder(config):
+        raise LsfaError(f"layers: keeps the first K layers of a decoder; {config.model_type} is an encoder")
+    text = config.get_text_config()
+    total = getattr(text, "num_hidden_layers", None)
+    if total is None or not 1 <= layers <= total:
+        raise LsfaError(f"layers: {layers} is not between 1 and the model's {total} layers")
+    text.num_hidden_layers = layers
+    if isinstance(getattr(text, "layer_types", None), list):
+        text.layer_types = text.layer_types[:layers]
 
 
 def apply_attention(model: nn.Module, attention: str) -> str:

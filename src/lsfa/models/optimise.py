@@ -20,6 +20,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from lsfa.errors import LsfaError
+
 CAST_MARK = "_lsfa_inference_precision"
 """Attribute set on a model whose linear weights :func:`optimise_for_inference` stored in bf16."""
 
@@ -33,7 +35,10 @@ def optimise_for_inference(model: nn.Module, precision: str) -> nn.Module:
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
     model.eval()
-    if precision == "bf16-full":
+    if precision == "int8":
+        model = quantise_int8(model)
+        setattr(model, CAST_MARK, "int8")
+    elif precision == "bf16-full":
         model.to(torch.bfloat16)
         setattr(model, CAST_MARK, "bf16-full")
     elif precision == "bf16":
@@ -47,8 +52,22 @@ def optimise_for_inference(model: nn.Module, precision: str) -> nn.Module:
     return model
 
 
+def quantise_int8(model: nn.Module) -> nn.Module:
+    """Dynamic int8 quantisation of every linear layer (weights int8 once, activations quantised per batch), with
+    torch's own kernels (``torch.ao.quantization.quantize_dynamic``, FBGEMM/oneDNN on x86). CPU only; the
+    embeddings, norms and attention products stay fp32. torch marks the API deprecated in favour of torchao,
+    which is not a dependency here; the warning is silenced and the call is tested."""
+    import warnings
+
+    if next(model.parameters()).device.type != "cpu":
+        raise LsfaError("precision int8 runs on the CPU only (torch's dynamic quantisation has no CUDA kernels)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
+
+
 def required_precision(model: nn.Module) -> str | None:
-    """``"bf16"`` or ``"bf16-full"`` when :func:`optimise_for_inference` cast the model's weights, else None."""
+    """``"bf16"``, ``"bf16-full"`` or ``"int8"`` when :func:`optimise_for_inference` rewrote the weights, else None."""
     return getattr(model, CAST_MARK, None)
 
 

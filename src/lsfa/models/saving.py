@@ -36,6 +36,8 @@ class TaggerMeta(BaseModel):
     label_all_subtokens: bool = False
     max_length: int = 512
     context: Literal["sentence", "document"] = "sentence"
+    layers: int | None = Field(None, ge=1)
+    """How many of the base model's transformer layers the tagger keeps (None: all)."""
     temperature: float = Field(1.0, gt=0)
     """Softmax temperature fitted on the dev split at training end (1.0: uncalibrated, as in older folders)."""
     extra: dict = Field(default_factory=dict)
@@ -121,7 +123,9 @@ def load_tagger(folder: str | Path, attn_implementation: str = "sdpa", merge: bo
 
         from lsfa.models.catalogue import resolve_model
 
-        base = build_token_classifier(resolve_model(meta.base_model), meta.labels, meta.attention, attn_implementation)
+        base = build_token_classifier(
+            resolve_model(meta.base_model), meta.labels, meta.attention, attn_implementation, layers=meta.layers
+        )
         model = PeftModel.from_pretrained(base, str(folder))
         if merge:
             model = model.merge_and_unload()

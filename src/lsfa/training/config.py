@@ -42,6 +42,7 @@ class TrainConfig(BaseModel):
     test_limit: int | None = Field(None, description="use only the first N test sentences")
     attention: str = Field("full", description="full (LS-FA), causal (LS-CA), layers 0-7,24-29 or groups=4:1010")
     attn_implementation: Literal["sdpa", "eager"] = Field("sdpa", description="transformers attention kernel")
+    layers: int | None = Field(None, ge=1, description="keep only the first K transformer layers of the decoder")
     mode: Literal["lora", "full"] = Field("lora", description="LoRA adapters or full fine-tuning")
     lora: LoraOptions = Field(default_factory=LoraOptions, description="LoRA rank, alpha, dropout, modules")
     epochs: float = Field(3, gt=0, description="training epochs (fractions allowed)")
@@ -80,7 +81,7 @@ class TrainConfig(BaseModel):
 
 
 CONFIG_GROUPS: dict[str, tuple[str, ...]] = {
-    "model and attention": ("model", "attention", "attn_implementation", "mode", "lora"),
+    "model and attention": ("model", "layers", "attention", "attn_implementation", "mode", "lora"),
     "data": ("corpus", "data_dir", "train_split", "dev_split", "test_split", "train_limit", "dev_limit",
              "test_limit", "max_length", "label_all_subtokens", "context"),
     "schedule": ("epochs", "max_steps", "learning_rate", "scheduler", "warmup_ratio", "weight_decay",

@@ -275,7 +275,7 @@ def build_model(config: TrainConfig, labels: list[str]):
 
     path = resolve_model(config.model, auto_fetch=True)
     tokenizer = load_tokenizer(path)
-    model = build_token_classifier(path, labels, config.attention, config.attn_implementation)
+    model = build_token_classifier(path, labels, config.attention, config.attn_implementation, layers=config.layers)
     attention = "full" if is_encoder(model.config) else config.attention
     if config.mode == "lora":
         lora = config.lora
@@ -434,6 +434,7 @@ def _finish(config, trainer, tokenizer, labels, attention, precision, run_dir, d
         label_all_subtokens=config.label_all_subtokens,
         max_length=config.max_length,
         context=config.context,
+        layers=config.layers,
         extra={"parameters": count_parameters(model)},
     )
     save_tagger(model, tokenizer, run_dir / MODEL, meta, merge=config.save_merged)
