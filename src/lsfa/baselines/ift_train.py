@@ -38,11 +38,12 @@ from lsfa.data.align import IGNORE_INDEX
 from lsfa.data.schemes import entity_types
 from lsfa.data.types import Sentence
 from lsfa.errors import LsfaError
+from lsfa.runs import CHECKPOINTS_DIR, MODEL_DIR, RunFolder, machine_info
 from lsfa.training.config import TrainConfig, dump_config, load_config
 
 SYSTEM = "ift"
-MODEL = "model"
-CHECKPOINTS = "checkpoints"
+MODEL = MODEL_DIR
+CHECKPOINTS = CHECKPOINTS_DIR
 IFT_FILE = "lsfa-ift.json"
 IGNORED_CONFIG_KEYS = ("attention", "context", "label_all_subtokens")
 
@@ -207,7 +208,7 @@ def train_ift(
     from transformers import DataCollatorForSeq2Seq, EarlyStoppingCallback, Trainer, set_seed
 
     from lsfa.inference.predictor import resolve_precision
-    from lsfa.training.runner import EpochTimer, last_complete_checkpoint, load_training_data, machine_info
+    from lsfa.training.runner import EpochTimer, last_complete_checkpoint, load_training_data
 
     started = time.perf_counter()
     grid_config = config
@@ -216,7 +217,7 @@ def train_ift(
     if config.threads:
         torch.set_num_threads(config.threads)
     run_dir = Path(run_dir)
-    if (run_dir / "metrics.json").exists():
+    if RunFolder(run_dir).finished:
         raise LsfaError(f"{run_dir}: a finished run is already there; choose another output folder")
     run_dir.mkdir(parents=True, exist_ok=True)
     set_seed(config.seed)
@@ -274,7 +275,7 @@ def train_ift(
 def _finish(model, tokenizer, dev_sentences, facts, extra, context) -> dict[str, Any]:
     """Save the best model, answer dev and test greedily, score them and write ``metrics.json``."""
     from lsfa.models.classifier import count_parameters
-    from lsfa.training.runner import _timing, write_json_atomic
+    from lsfa.training.runner import _timing
 
     grid_config, config, settings, precision, run_dir, log = context
     types = extra["types"]
@@ -306,21 +307,22 @@ def _finish(model, tokenizer, dev_sentences, facts, extra, context) -> dict[str,
 
         test = load_split(config.corpus, config.test_split, data_dir=config.data_dir).sentences
         splits["test"] = test[: config.test_limit]
-    (run_dir / "predictions").mkdir(exist_ok=True)
     batch_size = settings.generation_batch_size or config.eval_batch_size
     for split, sentences in splits.items():
         prediction = generative.predict_entities(
             model, tokenizer, sentences, types, settings.max_new_tokens, batch_size, precision
         )
         metrics[split] = generative.score_prediction(sentences, prediction)
-        _write_jsonl(run_dir / "predictions" / f"{split}.jsonl", generative.prediction_records(sentences, prediction))
+        _write_jsonl(
+            RunFolder(run_dir).predictions(split, "jsonl"), generative.prediction_records(sentences, prediction)
+        )
         scores = metrics[split]["set"]
         log(f"{split}: set P {scores['precision']:.4f}  R {scores['recall']:.4f}  F1 {scores['f1']:.4f}"
             f"  malformed {metrics[split]['malformed']}")  # fmt: skip
     metrics.update(_timing(facts, config))
     metrics["parameters"] = parameters
     metrics["machine"] = extra["machine"]
-    write_json_atomic(run_dir / "metrics.json", metrics)
+    RunFolder(run_dir).write_metrics(metrics)
     return metrics
 
 

@@ -235,10 +235,10 @@ def train_spacy(
     metrics.update(_evaluate_splits(nlp, config, dev_sentences, run_dir, options, log))
     metrics.update(_timing(progress, train_words, train_seconds, wall_start, peak_mb))
     metrics["parameters"] = count_parameters(nlp)
-    from lsfa.training.runner import machine_info, write_json_atomic
+    from lsfa.runs import RunFolder, machine_info
 
     metrics["machine"] = machine_info()
-    write_json_atomic(run_dir / "metrics.json", metrics)
+    RunFolder(run_dir).write_metrics(metrics)
     return metrics
 
 
@@ -246,6 +246,7 @@ def _evaluate_splits(nlp, config, dev_sentences, run_dir: Path, options, log) ->
     """Tag dev and test with ``model-best``, write CoNLL predictions, score as lsfa runs are scored."""
     from lsfa.data.conll import write_conll
     from lsfa.eval.report import evaluate_sentences
+    from lsfa.runs import RunFolder
 
     splits = {"dev": dev_sentences}
     if config.test_split:
@@ -254,13 +255,12 @@ def _evaluate_splits(nlp, config, dev_sentences, run_dir: Path, options, log) ->
         test = load_split(config.corpus, config.test_split, data_dir=config.data_dir).sentences
         splits["test"] = test[: config.test_limit]
     results: dict[str, Any] = {}
-    (run_dir / "predictions").mkdir(exist_ok=True)
     for split, sentences in splits.items():
         start = time.perf_counter()
         tags = predict_tags(nlp, sentences, options.get("batch_size", 256))
         seconds = time.perf_counter() - start
         out = [Sentence(s.tokens, t, s.extra, s.doc_id, s.line) for s, t in zip(sentences, tags, strict=True)]
-        write_conll(out, run_dir / "predictions" / f"{split}.conll")
+        write_conll(out, RunFolder(run_dir).predictions(split))
         result = evaluate_sentences([s.tags for s in sentences], tags, [s.tokens for s in sentences])
         result.update(
             {"inference_seconds": seconds, "ms_per_sentence": 1000 * seconds / max(len(sentences), 1), "cut_words": 0}

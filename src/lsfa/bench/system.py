@@ -174,7 +174,7 @@ def thread_settings() -> dict[str, Any]:
 
 def machine_description(device: torch.device) -> dict[str, Any]:
     """Where the numbers come from: CPU model and cores, GPU, library versions, commit."""
-    from lsfa.training.runner import machine_info
+    from lsfa.runs import machine_info
 
     info = machine_info()
     info.update({"cpu_model": cpu_model_name(), "cores": os.cpu_count(), "device": str(device)})

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lsfa.experiments.grid import safe_name
+from lsfa.runs import RunFolder
 from lsfa.training.config import TrainConfig
 
 VARIANT_NAMES = {"full": "LS-FA", "causal": "LS-CA"}
@@ -32,7 +33,7 @@ def compare_attention(
     results: dict[str, dict[str, Any]] = {}
     for attention in attentions:
         folder = variant_dir(config.output_dir, attention)
-        metrics_file = folder / "metrics.json"
+        metrics_file = RunFolder(folder).metrics
         if metrics_file.exists():
             log(f"{attention}: finished run found in {folder}, not training again")
             results[attention] = json.loads(metrics_file.read_text())

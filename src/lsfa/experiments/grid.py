@@ -46,6 +46,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lsfa.errors import LsfaError
+from lsfa.runs import RunFolder, RunMetrics
 from lsfa.training.config import TrainConfig, deep_merge, load_config
 from lsfa.yaml_files import read_yaml_mapping
 
@@ -392,7 +393,7 @@ def run_grid(
     for index, cell in enumerate(cells, 1):
         folder = cell.folder(grid_dir)
         prefix = f"[{index}/{len(cells)}] {cell.key}"
-        if (folder / "metrics.json").exists():
+        if RunFolder(folder).finished:
             outcome.skipped.append(cell.key)
             drift = config_drift(folder, cell)
             note = (
@@ -478,7 +479,7 @@ def release_cell(folder: Path) -> None:
 def config_drift(folder: Path, cell: Cell) -> list[str]:
     """Config keys of a finished cell that differ from what the grid asks now (a skip should not hide that)."""
     try:
-        finished = json.loads((folder / "metrics.json").read_text()).get("config") or {}
+        finished = RunMetrics.read(folder).config
     except (OSError, json.JSONDecodeError, AttributeError):
         return []
     wanted = cell.config.model_dump()
@@ -504,7 +505,7 @@ def _run_one(cell: Cell, folder: Path, log: Callable[[str], None]) -> dict[str, 
         folder.mkdir(parents=True, exist_ok=True)
         (folder / CELL_FILE).write_text(json.dumps(cell.describe(), indent=2) + "\n")
         run_cell(cell, folder, log)
-        if not (folder / "metrics.json").exists():
+        if not RunFolder(folder).finished:
             raise LsfaError("the run ended without writing metrics.json")
     except Exception as error:
         return {
@@ -543,7 +544,7 @@ def _write_grid_file(spec: GridSpec, grid_dir: Path) -> None:
 
 def _update_failures(grid_dir: Path, cells: list[Cell], outcome: GridOutcome) -> None:
     """``failures.json``: this run's failures plus older ones of cells not retried and still unfinished."""
-    from lsfa.training.runner import write_json_atomic
+    from lsfa.runs import write_json_atomic
 
     path = grid_dir / FAILURES_FILE
     attempted = set(outcome.trained) | {f["cell"] for f in outcome.failed}
@@ -555,7 +556,7 @@ def _update_failures(grid_dir: Path, cells: list[Cell], outcome: GridOutcome) ->
             previous = []
         keep = [
             f for f in previous
-            if f.get("cell") not in attempted and not (grid_dir / str(f.get("cell")) / "metrics.json").exists()
+            if f.get("cell") not in attempted and not RunFolder(grid_dir / str(f.get("cell"))).finished
         ]  # fmt: skip
     failures = keep + outcome.failed
     if failures or path.exists():

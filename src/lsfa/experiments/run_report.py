@@ -6,20 +6,20 @@ Result documents under ``docs/results/`` are generated from the committed ``metr
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from lsfa.errors import LsfaError
+from lsfa.runs import METRICS_FILE, RunMetrics
 
 
 def load_metrics(run: str | Path) -> dict[str, Any]:
     """``metrics.json`` of a run folder (or the file itself)."""
     path = Path(run)
-    path = path / "metrics.json" if path.is_dir() else path
+    path = path / METRICS_FILE if path.is_dir() else path
     if not path.is_file():
         raise LsfaError(f"{path}: no metrics.json (is this a finished `lsfa train` run?)")
-    return json.loads(path.read_text())
+    return RunMetrics.read(path).model_dump(exclude_unset=True)
 
 
 def _pct(value: float | None) -> str:

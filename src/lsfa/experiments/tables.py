@@ -23,6 +23,7 @@ from typing import Any
 
 from lsfa.errors import LsfaError
 from lsfa.eval.errors import ERROR_CATEGORIES
+from lsfa.runs import METRICS_FILE, RunFolder, RunMetrics
 
 ATTENTION_NAMES = {"full": "LS-FA", "causal": "LS-CA"}
 KIND_ORDER = {"decoder": 0, "encoder": 1, "peer": 2}
@@ -80,13 +81,10 @@ def collect_cells(grid_dir: str | Path) -> list[CellResult]:
     if not root.is_dir():
         raise LsfaError(f"{root}: no such folder (expected an `lsfa experiment run` output folder)")
     cells = []
-    for path in sorted(root.rglob("metrics.json")):
+    for path in sorted(root.rglob(METRICS_FILE)):
         if "checkpoints" in path.parts:
             continue
-        try:
-            metrics = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as error:
-            raise LsfaError(f"{path}: unreadable metrics.json: {error}") from error
+        metrics = RunMetrics.read(path).model_dump(exclude_unset=True)  # the typed record, its extra keys kept
         cells.append(_cell_result(path.parent, metrics))
     return cells
 
@@ -529,7 +527,7 @@ def load_failures(grid_dir: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     failures = json.loads(path.read_text()).get("failures", [])
-    return [f for f in failures if not (grid_dir / str(f.get("cell")) / "metrics.json").exists()]
+    return [f for f in failures if not RunFolder(grid_dir / str(f.get("cell"))).finished]
 
 
 def grid_order(grid_dir: Path) -> dict[str, list[str]]:

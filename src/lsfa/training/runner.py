@@ -11,9 +11,6 @@ and timings.
 from __future__ import annotations
 
 import json
-import os
-import platform
-import resource
 import shutil
 import time
 from collections.abc import Sequence
@@ -26,15 +23,13 @@ import torch
 from lsfa.data.align import IGNORE_INDEX
 from lsfa.data.encode import EncodedSet, encode_sentences, scatter_to_words
 from lsfa.data.types import Sentence
-from lsfa.errors import LsfaError
-from lsfa.machine import cpu_model, machine_summary
 from lsfa.models.classifier import quiet_transformers
+from lsfa.runs import CHECKPOINTS_DIR, MODEL_DIR, RunFolder, epoch_timing, machine_info
 from lsfa.training.card import write_model_card
 from lsfa.training.config import TrainConfig, dump_config
-from lsfa.version import __version__
 
-CHECKPOINTS = "checkpoints"
-MODEL = "model"
+CHECKPOINTS = CHECKPOINTS_DIR
+MODEL = MODEL_DIR
 
 
 @dataclass
@@ -130,56 +125,6 @@ def last_complete_checkpoint(run_dir: Path) -> Path | None:
     for partial in set(found) - set(complete):
         shutil.rmtree(partial, ignore_errors=True)
     return complete[-1] if complete else None
-
-
-def peak_memory_mb() -> float:
-    """Peak resident memory of this process (CUDA: peak allocated) in MiB."""
-    if torch.cuda.is_available():
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def machine_info() -> dict[str, Any]:
-    """Where a run happened, recorded with its numbers."""
-    return {
-        "platform": platform.platform(),
-        "processor": cpu_model(),
-        **machine_summary(measure_bf16=False),
-        "lsfa": __version__,
-        "git_commit": _git_commit(),
-    }
-
-
-def _git_commit() -> str | None:
-    import subprocess
-
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            cwd=Path(__file__).resolve().parent,
-        )
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            cwd=Path(__file__).resolve().parent,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if out.returncode != 0:
-        return None
-    return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON through a temporary file and a rename."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
 
 
 def fingerprint(model) -> float:
@@ -338,7 +283,7 @@ def train(config: TrainConfig, resume: bool = False, log=print, extra_callbacks:
     if config.threads:
         torch.set_num_threads(config.threads)
     run_dir = Path(config.output_dir)
-    _prepare_run_dir(run_dir, resume)
+    RunFolder(run_dir).prepare(resume)
     set_seed(config.seed)
     precision = resolve_precision(config.precision)
     corpus, train_sentences, dev_sentences, labels = load_training_data(config)
@@ -356,7 +301,7 @@ def train(config: TrainConfig, resume: bool = False, log=print, extra_callbacks:
     dev_rows = sort_rows_by_length(encode_split(tokenizer, dev_sentences, labels, config, train=False))
     args = training_arguments(config, precision, run_dir)
     if args.process_index == 0:
-        (run_dir / "config.yaml").write_text(dump_config(config))
+        RunFolder(run_dir).config.write_text(dump_config(config))
     train_collator, batching = None, "padded rows"
     if config.pack:
         lengths = [len(row.input_ids) for row in train_rows.examples]
@@ -397,12 +342,6 @@ def train(config: TrainConfig, resume: bool = False, log=print, extra_callbacks:
                     "ranks": final_fingerprint, "best_checkpoint": trainer.state.best_model_checkpoint,
                     "machine": machine, "batching": batching},
                    log)  # fmt: skip
-
-
-def _prepare_run_dir(run_dir: Path, resume: bool) -> None:
-    if run_dir.exists() and not resume and (run_dir / "metrics.json").exists():
-        raise LsfaError(f"{run_dir}: a finished run is already there; choose another --output-dir or pass --resume")
-    run_dir.mkdir(parents=True, exist_ok=True)
 
 
 def _ranks_agree(trainer) -> dict[str, Any]:
@@ -447,7 +386,6 @@ def _finish(config, trainer, tokenizer, labels, attention, precision, run_dir, d
         splits["test"] = load_split(config.corpus, config.test_split, data_dir=config.data_dir).sentences[
             : config.test_limit
         ]
-    (run_dir / "predictions").mkdir(exist_ok=True)
     for split, sentences in splits.items():
         metrics[split], predicted = _evaluate_split(
             model, tokenizer, config, precision, sentences, run_dir, split, write_conll
@@ -459,7 +397,7 @@ def _finish(config, trainer, tokenizer, labels, attention, precision, run_dir, d
     metrics.update(_timing(facts, config))
     metrics["parameters"] = meta.extra["parameters"]
     metrics["machine"] = facts["machine"]
-    write_json_atomic(run_dir / "metrics.json", metrics)
+    RunFolder(run_dir).write_metrics(metrics)
     write_model_card(run_dir / MODEL, config, {**metrics, "labels": labels})
     return metrics
 
@@ -487,7 +425,7 @@ def _evaluate_split(model, tokenizer, config, precision, sentences, run_dir, spl
     out = [
         Sentence(s.tokens, tags, s.extra, s.doc_id, s.line) for s, tags in zip(sentences, predicted.tags, strict=True)
     ]
-    write_conll(out, run_dir / "predictions" / f"{split}.conll")
+    write_conll(out, RunFolder(run_dir).predictions(split))
     gold = [s.tags for s in sentences]
     result = evaluate_sentences(gold, predicted.tags, [s.tokens for s in sentences])
     result["inference_seconds"] = seconds
@@ -527,19 +465,11 @@ def _calibrate(folder: Path, predicted, sentences, labels: list[str]) -> float:
 
 def _timing(facts: dict[str, Any], config: TrainConfig) -> dict[str, Any]:
     epochs = facts["epochs"]
-    train_seconds = facts["train_seconds"]
-    epochs_run = max(len(epochs), 1)
+    tokens = facts["train_tokens"] * len(epochs)
     return {
         "global_step": facts["global_step"],
         "best_checkpoint": facts["best_checkpoint"],
-        "epochs_run": len(epochs),
-        "epoch_log": epochs,
-        "train_seconds": train_seconds,
-        "train_seconds_per_epoch": [e["seconds"] for e in epochs],
-        "mean_epoch_seconds": sum(e["seconds"] for e in epochs) / epochs_run if epochs else None,
-        "train_tokens_per_second": facts["train_tokens"] * len(epochs) / train_seconds if train_seconds else None,
-        "wall_seconds": time.perf_counter() - facts["wall_start"],
-        "peak_memory_mb": peak_memory_mb(),
+        **epoch_timing(epochs, facts["train_seconds"], tokens, facts["wall_start"]),
         "ranks": facts["ranks"],
         "train_batching": facts.get("batching"),
     }

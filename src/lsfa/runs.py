@@ -1,0 +1,188 @@
+"""The run folder every training job writes, whatever it trains (LS tagger, IFT baseline, spaCy peer):
+
+    RUN/config.yaml          the resolved config (written first)
+    RUN/checkpoints/         Trainer checkpoints, for --resume
+    RUN/model/               the selected model
+    RUN/predictions/SPLIT.*  dev and test predictions
+    RUN/metrics.json         the record of the run (written last, atomically: its presence means "finished")
+
+One skeleton for all of them: the file names as constants, preparing (or resuming) a folder, atomic writes,
+the machine and commit a run came from, timing per epoch, and :class:`RunMetrics`, the typed record of
+``metrics.json`` that grids and reports read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from lsfa.errors import LsfaError
+from lsfa.machine import cpu_model, machine_summary
+from lsfa.version import __version__
+
+METRICS_FILE = "metrics.json"
+CONFIG_FILE = "config.yaml"
+MODEL_DIR = "model"
+PREDICTIONS_DIR = "predictions"
+CHECKPOINTS_DIR = "checkpoints"
+
+
+class Scores(BaseModel):
+    """Span scores: micro precision, recall, F1 (and support where counted)."""
+
+    model_config = ConfigDict(extra="allow")
+    precision: float
+    recall: float
+    f1: float
+
+
+class SplitResult(BaseModel):
+    """One split's evaluation: strict micro scores (``micro``) or set-based ones (``set``), and the rest."""
+
+    model_config = ConfigDict(extra="allow")
+    micro: Scores | None = None
+    set: Scores | None = None
+    ms_per_sentence: float | None = None
+
+
+class RunMetrics(BaseModel):
+    """The typed record of ``metrics.json``: what every run writes and every report reads. Extra keys (error
+    taxonomy, decoding columns, baseline-specific facts) are kept as they are."""
+
+    model_config = ConfigDict(extra="allow")
+    config: dict[str, Any] = Field(default_factory=dict)
+    dev: SplitResult | None = None
+    test: SplitResult | None = None
+    machine: dict[str, Any] = Field(default_factory=dict)
+    train_seconds_per_epoch: list[float] = Field(default_factory=list)
+    mean_epoch_seconds: float | None = None
+    epochs_run: float | None = None  # spaCy counts fractional passes over the training words
+
+    @classmethod
+    def read(cls, path: str | Path) -> RunMetrics:
+        """A run's record from its folder or its ``metrics.json``; unreadable files are one clear error."""
+        path = Path(path)
+        file = path / METRICS_FILE if path.is_dir() else path
+        try:
+            return cls.model_validate(json.loads(file.read_text()))
+        except (OSError, json.JSONDecodeError, ValueError) as error:
+            raise LsfaError(f"{file}: not a readable run record ({error})") from None
+
+
+class RunFolder:
+    """The folder of one run: paths by role, preparing it, and writing its record last."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / METRICS_FILE
+
+    @property
+    def config(self) -> Path:
+        return self.path / CONFIG_FILE
+
+    @property
+    def model(self) -> Path:
+        return self.path / MODEL_DIR
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / CHECKPOINTS_DIR
+
+    def predictions(self, split: str, suffix: str = "conll") -> Path:
+        folder = self.path / PREDICTIONS_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / f"{split}.{suffix}"
+
+    @property
+    def finished(self) -> bool:
+        """A run is finished once its record exists (it is written last)."""
+        return self.metrics.exists()
+
+    def prepare(self, resume: bool) -> RunFolder:
+        """Create the folder; refuse to overwrite a finished run unless resuming."""
+        if self.finished and not resume:
+            raise LsfaError(
+                f"{self.path}: a finished run is already there; choose another --output-dir or pass --resume"
+            )
+        self.path.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def write_metrics(self, metrics: dict[str, Any]) -> None:
+        """Validate the record against :class:`RunMetrics`, then write it atomically."""
+        RunMetrics.model_validate(json.loads(json.dumps(metrics, default=str)))
+        write_json_atomic(self.metrics, metrics)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON through a temporary file and a rename, so a reader never sees half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process (CUDA: peak allocated) in MiB."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def machine_info() -> dict[str, Any]:
+    """Where a run happened (CPU model and flags, threads, GPU, versions, commit), recorded with its numbers."""
+    return {
+        "platform": platform.platform(),
+        "processor": cpu_model(),
+        **machine_summary(measure_bf16=False),
+        "lsfa": __version__,
+        "git_commit": git_commit(),
+    }
+
+
+def git_commit() -> str | None:
+    """The short commit of the lsfa checkout running, ``-dirty`` with uncommitted changes; None outside git."""
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5, cwd=here
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=here,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def epoch_timing(
+    epochs: list[dict[str, Any]], train_seconds: float, train_tokens: int, wall_start: float
+) -> dict[str, Any]:
+    """The timing keys every run records: seconds per epoch and their mean, tokens per second, peak memory."""
+    return {
+        "epochs_run": len(epochs),
+        "epoch_log": epochs,
+        "train_seconds": train_seconds,
+        "train_seconds_per_epoch": [e["seconds"] for e in epochs],
+        "mean_epoch_seconds": sum(e["seconds"] for e in epochs) / len(epochs) if epochs else None,
+        "train_tokens_per_second": train_tokens / train_seconds if train_seconds > 0 else None,
+        "peak_memory_mb": peak_memory_mb(),
+        "wall_seconds": time.perf_counter() - wall_start,
+    }

@@ -1,0 +1,56 @@
+"""The shared run skeleton: folder roles, refusing to overwrite a finished run, and the typed record."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lsfa.errors import LsfaError
+from lsfa.runs import METRICS_FILE, RunFolder, RunMetrics, epoch_timing, machine_info
+
+RECORD = {"config": {"model": "m"}, "dev": {"micro": {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2}},
+          "test": {"set": {"precision": 1.0, "recall": 0.5, "f1": 0.6667}}, "machine": {"cpu_model": "x"},
+          "errors": {"exact_matches": 1}}  # fmt: skip
+
+
+def test_a_finished_run_is_not_overwritten_unless_resuming(tmp_path: Path) -> None:
+    folder = RunFolder(tmp_path / "run").prepare(resume=False)
+    assert not folder.finished and folder.predictions("dev").parent.is_dir()
+    folder.write_metrics(RECORD)
+    assert folder.finished and not list(folder.path.glob("*.tmp"))
+    with pytest.raises(LsfaError, match="a finished run is already there"):
+        RunFolder(tmp_path / "run").prepare(resume=False)
+    assert RunFolder(tmp_path / "run").prepare(resume=True).finished
+
+
+def test_the_record_is_typed_and_keeps_extra_keys(tmp_path: Path) -> None:
+    RunFolder(tmp_path).write_metrics(RECORD)
+    metrics = RunMetrics.read(tmp_path)
+    assert metrics.dev.micro.f1 == 0.5 and metrics.test.set.recall == 0.5 and metrics.test.micro is None
+    assert metrics.model_dump()["errors"] == {"exact_matches": 1}
+    with pytest.raises(Exception, match="f1"):
+        RunFolder(tmp_path / "bad").prepare(False).write_metrics({"dev": {"micro": {"precision": 1, "recall": 1}}})
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / METRICS_FILE).write_text("{not json")
+    with pytest.raises(LsfaError, match="not a readable run record"):
+        RunMetrics.read(tmp_path / "broken")
+
+
+def test_committed_grid_records_still_read(tmp_path: Path) -> None:
+    """Every metrics.json committed under docs/results reads as a RunMetrics (the reports depend on it)."""
+    root = Path(__file__).resolve().parents[1] / "docs" / "results"
+    files = [p for p in root.rglob(METRICS_FILE) if "checkpoints" not in p.parts]
+    assert files
+    for path in files:
+        RunMetrics.read(path)
+
+
+def test_timing_and_machine_facts() -> None:
+    timing = epoch_timing([{"epoch": 1, "seconds": 2.0}, {"epoch": 2, "seconds": 4.0}], 6.0, 600, wall_start=0.0)
+    assert timing["mean_epoch_seconds"] == 3.0 and timing["train_tokens_per_second"] == 100.0
+    assert timing["train_seconds_per_epoch"] == [2.0, 4.0] and timing["epochs_run"] == 2
+    machine = machine_info()
+    assert {"cpu_model", "cpu_flags", "cpu_capability", "torch", "lsfa", "git_commit"} <= set(machine)
+    json.dumps(machine)
