@@ -33,6 +33,10 @@ app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
 
 
+MISALIGNED_HELP = "JSONL spans off word boundaries: error, snap (widen to the words) or drop."
+OVERLAPS_HELP = "Overlapping JSONL spans: error, or longest (keep the longest)."
+
+
 # --- data ------------------------------------------------------------------------------------------
 def _print_reader_warnings(warnings: list[str], limit: int = 5) -> None:
     """Say on stderr what the reader tolerated (e.g. empty words), without flooding the terminal."""
@@ -49,8 +53,10 @@ def data_stats(
         None, "--data-dir", help="Folder holding the named corpora (default LSFA_DATA_DIR)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    misaligned: str = typer.Option("error", "--misaligned", help=MISALIGNED_HELP),
+    overlaps: str = typer.Option("error", "--overlaps", help=OVERLAPS_HELP),
 ) -> None:
-    """Sentences, words, documents and entity counts per split."""
+    """Sentences, words, documents and entity counts per split (CoNLL, span JSONL or spaCy DocBin files)."""
     import json
 
     from rich.console import Console
@@ -58,7 +64,7 @@ def data_stats(
     from lsfa.data.corpora import load_corpus
     from lsfa.data.stats import corpus_stats, stats_table
 
-    loaded = load_corpus(corpus, data_dir=data_dir)
+    loaded = load_corpus(corpus, data_dir=data_dir, span_options=_span_options(misaligned, overlaps))
     _print_reader_warnings(loaded.warnings)
     stats = corpus_stats(loaded)
     if as_json:
@@ -67,21 +73,40 @@ def data_stats(
         Console().print(stats_table(stats, title=f"{loaded.name} ({', '.join(loaded.labels)})"))
 
 
+def _span_options(misaligned: str, overlaps: str):
+    from lsfa.data.jsonl import SpanOptions
+
+    if misaligned not in ("error", "snap", "drop"):
+        raise LsfaError(f"--misaligned must be error, snap or drop, not {misaligned!r}")
+    if overlaps not in ("error", "longest"):
+        raise LsfaError(f"--overlaps must be error or longest, not {overlaps!r}")
+    return SpanOptions(misaligned=misaligned, overlaps=overlaps)  # type: ignore[arg-type]
+
+
 @data_app.command("convert")
 def data_convert(
-    source: str = typer.Argument(..., help="CoNLL file to read."),
-    target: str = typer.Argument(..., help="CoNLL file to write (same separator and columns)."),
+    source: str = typer.Argument(..., help="File to read: CoNLL, span JSONL (.jsonl/.json) or spaCy DocBin (.spacy)."),
+    target: str = typer.Argument(..., help="File to write, format by suffix (.jsonl, .spacy, else CoNLL)."),
     to: str = typer.Option("IOB2", "--to", help="Tag scheme to write: IOB1, IOB2 or BIOES (IOBES)."),
     from_scheme: str | None = typer.Option(None, "--from", help="Scheme of the input (default: detected)."),
     strict: bool = typer.Option(False, "--strict", help="Fail on invalid tag transitions."),
+    misaligned: str = typer.Option("error", "--misaligned", help=MISALIGNED_HELP),
+    overlaps: str = typer.Option("error", "--overlaps", help=OVERLAPS_HELP),
 ) -> None:
-    """Rewrite a CoNLL file in another tag scheme, keeping words, extra columns and documents."""
+    """Convert between CoNLL, span-annotated JSONL and spaCy DocBin, or rewrite CoNLL in another tag scheme.
+
+    CoNLL to CoNLL keeps words, extra columns and documents. JSONL holds words (``tokens``), text and entities;
+    DocBin holds words and entities: extra CoNLL columns and document markers do not survive those two."""
     from pathlib import Path
 
     from lsfa.data.conll import read_conll, write_conll
+    from lsfa.data.corpora import CONLL_SUFFIXES
 
     if Path(source).resolve() == Path(target).resolve():
         raise LsfaError(f"{target}: refusing to overwrite the input file; choose another output path")
+    if not {Path(source).suffix.lower(), Path(target).suffix.lower()} <= set(CONLL_SUFFIXES):
+        _convert_formats(source, target, to, _span_options(misaligned, overlaps))
+        return
     conll = read_conll(source, scheme=from_scheme, strict=strict, convert_to=to)
     _print_reader_warnings(conll.warnings)
     write_conll(conll.sentences, target, sep=conll.sep, docstart=conll.has_docstart)
@@ -93,6 +118,31 @@ def _inference_options(**values):
     from lsfa.inference.options import InferenceOptions
 
     return InferenceOptions.of(None, flags=True, **{key: value for key, value in values.items() if value is not None})
+
+
+def _convert_formats(source: str, target: str, scheme: str, span_options) -> None:
+    """CoNLL <-> span JSONL <-> spaCy DocBin, through word-level sentences."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    from lsfa.data import schemes
+    from lsfa.data.conll import write_conll
+    from lsfa.data.corpora import read_split_file
+    from lsfa.data.docbin import write_docbin
+    from lsfa.data.jsonl import write_span_jsonl
+
+    loaded = read_split_file(source, span_options)
+    _print_reader_warnings(loaded.warnings)
+    suffix = Path(target).suffix.lower()
+    if suffix in (".jsonl", ".json"):
+        write_span_jsonl(loaded.sentences, target)
+    elif suffix == ".spacy":
+        write_docbin(loaded.sentences, Path(target))
+    else:
+        target_scheme = schemes.normalise_scheme(scheme)
+        converted = [replace(s, tags=schemes.convert(s.tags, schemes.IOB2, target_scheme)) for s in loaded.sentences]
+        write_conll(converted, target)
+    typer.echo(f"{len(loaded.sentences):,} sentences: {source} -> {target}")
 
 
 # --- evaluate --------------------------------------------------------------------------------------

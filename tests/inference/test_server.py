@@ -3,7 +3,7 @@
 Two tiny real taggers (saved and loaded with :meth:`lsfa.inference.tagger.Tagger.load`, so the whole path
 from folder to HTTP is exercised): ``random`` has an untrained head (varied labels and multi-word
 entities, for the offset property), ``forced`` has a head whose bias makes every word ``B-PER`` (output
-known in advance: one ``PER`` entity per word of :func:`lsfa.inference.text.split_words`).
+known in advance: one ``PER`` entity per word of :func:`lsfa.data.text.split_words`).
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lsfa.data.schemes import entity_types
+from lsfa.data.text import split_words
 from lsfa.inference.server import MicroBatcher, ServerSettings, create_app
 from lsfa.inference.tagger import Tagger
-from lsfa.inference.text import split_words
 from lsfa.models.classifier import build_token_classifier, load_tokenizer
 from lsfa.models.saving import TaggerMeta, save_tagger
 from tests.tiny import tiny_decoder_dir

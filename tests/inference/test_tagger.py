@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from lsfa.data.encode import encode_sentences
+from lsfa.data.text import split_words
 from lsfa.errors import LsfaError
 from lsfa.inference.tagger import Entity, Tagger, entities_from_spans, words_as_text
-from lsfa.inference.text import split_words
 from tests.inference.tiny_taggers import FILLERS, LABELS, random_model
 
 TEXTS = [

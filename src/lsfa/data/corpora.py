@@ -17,11 +17,17 @@ from pathlib import Path
 from lsfa import settings
 from lsfa.data import schemes
 from lsfa.data.conll import DOCSTART, ConllFile, read_conll
+from lsfa.data.docbin import read_docbin
+from lsfa.data.jsonl import SpanOptions, read_span_jsonl
 from lsfa.data.types import Sentence
 from lsfa.errors import LsfaError
 
 SPLITS = ("train", "dev", "test")
 CONLL_SUFFIXES = (".txt", ".tsv", ".conll", ".iob", ".bio")
+SPAN_SUFFIXES = (".jsonl", ".json")
+DOCBIN_SUFFIXES = (".spacy",)
+CORPUS_SUFFIXES = (*CONLL_SUFFIXES, *SPAN_SUFFIXES, *DOCBIN_SUFFIXES)
+"""What a split file may be: CoNLL columns, span-annotated JSON lines (lsfa.data.jsonl) or a spaCy DocBin."""
 # Other names corpora use for the standard splits.
 SPLIT_ALIASES = {
     "train": "train",
@@ -105,13 +111,16 @@ def load_corpus(
     data_dir: str | Path | None = None,
     splits: list[str] | tuple[str, ...] | None = None,
     allow_download: bool = False,
+    span_options: SpanOptions | None = None,
 ) -> Corpus:
     """Load a corpus by registered name, folder of split files, or single file.
 
     Resolution order: a registered name found under ``data_dir`` (else ``LSFA_DATA_DIR``); a folder
     (also tried relative to the data directory) holding ``train``/``dev``/``test`` files; a single file,
     which becomes the split its name says (``test.txt`` -> ``test``) or else ``train``. ``splits`` limits
-    which splits are read. Raises :class:`LsfaError` with what to set when nothing is found.
+    which splits are read. Split files may be CoNLL, span-annotated JSONL (``span_options`` say what to do with
+    spans off word boundaries or overlapping) or spaCy DocBin files, mixed freely. Raises :class:`LsfaError` with
+    what to set when nothing is found.
     """
     root = Path(data_dir).expanduser() if data_dir is not None else settings.data_dir()
     name = str(name_or_path)
@@ -119,12 +128,12 @@ def load_corpus(
     if spec is not None and root is not None:
         files = _select({split: root / rel for split, rel in spec.files.items()}, splits, spec.name)
         if all(path.is_file() for path in files.values()):
-            return _read_files(spec.name, files)
+            return _read_files(spec.name, files, span_options)
     path = _existing_path(Path(name).expanduser(), root)
     if path is not None and path.is_dir():
-        return _read_files(path.name, _select(_split_files_in(path), splits, str(path)))
+        return _read_files(path.name, _select(_split_files_in(path), splits, str(path)), span_options)
     if path is not None:
-        return _read_files(path.stem, _select({_split_of_file(path): path}, splits, str(path)))
+        return _read_files(path.stem, _select({_split_of_file(path): path}, splits, str(path)), span_options)
     if spec is not None:
         if allow_download:
             return _download(spec, splits)
@@ -133,10 +142,12 @@ def load_corpus(
     raise LsfaError(f"no corpus {name!r}: not a registered name ({known}) and no such file or folder")
 
 
-def load_split(name_or_path: str | Path, split: str, data_dir: str | Path | None = None) -> ConllFile:
+def load_split(
+    name_or_path: str | Path, split: str, data_dir: str | Path | None = None, span_options: SpanOptions | None = None
+) -> ConllFile:
     """One split of a corpus (see :func:`load_corpus`), e.g. ``load_split("conll2003", "test")``."""
     split = SPLIT_ALIASES.get(split.lower(), split)
-    return load_corpus(name_or_path, data_dir=data_dir, splits=[split])[split]
+    return load_corpus(name_or_path, data_dir=data_dir, splits=[split], span_options=span_options)[split]
 
 
 def _existing_path(path: Path, root: Path | None) -> Path | None:
@@ -158,13 +169,13 @@ def _split_files_in(folder: Path) -> dict[str, Path]:
     found: dict[str, Path] = {}
     for candidate in sorted(folder.iterdir()):
         split = SPLIT_ALIASES.get(candidate.stem.lower())
-        if split is None or not candidate.is_file() or candidate.suffix.lower() not in CONLL_SUFFIXES:
+        if split is None or not candidate.is_file() or candidate.suffix.lower() not in CORPUS_SUFFIXES:
             continue
         if split in found:
             raise LsfaError(f"{folder}: both {found[split].name} and {candidate.name} look like the {split} split")
         found[split] = candidate
     if not found:
-        suffixes = ", ".join(CONLL_SUFFIXES)
+        suffixes = ", ".join(CORPUS_SUFFIXES)
         raise LsfaError(f"{folder}: no split files found (expected train/dev/test with suffix {suffixes})")
     return dict(sorted(found.items(), key=lambda item: SPLITS.index(item[0])))
 
@@ -182,9 +193,19 @@ def _select(files: dict[str, Path], wanted: list[str] | tuple[str, ...] | None, 
     return selected
 
 
-def _read_files(name: str, files: dict[str, Path]) -> Corpus:
+def _read_files(name: str, files: dict[str, Path], span_options: SpanOptions | None = None) -> Corpus:
     """Read each split file, normalising tags to IOB2."""
-    return Corpus(name=name, splits={split: read_conll(path, convert_to=schemes.IOB2) for split, path in files.items()})
+    return Corpus(name=name, splits={split: read_split_file(path, span_options) for split, path in files.items()})
+
+
+def read_split_file(path: str | Path, span_options: SpanOptions | None = None) -> ConllFile:
+    """One split file in whichever format its suffix says (CoNLL for anything else), tags in IOB2."""
+    suffix = Path(path).suffix.lower()
+    if suffix in SPAN_SUFFIXES:
+        return read_span_jsonl(path, span_options or SpanOptions())
+    if suffix in DOCBIN_SUFFIXES:
+        return read_docbin(path)
+    return read_conll(path, convert_to=schemes.IOB2)
 
 
 def _missing_corpus_message(spec: CorpusSpec, root: Path | None) -> str:

@@ -34,8 +34,7 @@ def evaluate_files(
     """
     allowed_prefixes(scheme, mode)  # refuse a bad scheme or mode before reading large files
     canonical = normalise_scheme(scheme)
-    gold = read_conll(gold_path, scheme=canonical)
-    pred = read_conll(pred_path, scheme=canonical)
+    gold, pred = (_read(path, canonical) for path in (gold_path, pred_path))
     for warning in [*gold.warnings, *pred.warnings]:
         if warn is not None:
             warn(warning)
@@ -49,6 +48,15 @@ def evaluate_files(
         scheme=canonical,
         mode=mode,
     )
+
+
+def _read(path: str | Path, scheme: str) -> ConllFile:
+    """A CoNLL file in ``scheme``, or a span JSONL / spaCy DocBin file (those hold entities, read as IOB2)."""
+    from lsfa.data.corpora import CONLL_SUFFIXES, read_split_file
+
+    if Path(path).suffix.lower() in CONLL_SUFFIXES or scheme != "IOB2":
+        return read_conll(path, scheme=scheme)
+    return read_split_file(path)
 
 
 def check_same_words(gold: ConllFile, pred: ConllFile) -> None:

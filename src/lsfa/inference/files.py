@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from lsfa.data.text import split_words
 from lsfa.data.types import Sentence
 from lsfa.errors import DataFormatError, LsfaError
 from lsfa.inference.tagger import Tagger, entities_from_spans, words_as_text
-from lsfa.inference.text import split_words
 
 FORMATS = ("auto", "text", "jsonl", "conll")
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")

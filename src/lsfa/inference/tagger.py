@@ -5,7 +5,7 @@
 [Entity(start=0, end=15, label='PER', text='Peter Blackburn', score=0.99), ...]
 >>> for entities in tagger.pipe(lines, batch_size=32): ...
 
-Text is split into words with :func:`lsfa.inference.text.split_words` (CoNLL/PTB style, offsets into the
+Text is split into words with :func:`lsfa.data.text.split_words` (CoNLL/PTB style, offsets into the
 original text). One text is one word sequence for the model: a text longer than the model's
 ``max_length`` is cut into overlapping windows by :func:`lsfa.inference.predictor.predict_words` and the
 windows are merged back, so every word gets a tag and nothing is truncated.
@@ -22,11 +22,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from lsfa.data.text import Word, split_words, words_as_text  # noqa: F401 (words_as_text: re-exported)
 from lsfa.errors import LsfaError
 from lsfa.inference.decode import decode_predictions, drop_below, entity_confidences
 from lsfa.inference.options import InferenceOptions
 from lsfa.inference.predictor import WordPredictions
-from lsfa.inference.text import Word, split_words
 from lsfa.models.classifier import quiet_transformers
 from lsfa.models.saving import META_FILE, TaggerMeta
 
@@ -72,16 +72,6 @@ def entities_from_spans(text: str, words: Sequence[Word], spans: Sequence[tuple[
         start, end = words[first].start, words[end_word - 1].end
         entities.append(Entity(start, end, entity_type, text[start:end], confidence))
     return entities
-
-
-def words_as_text(words: Sequence[str]) -> tuple[str, list[Word]]:
-    """Pre-split words joined by single spaces, with each word's offsets in the joined text."""
-    placed: list[Word] = []
-    position = 0
-    for word in words:
-        placed.append(Word(word, position, position + len(word)))
-        position += len(word) + 1
-    return " ".join(words), placed
 
 
 def _model_safe(word: str) -> str:

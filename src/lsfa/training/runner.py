@@ -207,10 +207,18 @@ def load_training_data(config: TrainConfig):
     """Train and dev splits (never test: it is read once, after training) and the label list."""
     from lsfa.data.corpora import load_corpus
 
-    corpus = load_corpus(config.corpus, data_dir=config.data_dir, splits=[config.train_split, config.dev_split])
+    splits = [config.train_split, config.dev_split]
+    corpus = load_corpus(config.corpus, data_dir=config.data_dir, splits=splits, span_options=span_options(config))
     train = corpus[config.train_split].sentences[: config.train_limit]
     dev = corpus[config.dev_split].sentences[: config.dev_limit]
     return corpus, train, dev, corpus.label_list()
+
+
+def span_options(config: TrainConfig):
+    """How span-annotated files are read for this run (``misaligned``, ``overlaps``)."""
+    from lsfa.data.jsonl import SpanOptions
+
+    return SpanOptions(misaligned=config.misaligned, overlaps=config.overlaps)
 
 
 def build_model(config: TrainConfig, labels: list[str]):
@@ -383,9 +391,9 @@ def _finish(config, trainer, tokenizer, labels, attention, precision, run_dir, d
     if config.test_split:
         from lsfa.data.corpora import load_split
 
-        splits["test"] = load_split(config.corpus, config.test_split, data_dir=config.data_dir).sentences[
-            : config.test_limit
-        ]
+        splits["test"] = load_split(
+            config.corpus, config.test_split, data_dir=config.data_dir, span_options=span_options(config)
+        ).sentences[: config.test_limit]
     for split, sentences in splits.items():
         metrics[split], predicted = _evaluate_split(
             model, tokenizer, config, precision, sentences, run_dir, split, write_conll

@@ -32,6 +32,7 @@ are still handled by the predictor's windows. The scan is linear in the length o
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Sequence
 from typing import NamedTuple
 
 _EXTRA_SEPARATORS = frozenset("\u200b\ufeff")
@@ -233,3 +234,13 @@ def _clitic_start(word: str) -> int | None:
         if lowered.endswith(suffix) and len(word) > len(suffix):
             return len(word) - len(suffix)
     return None
+
+
+def words_as_text(words: Sequence[str]) -> tuple[str, list[Word]]:
+    """Pre-split words joined by single spaces, with each word's offsets in the joined text."""
+    placed: list[Word] = []
+    position = 0
+    for word in words:
+        placed.append(Word(word, position, position + len(word)))
+        position += len(word) + 1
+    return " ".join(words), placed

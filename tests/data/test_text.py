@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lsfa.inference.text import Word, is_separator, split_words
+from lsfa.data.text import Word, is_separator, split_words
 
 
 def texts(text: str) -> list[str]:
