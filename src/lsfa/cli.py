@@ -701,6 +701,28 @@ def experiment_report(
         typer.echo(f"{name}: {path}")
 
 
+@app.command("tune", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def tune_command(
+    ctx: typer.Context,
+    config: Path | None = typer.Option(None, "--config", "-c", help="Base training config (the final run's budget)."),
+    space: Path = typer.Option(..., "--space", help="Search space YAML (see `lsfa.experiments.tune`)."),
+    trials: int = typer.Option(16, "--trials", help="Trials in the study (a resumed study counts its finished ones)."),
+    timeout_minutes: float | None = typer.Option(None, "--timeout-minutes", help="Stop starting trials after this."),
+    final: bool = typer.Option(True, "--final/--no-final", help="Retrain the best configuration at full budget."),
+) -> None:
+    """Search LoRA rank, alpha, dropout, modules, learning rate, epochs (and attention) with Optuna on dev.
+
+    Extra flags override the base config as in `lsfa train`; the study, trials and report go to its output_dir.
+    Re-running the same command resumes the study; several processes may share it."""
+    from lsfa.experiments.tune import tune
+    from lsfa.training.config import load_config, parse_overrides
+
+    base = load_config(config, parse_overrides(list(ctx.args)))
+    result = tune(base, space, base.output_dir, trials, timeout_minutes, final, log=typer.echo)
+    typer.echo(f"best trial {result['best_trial']}: dev F1 {result['best_dev_f1']:.4f} {result['best_params']}")
+    typer.echo(f"report: {Path(base.output_dir) / 'report.md'}")
+
+
 @app.command("env")
 def env(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of one line.")) -> None:
     """The machine in one line: CPU model and speed flags, torch's CPU capability, and whether bf16 pays here."""
