@@ -100,11 +100,11 @@ def data_convert(
     from pathlib import Path
 
     from lsfa.data.conll import read_conll, write_conll
-    from lsfa.data.corpora import CONLL_SUFFIXES
+    from lsfa.data.corpora import DOCBIN_SUFFIXES, SPAN_SUFFIXES
 
     if Path(source).resolve() == Path(target).resolve():
         raise LsfaError(f"{target}: refusing to overwrite the input file; choose another output path")
-    if not {Path(source).suffix.lower(), Path(target).suffix.lower()} <= set(CONLL_SUFFIXES):
+    if {Path(source).suffix.lower(), Path(target).suffix.lower()} & {*SPAN_SUFFIXES, *DOCBIN_SUFFIXES}:
         _convert_formats(source, target, to, _span_options(misaligned, overlaps))
         return
     conll = read_conll(source, scheme=from_scheme, strict=strict, convert_to=to)

@@ -69,8 +69,13 @@ def read_conll(
     strict: bool = False,
     sep: str | None = None,
     convert_to: str | None = None,
+    task: str = "spans",
 ) -> ConllFile:
     """Read a CoNLL file into sentences.
+
+    ``task`` says what the tag column holds: ``spans`` (BIO-style tags of entities or chunks, validated and
+    normalised through the tag schemes), ``tokens`` (a flat tag per word, e.g. part of speech: kept as they are)
+    or ``auto`` (spans when every tag is ``O`` or PREFIX-TYPE, else tokens).
 
     ``tag_column`` picks the tag column (negative counts from the end); the first column is always the
     word and the remaining ones go to ``Sentence.extra``. ``sep`` is ``" "`` (runs of spaces/tabs) or
@@ -84,9 +89,17 @@ def read_conll(
     source_scheme = _scheme_or_error(scheme, path) if scheme else None
     target_scheme = _scheme_or_error(convert_to, path) if convert_to else None
     warnings: list[str] = []
-    sentences, has_docstart, layout = _parse_lines(lines, path, tag_column, sep, warnings)
+    if task not in TASKS:
+        raise DataFormatError(f"unknown task {task!r}; use one of {', '.join(TASKS)}", path)
+    sentences, has_docstart, layout = _parse_lines(lines, path, tag_column, sep, warnings, check=task == "spans")
     if not sentences:
         raise DataFormatError("no sentences found (only blank or -DOCSTART- lines)", path)
+    if task == "auto":
+        task = detect_task(sentence.tags for sentence in sentences)
+    if task == "tokens":
+        return ConllFile(sentences, str(path), len({s.doc_id for s in sentences}), has_docstart, warnings,
+                         scheme=TOKENS, tag_scheme=TOKENS, sep=layout.sep, n_columns=layout.n_columns)  # fmt: skip
+    _check_span_tags(sentences, path)
     detected = source_scheme or schemes.detect_scheme(sentence.tags for sentence in sentences)
     _check_transitions(sentences, detected, path, strict, warnings)
     if target_scheme is not None:
@@ -103,6 +116,35 @@ def read_conll(
         sep=layout.sep,
         n_columns=layout.n_columns,
     )
+
+
+TOKENS = "TOKENS"
+"""The ``scheme`` of a file whose tags are flat per-word labels (part of speech), not spans."""
+TASKS = ("spans", "tokens", "auto")
+
+
+def detect_task(tag_sequences: Iterable[Sequence[str]]) -> str:
+    """``spans`` when every tag is ``O`` or PREFIX-TYPE (B/I/E/S), else ``tokens``."""
+    for tags in tag_sequences:
+        for tag in tags:
+            try:
+                schemes.parse_tag(tag)
+            except ValueError:
+                return "tokens"
+    return "spans"
+
+
+def _check_span_tags(sentences: list[Sentence], path: Path) -> None:
+    """Every tag must be a span tag (``O`` or PREFIX-TYPE); the error names the line."""
+    for sentence in sentences:
+        for index, tag in enumerate(sentence.tags):
+            try:
+                schemes.parse_tag(tag)
+            except ValueError as error:
+                line = sentence.line + index if sentence.line else None
+                raise DataFormatError(
+                    f"{error} (a span tag column; for flat tags use task tokens)", path, line
+                ) from None
 
 
 def _scheme_or_error(name: str, path: Path) -> str:
@@ -140,7 +182,7 @@ def _read_text_lines(path: Path) -> list[str]:
 
 
 def _parse_lines(
-    lines: Sequence[str], path: Path, tag_column: int, sep: str | None, warnings: list[str]
+    lines: Sequence[str], path: Path, tag_column: int, sep: str | None, warnings: list[str], check: bool = True
 ) -> tuple[list[Sentence], bool, _Layout]:
     """Group word lines into sentences, numbering documents at ``-DOCSTART-`` lines."""
     sentences: list[Sentence] = []
@@ -170,7 +212,7 @@ def _parse_lines(
             continue
         if layout is None:
             layout = _layout_from_first_line(line, path, number, tag_column, sep)
-        fields = _split_fields(line, layout, path, number, warnings)
+        fields = _split_fields(line, layout, path, number, warnings, check)
         if not words:
             first_line = number
         words.append(fields)
@@ -205,7 +247,9 @@ def _layout_from_first_line(line: str, path: Path, number: int, tag_column: int,
     return _Layout(sep=sep, n_columns=n_columns, tag_index=tag_index)
 
 
-def _split_fields(line: str, layout: _Layout, path: Path, number: int, warnings: list[str]) -> list[str]:
+def _split_fields(
+    line: str, layout: _Layout, path: Path, number: int, warnings: list[str], check: bool = True
+) -> list[str]:
     """The columns of one word line, checked against the layout and with the tag validated."""
     if layout.sep == "\t":
         fields = [value.strip(" ") for value in line.split("\t")]
@@ -223,10 +267,13 @@ def _split_fields(line: str, layout: _Layout, path: Path, number: int, warnings:
         )
     if fields[0] == "":
         warnings.append(f"{path}:{number}: empty token kept as ''")
-    try:
-        schemes.parse_tag(fields[layout.tag_index])
-    except ValueError as error:
-        raise DataFormatError(str(error), path, number) from None
+    if check:
+        try:
+            schemes.parse_tag(fields[layout.tag_index])
+        except ValueError as error:
+            raise DataFormatError(str(error), path, number) from None
+    elif not fields[layout.tag_index]:
+        raise DataFormatError("empty tag", path, number)
     return fields
 
 
