@@ -124,14 +124,16 @@ TASKS = ("spans", "tokens", "auto")
 
 
 def detect_task(tag_sequences: Iterable[Sequence[str]]) -> str:
-    """``spans`` when every tag is ``O`` or PREFIX-TYPE (B/I/E/S), else ``tokens``."""
+    """``tokens`` only when no tag is a prefixed span tag and some tag is neither that nor ``O`` (part-of-speech
+    tags and other flat labels); otherwise ``spans``, so that in a file of entities or chunks a malformed tag is
+    an error at its line rather than a silent switch of task, and an all-``O`` file stays a span file."""
+    flat = False
     for tags in tag_sequences:
         for tag in tags:
-            try:
-                schemes.parse_tag(tag)
-            except ValueError:
-                return "tokens"
-    return "spans"
+            if len(tag) > 2 and tag[1] == "-" and tag[0].isalpha():  # B-PER, I-NP, and typos like X-PER
+                return "spans"
+            flat = flat or tag != "O"
+    return "tokens" if flat else "spans"
 
 
 def _check_span_tags(sentences: list[Sentence], path: Path) -> None:
@@ -142,9 +144,7 @@ def _check_span_tags(sentences: list[Sentence], path: Path) -> None:
                 schemes.parse_tag(tag)
             except ValueError as error:
                 line = sentence.line + index if sentence.line else None
-                raise DataFormatError(
-                    f"{error} (a span tag column; for flat tags use task tokens)", path, line
-                ) from None
+                raise DataFormatError(str(error), path, line) from None
 
 
 def _scheme_or_error(name: str, path: Path) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from lsfa import settings
 from lsfa.data import schemes
-from lsfa.data.conll import DOCSTART, ConllFile, read_conll
+from lsfa.data.conll import DOCSTART, TOKENS, ConllFile, read_conll
 from lsfa.data.docbin import read_docbin
 from lsfa.data.jsonl import SpanOptions, read_span_jsonl
 from lsfa.data.types import Sentence
@@ -48,6 +48,8 @@ class CorpusSpec:
     files: dict[str, str]
     hub_id: str | None = None
     description: str = ""
+    tag_column: int = -1
+    task: str = "spans"
 
 
 CORPORA: dict[str, CorpusSpec] = {
@@ -58,6 +60,19 @@ CORPORA: dict[str, CorpusSpec] = {
             {split: f"conll2003/{split}.txt" for split in SPLITS},
             hub_id="eriktks/conll2003",
             description="CoNLL-2003 English (PER, ORG, LOC, MISC)",
+        ),
+        CorpusSpec(
+            "conll2003_chunk",
+            {split: f"conll2003/{split}.txt" for split in SPLITS},
+            description="CoNLL-2003 English syntactic chunks (column 3, IOB): NP, VP, PP, ...",
+            tag_column=2,
+        ),
+        CorpusSpec(
+            "conll2003_pos",
+            {split: f"conll2003/{split}.txt" for split in SPLITS},
+            description="CoNLL-2003 English part-of-speech tags (column 2, Penn Treebank): a tag per word",
+            tag_column=1,
+            task="tokens",
         ),
         CorpusSpec(
             "bc5cdr",
@@ -84,15 +99,22 @@ class Corpus:
 
     def __post_init__(self) -> None:
         if not self.labels:
-            self.labels = sorted(
-                schemes.entity_types(tag for split in self.splits.values() for s in split.sentences for tag in s.tags)
-            )
+            tags = (tag for split in self.splits.values() for s in split.sentences for tag in s.tags)
+            self.labels = sorted(set(tags) if self.task == "tokens" else schemes.entity_types(tags))
+
+    @property
+    def task(self) -> str:
+        """``spans`` (entities or chunks in IOB2) or ``tokens`` (a flat tag per word)."""
+        return "tokens" if any(split.scheme == TOKENS for split in self.splits.values()) else "spans"
 
     def label_list(self) -> list[str]:
-        """IOB2 tags in a stable order: ``O``, then ``B-X``, ``I-X`` for each entity type in sorted order.
+        """The model's labels in a stable order. Spans: ``O``, then ``B-X``, ``I-X`` for each type in sorted
+        order; tokens: the tags in sorted order (those of the splits read: train and dev when training).
 
         The order is what model label ids are built from, so it must not depend on which split was read.
         """
+        if self.task == "tokens":
+            return list(self.labels)
         return ["O", *[f"{prefix}-{label}" for label in self.labels for prefix in ("B", "I")]]
 
     @property
@@ -112,6 +134,8 @@ def load_corpus(
     splits: list[str] | tuple[str, ...] | None = None,
     allow_download: bool = False,
     span_options: SpanOptions | None = None,
+    tag_column: int | None = None,
+    task: str | None = None,
 ) -> Corpus:
     """Load a corpus by registered name, folder of split files, or single file.
 
@@ -120,7 +144,8 @@ def load_corpus(
     which becomes the split its name says (``test.txt`` -> ``test``) or else ``train``. ``splits`` limits
     which splits are read. Split files may be CoNLL, span-annotated JSONL (``span_options`` say what to do with
     spans off word boundaries or overlapping) or spaCy DocBin files, mixed freely. Raises :class:`LsfaError` with
-    what to set when nothing is found.
+    what to set when nothing is found. ``tag_column`` and ``task`` choose the CoNLL column and what it holds
+    (default: the named corpus's own, else the last column, detected).
     """
     root = Path(data_dir).expanduser() if data_dir is not None else settings.data_dir()
     name = str(name_or_path)
@@ -128,12 +153,15 @@ def load_corpus(
     if spec is not None and root is not None:
         files = _select({split: root / rel for split, rel in spec.files.items()}, splits, spec.name)
         if all(path.is_file() for path in files.values()):
-            return _read_files(spec.name, files, span_options)
+            column = spec.tag_column if tag_column is None else tag_column
+            return _read_files(spec.name, files, span_options, column, task or spec.task)
     path = _existing_path(Path(name).expanduser(), root)
     if path is not None and path.is_dir():
-        return _read_files(path.name, _select(_split_files_in(path), splits, str(path)), span_options)
+        return _read_files(path.name, _select(_split_files_in(path), splits, str(path)), span_options, tag_column, task)
     if path is not None:
-        return _read_files(path.stem, _select({_split_of_file(path): path}, splits, str(path)), span_options)
+        return _read_files(
+            path.stem, _select({_split_of_file(path): path}, splits, str(path)), span_options, tag_column, task
+        )
     if spec is not None:
         if allow_download:
             return _download(spec, splits)
@@ -143,11 +171,17 @@ def load_corpus(
 
 
 def load_split(
-    name_or_path: str | Path, split: str, data_dir: str | Path | None = None, span_options: SpanOptions | None = None
+    name_or_path: str | Path,
+    split: str,
+    data_dir: str | Path | None = None,
+    span_options: SpanOptions | None = None,
+    tag_column: int | None = None,
+    task: str | None = None,
 ) -> ConllFile:
     """One split of a corpus (see :func:`load_corpus`), e.g. ``load_split("conll2003", "test")``."""
     split = SPLIT_ALIASES.get(split.lower(), split)
-    return load_corpus(name_or_path, data_dir=data_dir, splits=[split], span_options=span_options)[split]
+    corpus = load_corpus(name_or_path, data_dir, [split], span_options=span_options, tag_column=tag_column, task=task)
+    return corpus[split]
 
 
 def _existing_path(path: Path, root: Path | None) -> Path | None:
@@ -193,19 +227,32 @@ def _select(files: dict[str, Path], wanted: list[str] | tuple[str, ...] | None, 
     return selected
 
 
-def _read_files(name: str, files: dict[str, Path], span_options: SpanOptions | None = None) -> Corpus:
-    """Read each split file, normalising tags to IOB2."""
-    return Corpus(name=name, splits={split: read_split_file(path, span_options) for split, path in files.items()})
+def _read_files(
+    name: str,
+    files: dict[str, Path],
+    span_options: SpanOptions | None = None,
+    tag_column: int | None = None,
+    task: str | None = None,
+) -> Corpus:
+    """Read each split file, normalising span tags to IOB2."""
+    return Corpus(
+        name=name,
+        splits={split: read_split_file(path, span_options, tag_column, task) for split, path in files.items()},
+    )
 
 
-def read_split_file(path: str | Path, span_options: SpanOptions | None = None) -> ConllFile:
-    """One split file in whichever format its suffix says (CoNLL for anything else), tags in IOB2."""
+def read_split_file(
+    path: str | Path, span_options: SpanOptions | None = None, tag_column: int | None = None, task: str | None = None
+) -> ConllFile:
+    """One split file in whichever format its suffix says (CoNLL for anything else), span tags in IOB2."""
     suffix = Path(path).suffix.lower()
     if suffix in SPAN_SUFFIXES:
         return read_span_jsonl(path, span_options or SpanOptions())
     if suffix in DOCBIN_SUFFIXES:
         return read_docbin(path)
-    return read_conll(path, convert_to=schemes.IOB2)
+    column = -1 if tag_column is None else tag_column
+    task = task or "auto"
+    return read_conll(path, tag_column=column, convert_to=schemes.IOB2 if task != "tokens" else None, task=task)
 
 
 def _missing_corpus_message(spec: CorpusSpec, root: Path | None) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 
 from rich.table import Table
 
-from lsfa.data.conll import ConllFile
+from lsfa.data.conll import TOKENS, ConllFile
 from lsfa.data.corpora import Corpus
 from lsfa.data.schemes import to_spans
 
@@ -23,7 +23,8 @@ def split_stats(split: ConllFile, labels: list[str]) -> dict[str, Any]:
     per_type: Counter[str] = Counter({label: 0 for label in labels})
     by_length: Counter[str] = Counter({bucket: 0 for bucket in LENGTH_BUCKETS})
     for sentence in split.sentences:
-        for start, end, entity_type in to_spans(sentence.tags):
+        spans = [(k, k + 1, tag) for k, tag in enumerate(sentence.tags)] if split.scheme == TOKENS else None
+        for start, end, entity_type in spans or to_spans(sentence.tags):  # a tokens task: every word is one
             per_type[entity_type] += 1
             by_length[LENGTH_BUCKETS[min(end - start, 3) - 1]] += 1
     return {

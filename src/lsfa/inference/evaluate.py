@@ -63,7 +63,7 @@ def evaluate_model(
         if corpus is None:
             raise LsfaError(f"{tagger}: give the corpus to evaluate on (--corpus); no training config.yaml found")
         data_dir = data_dir or trained_data_dir
-    gold = load_split(corpus, split, data_dir=data_dir)
+    gold = load_split(corpus, split, data_dir=data_dir)  # before the model loads: a bad corpus fails fast
     if not isinstance(tagger, Tagger):
         tagger = Tagger.load(tagger, precision=precision, batch_size=batch_size, decoding=decoding)
     for warning in gold.warnings:
@@ -73,6 +73,10 @@ def evaluate_model(
     predicted = tagger.predict_words([s.tokens for s in sentences], documents=[s.doc_id for s in sentences])
     if predicted.cut_words and warn is not None:
         warn(f"{predicted.cut_words} words longer than a whole window were cut to fit (still tagged)")
+    if tagger.task == "tokens":
+        from lsfa.eval.tokens import token_scores
+
+        return token_scores([s.tags for s in sentences], predicted.tags)
     return evaluate_sentences(
         [s.tags for s in sentences], predicted.tags, [s.tokens for s in sentences], scheme="IOB2", mode=mode
     )

@@ -81,6 +81,11 @@ def _model_safe(word: str) -> str:
     return "".join("\ufffd" if 0xD800 <= ord(char) <= 0xDFFF else char for char in word)
 
 
+def _word_tags(tags: Sequence[str], scores: Sequence[float]) -> list[tuple[int, int, str, float]]:
+    """Every word as a one-word "span" with its tag and probability (what a ``tokens`` tagger returns)."""
+    return [(k, k + 1, tag, score) for k, (tag, score) in enumerate(zip(tags, scores, strict=True))]
+
+
 class Tagger:
     """A loaded tagger: a token classifier, its tokenizer and its metadata, ready to predict.
 
@@ -176,6 +181,11 @@ class Tagger:
         self.options = InferenceOptions.of(self.options, progress=bool(value))
 
     @property
+    def task(self) -> str:
+        """``spans`` (entities from BIO tags) or ``tokens`` (a tag per word, e.g. part of speech)."""
+        return self.meta.task
+
+    @property
     def temperature(self) -> float:
         """The softmax temperature that calibrates this tagger's confidences (1.0 when never fitted)."""
         return self.meta.temperature
@@ -222,7 +232,11 @@ class Tagger:
         return [entities_from_spans(text, words, found) for text, words, found in zip(texts, split, spans, strict=True)]
 
     def entity_spans(self, predicted: WordPredictions) -> list[list[tuple[int, int, str, float]]]:
-        """Each sentence's entities with their confidence, those below the threshold dropped."""
+        """Each sentence's entities with their confidence, those below the threshold dropped. A ``tokens`` tagger
+        (part of speech) returns every word with its tag and probability instead: a tag per word, not entities."""
+        if self.task == "tokens":
+            return [drop_below(_word_tags(tags, scores), self.threshold) for tags, scores in zip(
+                predicted.tags, predicted.scores, strict=True)]  # fmt: skip
         return [
             drop_below(found, self.threshold) for found in entity_confidences(predicted, self.labels, self.temperature)
         ]
@@ -249,7 +263,8 @@ class Tagger:
             documents=documents,
             context=self.meta.context if documents is not None else "sentence",
         )
-        return decode_predictions(predicted, self.labels, self.decoding, self.temperature)
+        decoding = "argmax" if self.task == "tokens" else self.decoding  # flat tags have no transitions to enforce
+        return decode_predictions(predicted, self.labels, decoding, self.temperature)
 
     def __repr__(self) -> str:
         return (

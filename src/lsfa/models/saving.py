@@ -36,6 +36,8 @@ class TaggerMeta(BaseModel):
     label_all_subtokens: bool = False
     max_length: int = 512
     context: Literal["sentence", "document"] = "sentence"
+    task: Literal["spans", "tokens"] = "spans"
+    """``spans``: BIO tags read as entities; ``tokens``: a flat tag per word (part of speech)."""
     layers: int | None = Field(None, ge=1)
     """How many of the base model's transformer layers the tagger keeps (None: all)."""
     temperature: float = Field(1.0, gt=0)

@@ -57,6 +57,10 @@ class TrainConfig(BaseModel):
     max_length: int = Field(512, gt=4, description="sub-tokens per window; longer inputs are windowed, not cut")
     label_all_subtokens: bool = Field(False, description="train every sub-token, not only each word's first")
     context: Literal["sentence", "document"] = Field("sentence", description="document: neighbours as context")
+    tag_column: int | None = Field(None, description="CoNLL tag column (0-based; default the corpus's own, else last)")
+    task: Literal["auto", "spans", "tokens"] = Field(
+        "auto", description="spans (BIO entities/chunks) or tokens (a tag per word, e.g. POS); auto detects"
+    )
     misaligned: Literal["error", "snap", "drop"] = Field(
         "error", description="JSONL spans off word boundaries: error, snap to the words, or drop"
     )
@@ -87,7 +91,8 @@ class TrainConfig(BaseModel):
 CONFIG_GROUPS: dict[str, tuple[str, ...]] = {
     "model and attention": ("model", "layers", "attention", "attn_implementation", "mode", "lora"),
     "data": ("corpus", "data_dir", "train_split", "dev_split", "test_split", "train_limit", "dev_limit",
-             "test_limit", "max_length", "label_all_subtokens", "context", "misaligned", "overlaps"),
+             "test_limit", "tag_column", "task", "max_length", "label_all_subtokens", "context", "misaligned",
+             "overlaps"),
     "schedule": ("epochs", "max_steps", "learning_rate", "scheduler", "warmup_ratio", "weight_decay",
                  "batch_size", "gradient_accumulation", "early_stopping_patience", "seed"),
     "speed": ("precision", "pack", "group_by_length", "kernels", "eval_batch_size", "threads"),

@@ -47,8 +47,9 @@ class RowDataset(torch.utils.data.Dataset):
 
 
 def label_ids_for(sentences: list[Sentence], label2id: dict[str, int]) -> list[list[int]]:
-    """Tag ids per word; a tag unseen in training counts as ``O`` for the loss (gold tags stay intact)."""
-    outside = label2id["O"]
+    """Tag ids per word; a tag unseen in training counts as ``O`` for the loss (gold tags stay intact), or is
+    left out of the loss in a tokens task, which has no ``O``."""
+    outside = label2id.get("O", IGNORE_INDEX)
     return [[label2id.get(tag, outside) for tag in sentence.tags] for sentence in sentences]
 
 
@@ -79,16 +80,23 @@ def sort_rows_by_length(encoded: EncodedSet) -> EncodedSet:
     return EncodedSet(rows, encoded.n_sentences, encoded.cut_words, encoded.n_subtokens)
 
 
-def make_compute_metrics(encoded: EncodedSet, sentences: list[Sentence], labels: list[str]):
-    """Strict span metrics on dev from the Trainer's argmax predictions (rows map back to words)."""
+def make_compute_metrics(encoded: EncodedSet, sentences: list[Sentence], labels: list[str], task: str = "spans"):
+    """Strict span metrics (or, for a tokens task, word accuracy as ``f1``) on dev from the Trainer's argmax
+    predictions (rows map back to words)."""
     from lsfa.eval.report import evaluate_sentences
+    from lsfa.eval.tokens import token_scores
 
     def compute_metrics(prediction) -> dict[str, float]:
         predicted = prediction.predictions
         tags = [["O"] * len(s.tokens) for s in sentences]
         values = [labels[int(predicted[k][p])] for k, row in enumerate(encoded.examples) for p in row.label_positions]
         scatter_to_words(encoded.examples, values, tags)
-        result = evaluate_sentences([s.tags for s in sentences], tags, [s.tokens for s in sentences])
+        gold = [s.tags for s in sentences]
+        result = (
+            token_scores(gold, tags)
+            if task == "tokens"
+            else evaluate_sentences(gold, tags, [s.tokens for s in sentences])
+        )
         return {key: result["micro"][key] for key in ("precision", "recall", "f1")}
 
     return compute_metrics
@@ -208,7 +216,10 @@ def load_training_data(config: TrainConfig):
     from lsfa.data.corpora import load_corpus
 
     splits = [config.train_split, config.dev_split]
-    corpus = load_corpus(config.corpus, data_dir=config.data_dir, splits=splits, span_options=span_options(config))
+    corpus = load_corpus(
+        config.corpus, data_dir=config.data_dir, splits=splits, span_options=span_options(config),
+        tag_column=config.tag_column, task=None if config.task == "auto" else config.task,
+    )  # fmt: skip
     train = corpus[config.train_split].sentences[: config.train_limit]
     dev = corpus[config.dev_split].sentences[: config.dev_limit]
     return corpus, train, dev, corpus.label_list()
@@ -329,7 +340,7 @@ def train(config: TrainConfig, resume: bool = False, log=print, extra_callbacks:
         eval_dataset=RowDataset(dev_rows),
         data_collator=DataCollatorForTokenClassification(tokenizer, label_pad_token_id=IGNORE_INDEX),
         processing_class=tokenizer,
-        compute_metrics=make_compute_metrics(dev_rows, dev_sentences, labels),
+        compute_metrics=make_compute_metrics(dev_rows, dev_sentences, labels, corpus.task),
         preprocess_logits_for_metrics=argmax_logits,
         callbacks=callbacks,
         train_collator=train_collator,
@@ -348,7 +359,7 @@ def train(config: TrainConfig, resume: bool = False, log=print, extra_callbacks:
                    {"train_seconds": train_seconds, "wall_start": started, "epochs": timer.epochs,
                     "global_step": output.global_step, "train_tokens": train_rows.n_subtokens,
                     "ranks": final_fingerprint, "best_checkpoint": trainer.state.best_model_checkpoint,
-                    "machine": machine, "batching": batching},
+                    "machine": machine, "batching": batching, "task": corpus.task},
                    log)  # fmt: skip
 
 
@@ -382,21 +393,25 @@ def _finish(config, trainer, tokenizer, labels, attention, precision, run_dir, d
         max_length=config.max_length,
         context=config.context,
         layers=config.layers,
+        task=facts["task"],
         extra={"parameters": count_parameters(model)},
     )
+    task = facts["task"]
     save_tagger(model, tokenizer, run_dir / MODEL, meta, merge=config.save_merged)
     model.eval()
     metrics: dict[str, Any] = {"config": config.model_dump(), "attention": attention, "precision": precision}
+    metrics["task"] = task
     splits = {"dev": dev_sentences}
     if config.test_split:
         from lsfa.data.corpora import load_split
 
         splits["test"] = load_split(
-            config.corpus, config.test_split, data_dir=config.data_dir, span_options=span_options(config)
-        ).sentences[: config.test_limit]
+            config.corpus, config.test_split, data_dir=config.data_dir, span_options=span_options(config),
+            tag_column=config.tag_column, task=task,
+        ).sentences[: config.test_limit]  # fmt: skip
     for split, sentences in splits.items():
         metrics[split], predicted = _evaluate_split(
-            model, tokenizer, config, precision, sentences, run_dir, split, write_conll
+            model, tokenizer, config, precision, sentences, run_dir, split, write_conll, task
         )
         if split == "dev":
             metrics["temperature"] = _calibrate(run_dir / MODEL, predicted, sentences, labels)
@@ -414,8 +429,9 @@ def _unwrap(model):
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
-def _evaluate_split(model, tokenizer, config, precision, sentences, run_dir, split, write_conll):
+def _evaluate_split(model, tokenizer, config, precision, sentences, run_dir, split, write_conll, task="spans"):
     from lsfa.eval.report import evaluate_sentences
+    from lsfa.eval.tokens import token_scores
     from lsfa.inference.predictor import predict_words
 
     start = time.perf_counter()
@@ -435,10 +451,15 @@ def _evaluate_split(model, tokenizer, config, precision, sentences, run_dir, spl
     ]
     write_conll(out, RunFolder(run_dir).predictions(split))
     gold = [s.tags for s in sentences]
-    result = evaluate_sentences(gold, predicted.tags, [s.tokens for s in sentences])
+    if task == "tokens":
+        result = token_scores(gold, predicted.tags)
+    else:
+        result = evaluate_sentences(gold, predicted.tags, [s.tokens for s in sentences])
     result["inference_seconds"] = seconds
     result["ms_per_sentence"] = 1000 * seconds / max(len(sentences), 1)
     result["cut_words"] = predicted.cut_words
+    if task == "tokens":
+        return result, predicted
     result["decoding"] = _viterbi_column(
         predicted, gold, [s.tokens for s in sentences], list(model.config.id2label.values())
     )
