@@ -14,3 +14,19 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def tiny_taggers(tmp_path_factory):
+    """Folders ``base`` (tiny llama), ``random``, ``lora`` (untrained) and ``rule`` (tags B*/C* words as PER)."""
+    from tests.inference.tiny_taggers import build_all
+
+    return build_all(tmp_path_factory.mktemp("taggers"))
+
+
+@pytest.fixture(scope="session")
+def rule_tagger(tiny_taggers):
+    """The loaded rule tagger: "Bob Carter" is one PER entity wherever it stands."""
+    from lsfa.inference.tagger import Tagger
+
+    return Tagger.load(tiny_taggers["rule"], precision="fp32")

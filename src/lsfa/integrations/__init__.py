@@ -1,0 +1,1 @@
+"""lsfa taggers inside other tools: a spaCy pipeline component (``lsfa_ner``)."""
