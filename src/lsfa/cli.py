@@ -723,6 +723,21 @@ def tune_command(
     typer.echo(f"report: {Path(base.output_dir) / 'report.md'}")
 
 
+@app.command("export")
+def export_command(
+    run: Path = typer.Argument(..., help="A tagger folder or a training run folder."),
+    out: Path = typer.Argument(..., help="The new, self-contained folder to write."),
+    merged: bool = typer.Option(True, "--merged/--adapter", help="Merge LoRA into the weights (plain transformers)."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 or bf16 weights on disk."),
+) -> None:
+    """Write a hub-ready tagger folder: weights, tokenizer, lsfa.json and the model card (README.md)."""
+    from lsfa.inference.tagger import resolve_tagger_folder
+    from lsfa.models.saving import export_tagger
+
+    folder = export_tagger(resolve_tagger_folder(run), out, merged=merged, precision=precision)
+    typer.echo(f"exported: {folder} (push with huggingface_hub's HfApi().upload_folder)")
+
+
 @app.command("env")
 def env(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of one line.")) -> None:
     """The machine in one line: CPU model and speed flags, torch's CPU capability, and whether bf16 pays here."""

@@ -156,3 +156,20 @@ def test_read_meta_explains_what_is_wrong(tmp_path: Path) -> None:
         read_meta(tmp_path)
     (tmp_path / META_FILE).write_text(json.dumps({"base_model": "x", "model_type": "llama", "labels": ["O"]}))
     assert read_meta(tmp_path).weights == "lora"
+
+
+def test_export_writes_a_self_contained_merged_folder(tiny_taggers, tmp_path: Path) -> None:
+    from lsfa.errors import LsfaError
+    from lsfa.inference.tagger import Tagger
+    from lsfa.models.saving import export_tagger
+
+    folder = export_tagger(tiny_taggers["lora"], tmp_path / "export", merged=True, precision="bf16")
+    assert read_meta(folder).weights == "merged" and (folder / "config.json").is_file()
+    assert not (folder / "adapter_config.json").exists()
+    words = [["Bob", "Carter", "sat"]]
+    exported = Tagger.load(folder, precision="fp32", decoding="argmax").predict_words(words)
+    original = Tagger.load(tiny_taggers["lora"], precision="fp32", decoding="argmax").predict_words(words)
+    same = sum(a == b for a, b in zip(exported.tags[0], original.tags[0], strict=True))
+    assert same >= 2  # bf16 weights on disk: a near-tie may flip on a random tiny model
+    with pytest.raises(LsfaError, match="already exists"):
+        export_tagger(tiny_taggers["lora"], folder)

@@ -85,6 +85,27 @@ def _is_peft(model) -> bool:
     return hasattr(model, "peft_config")
 
 
+def export_tagger(source: str | Path, out: str | Path, merged: bool = True, precision: str = "fp32") -> Path:
+    """A self-contained, hub-ready copy of a tagger folder: weights (LoRA merged in with ``merged``, a plain
+    transformers folder then), tokenizer, ``lsfa.json`` and the model card; ``precision="bf16"`` halves the
+    weights on disk. Pushing is left to ``huggingface_hub`` (``HfApi().upload_folder``)."""
+    import torch
+
+    if precision not in ("fp32", "bf16"):
+        raise LsfaError(f"--precision must be fp32 or bf16 for an export, not {precision!r}")
+    source, out = Path(source), Path(out)
+    if out.exists():
+        raise LsfaError(f"{out}: already exists; choose a new folder for the export")
+    model, tokenizer, meta = load_tagger(source, merge=False)  # save_tagger merges, and records "merged"
+    if precision == "bf16":
+        model = model.to(torch.bfloat16)
+    folder = save_tagger(model, tokenizer, out, meta, merge=merged)
+    card = source / "README.md"
+    if card.is_file():
+        shutil.copyfile(card, folder / "README.md")
+    return folder
+
+
 def update_meta(folder: str | Path, **changes) -> TaggerMeta:
     """Rewrite a tagger folder's ``lsfa.json`` with ``changes`` (e.g. a fitted temperature), atomically."""
     meta = read_meta(folder).model_copy(update=changes)
