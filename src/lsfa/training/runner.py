@@ -298,9 +298,9 @@ def train(config: TrainConfig, resume: bool = False, log=print, extra_callbacks:
     from lsfa.training.kernels import use_fast_lora_dropout
 
     started = time.perf_counter()
-    machine = machine_info()  # before training: the commit that ran, not the one checked out at the end
     if config.threads:
         torch.set_num_threads(config.threads)
+    machine = machine_info()  # before training: the commit that ran, not the one checked out at the end
     run_dir = Path(config.output_dir)
     RunFolder(run_dir).prepare(resume)
     set_seed(config.seed)
