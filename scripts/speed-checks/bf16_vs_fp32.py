@@ -11,9 +11,9 @@ import sys
 import time
 
 import torch
-from training_rows import training_rows
+from training_rows import timed_rounds, training_rows
 
-from lsfa.bench.training import TrainVariant, fresh_lora_model, prepare_variant, train_step
+from lsfa.bench.training import TrainVariant, fresh_lora_model, prepare_variant
 from lsfa.machine import machine_line
 from lsfa.training.collate import packing_collator
 
@@ -40,13 +40,4 @@ for variant in variants:
     model = fresh_lora_model(meta.base_model, meta.labels, meta.attention, cpu, 42)
     prepare_variant(variant, model, lengths, 42, 2e-4)
     variant.collator = packing_collator(model, tokenizer.pad_token_id, lengths)[0]
-    for _ in range(2):
-        train_step(variant, rows, tokenizer.pad_token_id, cpu)
-    variant.seconds, variant.tokens, variant.steps = 0.0, 0, 0
-for round_index in range(4):
-    for variant in variants if round_index % 2 == 0 else variants[::-1]:
-        for _ in range(6):
-            train_step(variant, rows, tokenizer.pad_token_id, cpu)
-for variant in variants:
-    speed, step = variant.tokens / variant.seconds, variant.seconds / variant.steps
-    print(f"training {variant.name}: {speed:.1f} tokens/s, {step:.3f} s/step")
+timed_rounds(variants, rows, tokenizer.pad_token_id, 4, 6, cpu)

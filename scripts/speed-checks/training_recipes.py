@@ -9,9 +9,9 @@ smollm2-135m LoRA taggers, 4 rounds of 8 steps, first 800 CoNLL-2003 test senten
 import sys
 
 import torch
-from training_rows import training_rows
+from training_rows import timed_rounds, training_rows
 
-from lsfa.bench.training import TrainVariant, fresh_lora_model, prepare_variant, train_step
+from lsfa.bench.training import TrainVariant, fresh_lora_model, prepare_variant
 from lsfa.training.collate import packing_collator
 
 torch.set_num_threads(int(sys.argv[1]))
@@ -28,14 +28,4 @@ for variant in variants:
     prepare_variant(variant, model, lengths, 42, 2e-4)
     if variant.name != "reference":
         variant.collator = packing_collator(model, tokenizer.pad_token_id, lengths)[0]
-for variant in variants:
-    for _ in range(2):
-        train_step(variant, rows, tokenizer.pad_token_id, cpu)
-    variant.seconds, variant.tokens, variant.steps = 0.0, 0, 0
-for round_index in range(4):
-    for variant in variants if round_index % 2 == 0 else variants[::-1]:
-        for _ in range(8):
-            train_step(variant, rows, tokenizer.pad_token_id, cpu)
-for variant in variants:
-    speed = variant.tokens / variant.seconds
-    print(f"{variant.name}: {speed:.1f} tokens/s, {variant.seconds / variant.steps:.3f} s/step")
+timed_rounds(variants, rows, tokenizer.pad_token_id, 4, 8, cpu)

@@ -38,3 +38,21 @@ def training_rows(count: int = 800):
         inside_of=inside_map(meta.labels),
     )
     return encoded.examples, tokenizer, meta
+
+
+def timed_rounds(variants, rows, pad_id: int, rounds: int, steps: int, device) -> None:
+    """Two warm-up steps per variant, then ``rounds`` rounds of ``steps`` timed steps each, the variants' order
+    reversed every other round (so drift on a busy machine hits all alike); prints tokens/s and s/step."""
+    from lsfa.bench.training import train_step
+
+    for variant in variants:
+        for _ in range(2):
+            train_step(variant, rows, pad_id, device)
+        variant.seconds, variant.tokens, variant.steps = 0.0, 0, 0
+    for round_index in range(rounds):
+        for variant in variants if round_index % 2 == 0 else variants[::-1]:
+            for _ in range(steps):
+                train_step(variant, rows, pad_id, device)
+    for variant in variants:
+        speed, step = variant.tokens / variant.seconds, variant.seconds / variant.steps
+        print(f"{variant.name}: {speed:.1f} tokens/s, {step:.3f} s/step")
