@@ -36,3 +36,23 @@ def test_plain_transformers_pipeline_matches_the_tagger(tiny_taggers) -> None:
     expected = [[[entity.text, entity.label] for entity in tagger(text)] for text in TEXTS]
     assert result["found"] == expected and not result["lsfa_imported"]
     assert result["moved"] > 1e-3  # bidirectional without any lsfa call (a causal model moves by 0 here)
+
+
+def test_a_layer_subset_tagger_refuses_plain_loading_but_loads_with_lsfa(tmp_path) -> None:
+    import pytest
+    from transformers import AutoModelForTokenClassification
+
+    from lsfa.models.attention import AttentionSpec, get_attention
+    from lsfa.models.classifier import build_token_classifier, load_tokenizer
+    from lsfa.models.saving import TaggerMeta, save_tagger
+    from tests.tiny import tiny_decoder_dir
+
+    base = tiny_decoder_dir(tmp_path / "base", "llama")
+    model = build_token_classifier(base, ["O", "B-PER", "I-PER"], "1")
+    meta = TaggerMeta(base_model=str(base), model_type="llama", labels=["O", "B-PER", "I-PER"], attention="1",
+                      weights="full")  # fmt: skip
+    folder = save_tagger(model, load_tokenizer(base), tmp_path / "subset", meta)
+    with pytest.raises(ValueError, match=r"lsfa-layer-subset"):
+        AutoModelForTokenClassification.from_pretrained(folder)  # would otherwise run bidirectional everywhere
+    tagger = Tagger.load(folder, precision="fp32")
+    assert get_attention(tagger.model) == AttentionSpec("layers", (1,))

@@ -101,10 +101,18 @@ def test_lora_tagger_can_be_merged_on_load(base_dirs, tmp_path: Path) -> None:
 @pytest.mark.parametrize("family", ["llama", "gemma3_text"])
 @pytest.mark.parametrize("attention", ["full", "causal", "1"])
 def test_merged_export_is_a_plain_transformers_folder(base_dirs, tmp_path: Path, family: str, attention: str) -> None:
-    """Anyone can load a merged tagger with AutoModelForTokenClassification + restore_attention."""
+    """Anyone can load a merged LS-FA or LS-CA tagger with AutoModelForTokenClassification (restore_attention
+    is then a no-op); a layer-subset tagger refuses plain loading, which would be bidirectional in every layer,
+    and loads through lsfa with the same logits."""
     model, tokenizer, meta = make_tagger(base_dirs[family], "merged", attention)
     expected = logits_of(model, tokenizer)
     folder = save_tagger(model, tokenizer, tmp_path / "tagger", meta, merge=True)
+    if attention not in ("full", "causal"):
+        with pytest.raises(ValueError, match="lsfa-layer-subset"):
+            AutoConfig.from_pretrained(folder)
+        loaded, loaded_tokenizer, _ = load_tagger(folder)
+        assert_unchanged(logits_of(loaded, loaded_tokenizer), expected, "loaded through lsfa")
+        return
     config = AutoConfig.from_pretrained(folder)
     assert config.lsfa_attention == attention
     ensure_token_classification_class(config)  # a no-op for llama; gemma3_text has no stock class

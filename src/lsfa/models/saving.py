@@ -61,6 +61,8 @@ def save_tagger(model, tokenizer, folder: str | Path, meta: TaggerMeta, merge: b
             meta.weights = "full"
         model.config.lsfa_attention = meta.attention
         model.save_pretrained(staging)
+        if meta.weights != "lora" and meta.attention not in PLAIN_ATTENTIONS:
+            _refuse_plain_loading(staging / "config.json", meta.attention)
         tokenizer.save_pretrained(staging)
         (staging / META_FILE).write_text(meta.model_dump_json(indent=2) + "\n")
         _replace_dir(staging, folder)
@@ -68,6 +70,37 @@ def save_tagger(model, tokenizer, folder: str | Path, meta: TaggerMeta, merge: b
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return folder
+
+
+PLAIN_ATTENTIONS = ("full", "causal")
+"""Settings transformers reproduces from ``config.is_causal`` alone; a layer subset needs lsfa to restore it."""
+GUARDED_MODEL_TYPE = "lsfa-layer-subset"
+"""The ``model_type`` a layer-subset tagger's config.json declares, so that plain transformers refuses it."""
+
+
+def _refuse_plain_loading(config_file: Path, attention: str) -> None:
+    """Make a plain ``from_pretrained`` of a layer-subset tagger fail loudly instead of running bidirectional in
+    every layer: the config names a model type transformers does not know, and keeps the real one in
+    ``lsfa_model_type`` for lsfa's loader, which restores the per-layer setting. ``lsfa_note`` says so."""
+    config = json.loads(config_file.read_text())
+    config["lsfa_model_type"], config["model_type"] = config["model_type"], GUARDED_MODEL_TYPE
+    config["lsfa_note"] = (
+        f"attention {attention!r} is set per layer: load with lsfa.Tagger.load(folder); transformers alone "
+        "would run every layer bidirectionally"
+    )
+    config_file.write_text(json.dumps(config, indent=2) + "\n")
+
+
+def _tagger_config(folder: Path):
+    """The folder's transformers config, with a layer-subset guard undone (see :func:`_refuse_plain_loading`)."""
+    from transformers import AutoConfig
+
+    raw = json.loads((folder / "config.json").read_text())
+    if raw.get("model_type") != GUARDED_MODEL_TYPE:
+        return AutoConfig.from_pretrained(str(folder))
+    raw.pop("model_type")
+    raw.pop("lsfa_note", None)
+    return AutoConfig.for_model(raw.pop("lsfa_model_type"), **raw)
 
 
 def _replace_dir(staging: Path, folder: Path) -> None:
@@ -153,16 +186,15 @@ def load_tagger(folder: str | Path, attn_implementation: str = "sdpa", merge: bo
         if merge:
             model = model.merge_and_unload()
     else:
-        from transformers import AutoConfig
 
         from lsfa.models.classifier import is_encoder
 
-        config = AutoConfig.from_pretrained(str(folder))
+        config = _tagger_config(folder)
         ensure_token_classification_class(config)
         if is_encoder(config):  # as in training: some encoders (MPNet) have no SDPA path, let transformers choose
             attn_implementation = None
         model = AutoModelForTokenClassification.from_pretrained(
-            str(folder), attn_implementation=attn_implementation, dtype=torch.float32
+            str(folder), config=config, attn_implementation=attn_implementation, dtype=torch.float32
         )
     apply_attention(model, meta.attention)
     model.eval()
