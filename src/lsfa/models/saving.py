@@ -186,7 +186,6 @@ def load_tagger(folder: str | Path, attn_implementation: str = "sdpa", merge: bo
         if merge:
             model = model.merge_and_unload()
     else:
-
         from lsfa.models.classifier import is_encoder
 
         config = _tagger_config(folder)
