@@ -12,27 +12,35 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import torch
 
 from lsfa.bench.system import PeakMemory, synchronize
 from lsfa.data.encode import encode_sentences
+from lsfa.inference.options import InferenceOptions
 from lsfa.inference.predictor import WordPredictions, predict_encoded
 
 
-@dataclass(frozen=True)
-class InferenceSettings:
-    """How a variant batches and computes; ``threads=None`` keeps the process setting."""
+class InferenceSettings(InferenceOptions):
+    """How a bench variant batches and computes: the :class:`InferenceOptions` every tagger run takes, plus what
+    only a benchmark varies (file order vs length-sorted rows, the thread count; ``threads=None`` keeps the
+    process setting). Defaults are the paper's reference recipe: fp32, batches of 8, file order."""
 
-    precision: str = "fp32"
+    precision: Literal["fp32", "bf16", "bf16-full", "int8"] = "fp32"
     batch_size: int = 8
+    pack_tokens: int | None = 256
     sort_by_length: bool = False
-    max_batch_tokens: int | None = None
-    pack: bool = False
-    pack_tokens: int = 256
     threads: int | None = None
+
+    def options(self) -> InferenceOptions:
+        """The tagger run options of this variant (what the predictor takes)."""
+        return InferenceOptions.of(None, **self.model_dump(exclude={"sort_by_length", "threads"}))
+
+    def changed(self, **changes: Any) -> InferenceSettings:
+        """A validated copy with ``changes``."""
+        return InferenceSettings.model_validate(self.model_dump() | changes)
 
     def batching(self) -> str:
         """The batch plan in words, for reports."""
@@ -82,7 +90,7 @@ class TaggerVariant:
 
 def with_settings(variant: TaggerVariant, name: str, **changes: Any) -> TaggerVariant:
     """A new variant sharing the model of ``variant`` with some settings changed."""
-    settings = replace(variant.settings, **changes)
+    settings = variant.settings.changed(**changes)
     return TaggerVariant(name, variant.model, variant.tokenizer, settings, variant.max_length, variant.context)
 
 
@@ -109,12 +117,8 @@ def predict(variant: TaggerVariant, sentences: Sequence[Sequence[str]], document
         id2label,
         variant.tokenizer.pad_token_id,
         [len(words) for words in sentences],
-        batch_size=settings.batch_size,
-        precision=settings.precision,
+        settings.options(),
         sort_by_length=settings.sort_by_length,
-        max_batch_tokens=settings.max_batch_tokens,
-        pack=settings.pack,
-        pack_tokens=settings.pack_tokens,
     )
     synchronize(device)
     end = time.perf_counter()

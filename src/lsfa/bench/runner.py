@@ -129,7 +129,7 @@ def run_bench(options: BenchOptions, log: Log = _stderr) -> dict[str, Any]:
         "reference",
         reference_model.to(device),
         tokenizer,
-        inf.InferenceSettings("fp32", options.reference_batch_size, sort_by_length=False, threads=default_threads),
+        inf.InferenceSettings(precision="fp32", batch_size=options.reference_batch_size, threads=default_threads),
         meta.max_length,
         meta.context,
         "fp32, " + ("LoRA adapter unmerged" if meta.weights == "lora" else f"{meta.weights} weights (no adapter)"),
@@ -139,7 +139,12 @@ def run_bench(options: BenchOptions, log: Log = _stderr) -> dict[str, Any]:
         optimised_model,
         tokenizer,
         inf.InferenceSettings(
-            precision, options.reference_batch_size, True, options.max_batch_tokens, False, options.pack_tokens
+            precision=precision,
+            batch_size=options.reference_batch_size,
+            sort_by_length=True,
+            max_batch_tokens=options.max_batch_tokens,
+            pack=False,
+            pack_tokens=options.pack_tokens,
         ),
         meta.max_length,
         meta.context,
@@ -166,14 +171,14 @@ def run_bench(options: BenchOptions, log: Log = _stderr) -> dict[str, Any]:
     _warm_up([reference, optimised], words, documents)
 
     chosen_threads, result["threads"] = _choose_threads(optimised, words, documents, options, device, log)
-    optimised.settings = replace(optimised.settings, threads=chosen_threads)
+    optimised.settings = optimised.settings.changed(threads=chosen_threads)
     result["threads"].update({"reference": default_threads, "optimised": chosen_threads, **thread_settings()})
 
     result["ablation"] = _ablation(reference, optimised, merged_fp32, words, documents, options, log)
     del merged_fp32
     use_pack = _decide_packing(options, result["ablation"], optimised.model)
     if use_pack:
-        optimised.settings = replace(optimised.settings, pack=True)
+        optimised.settings = optimised.settings.changed(pack=True)
         optimised.note += ", packed rows"
 
     others = _comparison_systems(options, meta, optimised, device, result)
@@ -274,7 +279,7 @@ def _ablation(reference, optimised, merged_fp32, words, documents, options, log)
     sample = min(options.ablation_sentences, len(words))
     if sample == 0:
         return []
-    fp32_file_order = inf.InferenceSettings("fp32", options.reference_batch_size, threads=optimised.settings.threads)
+    fp32_file_order = inf.InferenceSettings(batch_size=options.reference_batch_size, threads=optimised.settings.threads)
     precision = optimised.settings.precision
     plain = inf.TaggerVariant("reference", reference.model, reference.tokenizer, fp32_file_order,
                               reference.max_length, reference.context)  # fmt: skip
@@ -337,7 +342,7 @@ def _comparison_systems(options, meta, optimised, device, result) -> list[Any]:
 
     skipped: dict[str, str] = {}
     others: list[Any] = []
-    settings = replace(optimised.settings, pack=False)
+    settings = optimised.settings.changed(pack=False)
     try:  # an optional baseline that cannot load must not cost the whole benchmark
         encoder, why = encoder_variant(meta.labels, settings, device, options.encoder_dir, options.encoder_model)
     except Exception as error:
