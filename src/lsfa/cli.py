@@ -527,7 +527,9 @@ def bench_command(
         None, "--pack-tokens", help="Longest packed row (default: about three average rows, 64-256)."
     ),
     precision: str = typer.Option(
-        "auto", "--precision", help="Optimised path: auto (bf16-full where bf16 is fast), fp32, bf16, bf16-full."
+        "fastest",
+        "--precision",
+        help="Optimised path: fastest (bf16-full where bf16 pays, else fp32), auto, fp32, bf16, bf16-full, int8.",
     ),
     ablation_sentences: int = typer.Option(200, "--ablation-sentences", help="Sample for per-optimisation timing."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),

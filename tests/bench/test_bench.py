@@ -107,7 +107,7 @@ def test_bench_json_has_every_figure(workspace, tmp_path):
     names = [row["name"] for row in result["ablation"]]
     assert names[:2] == ["reference", "+ merged LoRA"]
     assert any(name.startswith("+ packing") for name in names)
-    if inference["optimised"]["precision"] == "bf16-full":  # auto's pick where bf16 is measured faster than fp32
+    if inference["optimised"]["precision"] == "bf16-full":  # fastest: bf16-full where bf16 is measured faster
         assert names.index("+ bf16 weights cached") < names.index("+ every weight in bf16 (bf16-full)")
         assert training["optimised"]["precision"] == "bf16"  # training keeps fp32 master weights
         assert training["optimised"]["kernels"] == "fast"
@@ -143,7 +143,8 @@ def test_bench_bad_options_are_one_line_errors(workspace, tmp_path):
     assert outcome.exit_code != 0
     assert "--pack must be auto, on or off" in str(outcome.exception or outcome.output)
     outcome = CliRunner().invoke(app, _bench_args(workspace, tmp_path / "x.json", "--precision", "fp16"))
-    assert "--precision must be one of auto, fp32, bf16, bf16-full" in str(outcome.exception or outcome.output)
+    expected = "--precision must be one of fastest, auto, fp32, bf16, bf16-full, int8"
+    assert expected in str(outcome.exception or outcome.output)
     outcome = CliRunner().invoke(app, _bench_args(workspace, tmp_path / "x.json", "--pack-tokens", "0"))
     assert "--pack-tokens must be at least 1" in str(outcome.exception or outcome.output)
     outcome = CliRunner().invoke(app, ["bench", "--model-dir", str(tmp_path), "--corpus", "x"])
