@@ -539,20 +539,15 @@ def bench_command(
 ) -> None:
     """Inference and training speed: the paper's fp32 recipe against lsfa's optimised paths, in one run."""
     import json
+    from dataclasses import fields
 
     from rich.console import Console
 
     from lsfa.bench.report import render_bench
     from lsfa.bench.runner import BenchOptions, run_bench
 
-    options = BenchOptions(
-        model_dir=model_dir, corpus=corpus, split=split, data_dir=data_dir, sentences=sentences,
-        latency_sentences=latency_sentences, rounds=rounds, train_steps=train_steps, compare=compare,
-        encoder_dir=encoder_dir, encoder_model=encoder_model, spacy_model=spacy_model, threads=threads,
-        max_batch_tokens=max_batch_tokens, pack=pack, pack_tokens=pack_tokens, precision=precision,
-        ablation_sentences=ablation_sentences, device=device,
-        matmul_size=matmul_size, matmul_seconds=matmul_seconds,
-    )  # fmt: skip
+    given = locals()  # every option of this command that is a BenchOptions field, by name
+    options = BenchOptions(**{field.name: given[field.name] for field in fields(BenchOptions) if field.name in given})
     result = run_bench(options, log=lambda message: typer.echo(message, err=True))
     if markdown_out:
         from lsfa.bench.report import render_markdown
