@@ -31,7 +31,7 @@ SENTENCE = Sentence(
 
 # --- prompt and response ------------------------------------------------------------------------------------
 def test_prompt_has_the_alpaca_sections_options_and_the_sentence_as_joined_words() -> None:
-    prompt = build_prompt(SENTENCE.tokens, TYPES)
+    prompt = build_prompt(SENTENCE.tokens, TYPES, "lsfa")
     sections = ["### Instruction:\n", "Options: PER, ORG, LOC, MISC\n", "### Input:\n", "### Response:\n"]
     positions = [prompt.index(section) for section in sections]
     assert positions == sorted(positions)
@@ -41,10 +41,22 @@ def test_prompt_has_the_alpaca_sections_options_and_the_sentence_as_joined_words
 
 
 def test_response_lists_entities_in_order_once_each_with_a_trailing_separator() -> None:
-    prompt, response = build_pair(SENTENCE, TYPES)
+    prompt, response = build_pair(SENTENCE, TYPES, "lsfa")
     assert response == "Peter Smith:PER;Acme:ORG;New York:LOC;"
-    assert prompt == build_prompt(SENTENCE.tokens, TYPES)
+    assert prompt == build_prompt(SENTENCE.tokens, TYPES, "lsfa")
     assert build_pair(Sentence(["No", "entity", "."], ["O", "O", "O"]), TYPES)[1] == "None"
+
+
+def test_the_paper_prompt_is_the_default_with_its_type_names() -> None:
+    prompt, response = build_pair(SENTENCE, ["ORG", "MISC", "PER", "LOC"])
+    assert prompt == (
+        "### Instruction:\nplease extract named entities and their type from the input sentence, all entity types "
+        "are in options.\n### Options:\norganization,miscellaneous,person,location\n### Sentence:\n"
+        "Peter Smith of Acme met Peter Smith in New York .\n### Response:\n"
+    )
+    assert response == "Peter Smith:person;Acme:organization;New York:location;"
+    assert parse_response(response, TYPES) == ({("Peter Smith", "PER"), ("Acme", "ORG"), ("New York", "LOC")}, 0)
+    assert build_prompt(["a"], ["Chemical", "Disease"]).count("chemical,disease") == 1
 
 
 def test_the_target_response_parses_back_to_the_gold_entity_set() -> None:
@@ -80,12 +92,13 @@ def test_entity_types_come_from_the_label_list_in_order() -> None:
     ],
 )
 def test_parser_edge_cases(text, entities, malformed) -> None:
-    assert parse_response(text, TYPES) == (entities, malformed)
+    assert parse_response(text, TYPES, "lsfa") == (entities, malformed)
 
 
 def test_types_differing_only_in_case_are_matched_exactly() -> None:
     types = ["Gene", "GENE"]
-    assert parse_response("a:Gene;b:GENE;c:gene;", types) == ({("a", "Gene"), ("b", "GENE")}, 1)
+    assert parse_response("a:Gene;b:GENE;c:gene;", types, "lsfa") == ({("a", "Gene"), ("b", "GENE")}, 1)
+    assert parse_response("a:Gene;b:GENE;c:gene;", types) == ({("a", "Gene"), ("b", "GENE")}, 1)  # "gene": both
 
 
 @settings(max_examples=300, deadline=None)

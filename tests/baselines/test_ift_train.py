@@ -117,7 +117,8 @@ def test_tiny_ift_run_writes_lsfa_style_metrics_and_jsonl_predictions(workspace:
 
     written = json.loads((run_dir / "metrics.json").read_text())
     assert written["system"] == "ift" and written["config"]["model"] == str(model)
-    assert written["ift"]["options"] == {"max_new_tokens": 4, "generation_batch_size": 3}
+    assert written["ift"]["options"] == {"max_new_tokens": 4, "generation_batch_size": 3, "prompt": "paper"}
+    assert written["ift"]["prompt_example"].startswith("### Instruction:\nplease extract named entities")
     assert written["ift"]["types"] == ["LOC", "ORG", "PER"], "the corpus's sorted types are the options"
     for split, count in (("dev", 6), ("test", 5)):
         assert set(written[split]) >= SPLIT_KEYS

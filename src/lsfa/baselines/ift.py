@@ -45,6 +45,23 @@ INSTRUCTION = (
 PROMPT_TEMPLATE = (
     "{preamble}\n\n### Instruction:\n{instruction}\nOptions: {options}\n\n### Input:\n{sentence}\n\n### Response:\n"
 )
+PAPER_INSTRUCTION = (
+    "please extract named entities and their type from the input sentence, all entity types are in options."
+)
+PAPER_TEMPLATE = "### Instruction:\n{instruction}\n### Options:\n{options}\n### Sentence:\n{sentence}\n### Response:\n"
+"""The reference paper's prompt (its Appendix B); types are lower-case full words, answers ``entity:type;``."""
+PAPER_TYPE_NAMES = {"ORG": "organization", "MISC": "miscellaneous", "PER": "person", "LOC": "location"}
+"""How the paper names CoNLL-2003's types; other types (BC5CDR's Chemical, Disease) are lower-cased."""
+PROMPTS = ("paper", "lsfa")
+"""``paper``: the reference paper's prompt (default); ``lsfa``: lsfa's earlier Alpaca-style prompt."""
+
+
+def type_name(entity_type: str, prompt: str = "paper") -> str:
+    """What the prompt and the answers call a label type (``ORG`` -> ``organization`` in the paper's prompt)."""
+    if prompt == "paper":
+        return PAPER_TYPE_NAMES.get(entity_type, entity_type.lower())
+    return entity_type
+
 
 Entity = tuple[str, str]
 
@@ -54,8 +71,14 @@ def sentence_text(tokens: Sequence[str]) -> str:
     return " ".join(tokens)
 
 
-def build_prompt(tokens: Sequence[str], types: Sequence[str]) -> str:
-    """The Alpaca-style prompt for one sentence, ending where the response begins."""
+def build_prompt(tokens: Sequence[str], types: Sequence[str], prompt: str = "paper") -> str:
+    """The prompt for one sentence, ending where the response begins: the paper's (``paper``) or lsfa's
+    Alpaca-style one (``lsfa``)."""
+    if prompt == "paper":
+        options = ",".join(type_name(t, prompt) for t in types)
+        return PAPER_TEMPLATE.format(instruction=PAPER_INSTRUCTION, options=options, sentence=sentence_text(tokens))
+    if prompt != "lsfa":
+        raise ValueError(f"unknown prompt {prompt!r}; use one of {', '.join(PROMPTS)}")
     return PROMPT_TEMPLATE.format(
         preamble=ALPACA_PREAMBLE,
         instruction=INSTRUCTION,
@@ -71,19 +94,21 @@ def ordered_entities(sentence: Sentence) -> list[Entity]:
     return list(dict.fromkeys(pairs))
 
 
-def format_response(entities: Sequence[Entity]) -> str:
-    """``entity:type;entity:type;`` or ``None``: the text the model learns to write."""
+def format_response(entities: Sequence[Entity], prompt: str = "paper") -> str:
+    """``entity:type;entity:type;`` or ``None``: the text the model learns to write (types as the prompt names
+    them)."""
     if not entities:
         return NO_ENTITY
-    return "".join(f"{text}{TYPE_SEPARATOR}{entity_type}{PIECE_SEPARATOR}" for text, entity_type in entities)
+    pieces = (f"{text}{TYPE_SEPARATOR}{type_name(t, prompt)}{PIECE_SEPARATOR}" for text, t in entities)
+    return "".join(pieces)
 
 
-def build_pair(sentence: Sentence, types: Sequence[str]) -> tuple[str, str]:
+def build_pair(sentence: Sentence, types: Sequence[str], prompt: str = "paper") -> tuple[str, str]:
     """(prompt, response) for one gold sentence."""
-    return build_prompt(sentence.tokens, types), format_response(ordered_entities(sentence))
+    return build_prompt(sentence.tokens, types, prompt), format_response(ordered_entities(sentence), prompt)
 
 
-def parse_response(text: str | None, types: Sequence[str]) -> tuple[set[Entity], int]:
+def parse_response(text: str | None, types: Sequence[str], prompt: str = "paper") -> tuple[set[Entity], int]:
     """The (entity, type) set of a generated answer and the number of malformed pieces; never raises.
 
     Tolerated: a missing trailing ``;``, spaces around pieces and inside the entity (collapsed to one, as
@@ -96,6 +121,11 @@ def parse_response(text: str | None, types: Sequence[str]) -> tuple[set[Entity],
         return set(), 0
     answer = str(text).split(SECTION_MARK, 1)[0]
     canonical = _type_lookup(types)
+    if prompt == "paper":  # answers name types as the prompt does; they score as the label types
+        names: dict[str, list[str]] = {}
+        for entity_type in types:
+            names.setdefault(type_name(entity_type, prompt).casefold(), []).append(entity_type)
+        canonical.update({name: found[0] for name, found in names.items() if len(found) == 1})  # unambiguous only
     entities: set[Entity] = set()
     malformed = 0
     for piece in answer.replace("\n", PIECE_SEPARATOR).split(PIECE_SEPARATOR):
@@ -213,13 +243,14 @@ def predict_entities(
     max_new_tokens: int = 128,
     batch_size: int = 16,
     precision: str = "fp32",
+    prompt: str = "paper",
 ) -> GenerativePrediction:
     """Prompt, generate greedily and parse, one (possibly empty) entity set per sentence."""
-    prompts = [build_prompt(sentence.tokens, types) for sentence in sentences]
+    prompts = [build_prompt(sentence.tokens, types, prompt) for sentence in sentences]
     start = time.perf_counter()
     responses, cut = generate_responses(model, tokenizer, prompts, max_new_tokens, batch_size, precision)
     seconds = time.perf_counter() - start
-    parsed = [parse_response(response, types) for response in responses]
+    parsed = [parse_response(response, types, prompt) for response in responses]
     return GenerativePrediction(
         responses=responses,
         entities=[entities for entities, _ in parsed],

@@ -27,7 +27,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -54,6 +54,7 @@ class IftOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     max_new_tokens: int = Field(128, gt=0, le=4096, description="longest answer generated, in tokens")
     generation_batch_size: int | None = Field(None, gt=0, description="prompts per generate call (eval_batch_size)")
+    prompt: Literal["paper", "lsfa"] = Field("paper", description="the paper's prompt (Appendix B) or lsfa's own")
 
 
 def split_options(config: TrainConfig, options: dict[str, Any]) -> tuple[TrainConfig, IftOptions]:
@@ -109,13 +110,13 @@ class PairDataset(torch.utils.data.Dataset):
 
 
 def encode_sentences_for_ift(
-    tokenizer, sentences: Sequence[Sentence], types: Sequence[str], max_length: int
+    tokenizer, sentences: Sequence[Sentence], types: Sequence[str], max_length: int, prompt: str = "paper"
 ) -> tuple[PairDataset, int]:
     """A dataset of the sentences' prompt/response rows and how many were too long to keep."""
     rows = []
     too_long = 0
     for sentence in sentences:
-        row = encode_example(tokenizer, *generative.build_pair(sentence, types), max_length)
+        row = encode_example(tokenizer, *generative.build_pair(sentence, types, prompt), max_length)
         if row is None:
             too_long += 1
         else:
@@ -229,8 +230,12 @@ def train_ift(
     model, tokenizer = load_causal_lm(config)
     if config.mode == "lora":
         model = apply_causal_lora(model, config)
-    train_set, train_too_long = encode_sentences_for_ift(tokenizer, train_sentences, types, config.max_length)
-    dev_set, dev_too_long = encode_sentences_for_ift(tokenizer, dev_sentences, types, config.max_length)
+    train_set, train_too_long = encode_sentences_for_ift(
+        tokenizer, train_sentences, types, config.max_length, settings.prompt
+    )
+    dev_set, dev_too_long = encode_sentences_for_ift(
+        tokenizer, dev_sentences, types, config.max_length, settings.prompt
+    )
     if not len(train_set) or not len(dev_set):
         raise LsfaError(f"ift baseline: no train or dev example fits max_length {config.max_length}")
     if train_too_long or dev_too_long:
@@ -293,7 +298,8 @@ def _finish(model, tokenizer, dev_sentences, facts, extra, context) -> dict[str,
             "effective_config": config.model_dump(),
             "options": settings.model_dump(),
             "types": types,
-            "prompt_example": generative.build_prompt(["An", "example", "."], types),
+            "prompt": settings.prompt,
+            "prompt_example": generative.build_prompt(["An", "example", "."], types, settings.prompt),
             "ignored_config_keys": list(IGNORED_CONFIG_KEYS),
             "train_examples_too_long": extra["train_too_long"],
             "dev_examples_too_long": extra["dev_too_long"],
@@ -310,7 +316,7 @@ def _finish(model, tokenizer, dev_sentences, facts, extra, context) -> dict[str,
     batch_size = settings.generation_batch_size or config.eval_batch_size
     for split, sentences in splits.items():
         prediction = generative.predict_entities(
-            model, tokenizer, sentences, types, settings.max_new_tokens, batch_size, precision
+            model, tokenizer, sentences, types, settings.max_new_tokens, batch_size, precision, settings.prompt
         )
         metrics[split] = generative.score_prediction(sentences, prediction)
         _write_jsonl(
