@@ -6,6 +6,7 @@
 # test.tags: one tag per line, no words; the corpus text is not republished). No weights.
 set -eu
 cd "$(dirname "$0")/.."
+py=${PYTHON:-.venv/bin/python}  # the project venv, with lsfa installed
 source_dir=${1:-../lsfa-runs/runs/experiments/cpu-paper}
 target=docs/results/cpu-paper/cells
 mkdir -p "$target"
@@ -19,8 +20,8 @@ find "$source_dir" -name metrics.json -not -path '*/checkpoints/*' -not -path '*
     [ -f "$cell/$file" ] && cp "$cell/$file" "$target/$relative/"
   done
   for split in dev test; do
-    [ -f "$cell/predictions/$split.conll" ] && python scripts/tags_only.py "$cell/predictions/$split.conll" "$target/$relative/$split.tags"
+    [ -f "$cell/predictions/$split.conll" ] && "$py" scripts/tags_only.py "$cell/predictions/$split.conll" "$target/$relative/$split.tags"
   done
   echo "collected $relative"
 done
-lsfa experiment report "$target" --out docs/results/cpu-paper
+"$(dirname "$py")/lsfa" experiment report "$target" --out docs/results/cpu-paper

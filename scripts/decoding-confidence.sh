@@ -13,7 +13,7 @@ for model in "$grid"/*/*/*/*/seed*/model; do
   corpus=${cell%%/*}
   [ -f "$out/${cell//\//_}/calibration.json" ] && continue
   echo "== $(date -u +%FT%TZ) $cell"
-  lsfa evaluate --model-dir "$model" --corpus "$corpus" --decoding viterbi --calibration "$out/${cell//\//_}" \
+  .venv/bin/lsfa evaluate --model-dir "$model" --corpus "$corpus" --decoding viterbi --calibration "$out/${cell//\//_}" \
     --target-precision 0.95
 done
-python scripts/decoding_table.py "$out" > docs/results/decoding-confidence-table.md
+.venv/bin/.venv/bin/python scripts/decoding_table.py "$out" > docs/results/decoding-confidence-table.md
