@@ -23,12 +23,15 @@ def files(tmp_path: Path) -> dict[str, str]:
     (tmp_path / "binary.yaml").write_bytes(b"\xff\xfe\x00garbage")
     (tmp_path / "folder.yaml").mkdir()
     (tmp_path / "gold.conll").write_text("EU B-ORG\n\n")
+    (tmp_path / "corpus").mkdir()
+    for split in ("train", "dev"):
+        (tmp_path / "corpus" / f"{split}.txt").write_text("EU B-ORG\n\n")
     return {name: str(tmp_path / name) for name in ("broken.yaml", "unknown.yaml", "list.yaml", "binary.yaml",
-            "folder.yaml", "gold.conll", "missing.yaml", "no-tagger")}  # fmt: skip
+            "folder.yaml", "gold.conll", "missing.yaml", "no-tagger", "corpus")}  # fmt: skip
 
 
 CASES = {
-    "train: unknown model": (["train", "--model", "nonexistent-model", "--corpus", "conll2003"], "unknown model"),
+    "train: unknown model": (["train", "--model", "nonexistent-model", "--corpus", "{corpus}"], "unknown model"),
     "train: wrong corpus": (["train", "--corpus", "no-such-corpus"], "no corpus 'no-such-corpus'"),
     "train: YAML syntax": (["train", "-c", "{broken.yaml}"], "broken.yaml:2:1: YAML syntax error"),
     "train: unknown key": (["train", "-c", "{unknown.yaml}"], "modle: Extra inputs are not permitted"),
@@ -39,7 +42,7 @@ CASES = {
     "compare: YAML syntax": (["compare", "-c", "{broken.yaml}"], "broken.yaml:2:1: YAML syntax error"),
     "predict: missing tagger": (["predict", "--model-dir", "{no-tagger}", "--text", "EU"], "no-tagger"),
     "evaluate: missing tagger": (
-        ["evaluate", "--model-dir", "{no-tagger}", "--corpus", "conll2003", "--split", "test"],
+        ["evaluate", "--model-dir", "{no-tagger}", "--corpus", "{gold.conll}", "--split", "train"],
         "no-tagger",
     ),
     "evaluate: missing prediction file": (
@@ -69,9 +72,11 @@ def test_bad_input_is_one_line_and_status_2(case: str, files, monkeypatch, capsy
     assert expected in errors[0] and "Traceback" not in errors[0]
 
 
-def test_unknown_model_names_the_catalogue_and_the_network(monkeypatch, capsys) -> None:
+def test_unknown_model_names_the_catalogue_and_the_network(tmp_path: Path, monkeypatch, capsys) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(sys, "argv", ["lsfa", "train", "--model", "nonexistent-model", "--corpus", "conll2003"])
+    for split in ("train", "dev"):
+        (tmp_path / f"{split}.txt").write_text("EU B-ORG\n\n")
+    monkeypatch.setattr(sys, "argv", ["lsfa", "train", "--model", "nonexistent-model", "--corpus", str(tmp_path)])
     with pytest.raises(SystemExit):
         main()
     error = capsys.readouterr().err
