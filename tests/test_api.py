@@ -65,3 +65,10 @@ def test_readme_python_example_runs_as_written(tmp_path: Path, monkeypatch, caps
     out = capsys.readouterr().out
     assert "Entity(" in out or "[]" in out
     assert (tmp_path / "runs" / "main" / "model").is_dir() and (tmp_path / "runs" / "main" / "metrics.json").is_file()
+
+
+def test_train_overrides_of_a_config_object_merge_nested_keys() -> None:
+    from lsfa.api import _config_of
+
+    config = _config_of(lsfa.TrainConfig(), {"lora": {"r": 8}, "epochs": 1})
+    assert (config.lora.r, config.lora.alpha, config.epochs) == (8, 64, 1)  # alpha kept, not reset

@@ -20,7 +20,7 @@ from lsfa.eval.files import evaluate_files
 from lsfa.eval.report import evaluate_sentences
 from lsfa.inference.evaluate import evaluate_model
 from lsfa.inference.tagger import Tagger
-from lsfa.training.config import TrainConfig, load_config
+from lsfa.training.config import TrainConfig, deep_merge, load_config
 from lsfa.training.runner import MODEL
 
 
@@ -45,7 +45,7 @@ def train(
 
 def _config_of(config: TrainConfig | str | Path | None, overrides: dict[str, Any]) -> TrainConfig:
     if isinstance(config, TrainConfig):
-        return load_config(None, {**config.model_dump(), **overrides})
+        return load_config(None, deep_merge(config.model_dump(), overrides))  # lora={"r": 8} keeps lora.alpha
     return load_config(config, overrides)
 
 

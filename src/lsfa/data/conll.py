@@ -94,12 +94,14 @@ def read_conll(
     sentences, has_docstart, layout = _parse_lines(lines, path, tag_column, sep, warnings, check=task == "spans")
     if not sentences:
         raise DataFormatError("no sentences found (only blank or -DOCSTART- lines)", path)
+    checked = task == "spans"  # tags validated line by line while parsing
     if task == "auto":
         task = detect_task(sentence.tags for sentence in sentences)
     if task == "tokens":
         return ConllFile(sentences, str(path), len({s.doc_id for s in sentences}), has_docstart, warnings,
                          scheme=TOKENS, tag_scheme=TOKENS, sep=layout.sep, n_columns=layout.n_columns)  # fmt: skip
-    _check_span_tags(sentences, path)
+    if not checked:
+        _check_span_tags(sentences, path)
     detected = source_scheme or schemes.detect_scheme(sentence.tags for sentence in sentences)
     _check_transitions(sentences, detected, path, strict, warnings)
     if target_scheme is not None:

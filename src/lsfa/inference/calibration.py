@@ -26,7 +26,7 @@ from lsfa.decoding import (
     threshold_for_precision,
 )
 from lsfa.errors import LsfaError
-from lsfa.inference.decode import decode_predictions, entity_confidences
+from lsfa.inference.decode import decode_predictions, entity_confidences, viterbi_column
 from lsfa.inference.predictor import WordPredictions
 from lsfa.inference.tagger import Tagger
 
@@ -111,11 +111,11 @@ def _scored_entities(tagger: Tagger, sentences, predicted, temperature: float) -
     return confidences, correct
 
 
-def _curve(tagger: Tagger, sentences, predicted, temperature: float) -> list[dict[str, Any]]:
+def _curve(tagger: Tagger, sentences, predicted, temperature: float, thresholds=THRESHOLDS) -> list[dict[str, Any]]:
     spans = _entities(tagger, predicted, temperature)
     predicted_entities = [(k, (f, e, t), c) for k, found in enumerate(spans) for f, e, t, c in found]
     gold = [(k, span) for k, sentence in enumerate(sentences) for span in extract_spans(sentence.tags)]
-    return threshold_curve(predicted_entities, gold, THRESHOLDS)
+    return threshold_curve(predicted_entities, gold, thresholds)
 
 
 def _pick_threshold(tagger: Tagger, splits, temperature: float, target: float) -> dict[str, Any]:
@@ -123,30 +123,21 @@ def _pick_threshold(tagger: Tagger, splits, temperature: float, target: float) -
     threshold = threshold_for_precision(dev_curve, target)
     result: dict[str, Any] = {"target": target, "threshold_chosen_on_dev": threshold}
     if threshold is not None:
-        test = threshold_curve(
-            [(k, (f, e, t), c) for k, found in enumerate(_entities(tagger, splits["test"][1], temperature))
-             for f, e, t, c in found],
-            [(k, span) for k, s in enumerate(splits["test"][0]) for span in extract_spans(s.tags)],
-            [threshold],
-        )[0]  # fmt: skip
-        result["test"] = test
+        result["test"] = _curve(tagger, *splits["test"][:2], temperature, [threshold])[0]
     return result
 
 
 def _decodings(tagger: Tagger, sentences, predicted: WordPredictions) -> dict[str, Any]:
     """Strict span F1 of argmax and viterbi over the same logits, and the ill-formed tags argmax produced."""
-    from lsfa.data.schemes import validate
     from lsfa.eval.report import evaluate_sentences
-    from lsfa.inference.decode import scheme_of
 
     gold, words = [s.tags for s in sentences], [s.tokens for s in sentences]
-    result: dict[str, Any] = {}
-    for decoding in ("argmax", "viterbi"):
-        tags = decode_predictions(predicted, tagger.labels, decoding).tags
-        result[decoding] = evaluate_sentences(gold, tags, words)["micro"]
-        if decoding == "argmax":
-            result["argmax_ill_formed_tags"] = sum(len(validate(t, scheme_of(tagger.labels))) for t in tags)
-    return result
+    column = viterbi_column(predicted, gold, words, tagger.labels)  # predicted holds the raw argmax tags
+    return {
+        "argmax": evaluate_sentences(gold, predicted.tags, words)["micro"],
+        "viterbi": column["viterbi"]["micro"],
+        "argmax_ill_formed_tags": column["argmax_ill_formed_tags"],
+    }
 
 
 def _timing(tagger: Tagger, test) -> dict[str, float]:

@@ -71,6 +71,19 @@ def _decode_chunk(logits: list[torch.Tensor], labels, rules, temperature: float)
     return tags, scores
 
 
+def viterbi_column(
+    predicted: WordPredictions, gold: Sequence[Sequence[str]], words: Sequence[Sequence[str]], labels: Sequence[str]
+) -> dict:
+    """What ``decoding: viterbi`` changes over argmax on the same model outputs: viterbi's strict and set scores,
+    and how many ill-formed tags (invalid transitions) argmax produced. ``predicted`` holds argmax tags."""
+    from lsfa.data.schemes import validate
+    from lsfa.eval.report import evaluate_sentences
+
+    viterbi = evaluate_sentences(gold, decode_predictions(predicted, labels, "viterbi").tags, words)
+    ill_formed = sum(len(validate(tags, scheme_of(labels))) for tags in predicted.tags)
+    return {"argmax_ill_formed_tags": ill_formed, "viterbi": {"micro": viterbi["micro"], "set": viterbi["set"]}}
+
+
 def entity_confidences(
     predictions: WordPredictions, labels: Sequence[str], temperature: float = 1.0
 ) -> list[list[tuple[int, int, str, float]]]:

@@ -29,6 +29,7 @@ import queue
 import re
 import threading
 import time
+import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -428,8 +429,6 @@ def check_texts(texts: Sequence[str], paths: Sequence[str], settings: ServerSett
 
 def _invisible(char: str) -> bool:
     """Zero-width and other format characters (Unicode category Cf): nothing a tagger could tag."""
-    import unicodedata
-
     return unicodedata.category(char) == "Cf"
 
 

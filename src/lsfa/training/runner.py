@@ -432,6 +432,7 @@ def _unwrap(model):
 def _evaluate_split(model, tokenizer, config, precision, sentences, run_dir, split, write_conll, task="spans"):
     from lsfa.eval.report import evaluate_sentences
     from lsfa.eval.tokens import token_scores
+    from lsfa.inference.decode import viterbi_column
     from lsfa.inference.predictor import predict_words
 
     start = time.perf_counter()
@@ -460,23 +461,10 @@ def _evaluate_split(model, tokenizer, config, precision, sentences, run_dir, spl
     result["cut_words"] = predicted.cut_words
     if task == "tokens":
         return result, predicted
-    result["decoding"] = _viterbi_column(
+    result["decoding"] = viterbi_column(
         predicted, gold, [s.tokens for s in sentences], list(model.config.id2label.values())
     )
     return result, predicted
-
-
-def _viterbi_column(predicted, gold, tokens, labels) -> dict[str, Any]:
-    """The scores argmax gives (the paper's reading, in ``micro``) beside viterbi's, and how many ill-formed
-    spans argmax produced: what ``decoding: viterbi`` would change, measured on the same model outputs."""
-    from lsfa.data.schemes import validate
-    from lsfa.eval.report import evaluate_sentences
-    from lsfa.inference.decode import decode_predictions, scheme_of
-
-    decoded = decode_predictions(predicted, labels, "viterbi")
-    viterbi = evaluate_sentences(gold, decoded.tags, tokens)
-    ill_formed = sum(len(validate(tags, scheme_of(labels))) for tags in predicted.tags)
-    return {"argmax_ill_formed_tags": ill_formed, "viterbi": {"micro": viterbi["micro"], "set": viterbi["set"]}}
 
 
 def _calibrate(folder: Path, predicted, sentences, labels: list[str]) -> float:
