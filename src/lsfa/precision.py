@@ -5,7 +5,7 @@ Having bf16 instructions is not enough: on an Intel Xeon with AVX-512 BF16 but n
 virtual machine (torch 2.13, oneDNN 3.12 ``brg_matmul:avx512_core_bf16``), one thread did 84 GFLOP/s in bf16
 against 160 in fp32, and a LoRA training step ran at 44 vs 53 tokens/s on a busy machine
 (docs/results/speed-checks/bf16-vs-fp32-intel-xeon.txt). So on CPU ``auto`` times both once per process
-(about 0.2 s) instead of trusting the instruction set; on CUDA it trusts ``torch.cuda.is_bf16_supported()``.
+(a fraction of a second) instead of trusting the instruction set; on CUDA it trusts ``torch.cuda.is_bf16_supported()``.
 ``LSFA_BF16=on|off`` overrides the measurement (e.g. to pin a run's
 recipe across machines).
 """
