@@ -16,4 +16,4 @@ for model in "$grid"/*/*/*/*/seed*/model; do
   .venv/bin/lsfa evaluate --model-dir "$model" --corpus "$corpus" --decoding viterbi --calibration "$out/${cell//\//_}" \
     --target-precision 0.95
 done
-.venv/bin/.venv/bin/python scripts/decoding_table.py "$out" > docs/results/decoding-confidence-table.md
+.venv/bin/python scripts/decoding_table.py "$out" > docs/results/decoding-confidence-table.md

@@ -14,6 +14,7 @@ from lsfa.decoding import (
     check_threshold,
     expected_calibration_error,
     extract_spans,
+    fit_confidence_temperature,
     fit_temperature,
     reliability_bins,
     span_confidences,
@@ -187,6 +188,43 @@ def test_fit_temperature_is_clamped() -> None:
     logits = torch.tensor([[0.1, 0.0], [0.0, 0.1]])  # all right: T -> 0; all wrong: T -> infinity
     assert fit_temperature(logits, torch.tensor([0, 1])) == pytest.approx(0.05)
     assert fit_temperature(logits, torch.tensor([1, 0])) == pytest.approx(20.0)
+
+
+def _over_confident_entities(true_t: float, n: int = 5_000):
+    """Entities whose real chance of being right is p, reported as sigmoid(true_t * logit(p) / T)."""
+    gen = torch.Generator().manual_seed(3)
+    logit = 2.0 * torch.randn(n, generator=gen)
+    right = (torch.rand(n, generator=gen) < torch.sigmoid(logit)).tolist()
+    calls: list[float] = []
+
+    def outcomes(temperature: float):
+        calls.append(temperature)
+        return torch.sigmoid(true_t * logit / temperature).tolist(), right
+
+    return outcomes, calls
+
+
+def test_fit_confidence_temperature_recovers_over_and_under_confidence() -> None:
+    for true_t in (0.6, 1.0, 2.5):
+        outcomes, calls = _over_confident_entities(true_t)
+        temperature = fit_confidence_temperature(outcomes)
+        assert temperature == pytest.approx(true_t, rel=0.1)
+        assert len(calls) == 33 + 21  # the grid, then golden-section steps that each decode once
+        assert min(calls) >= 0.25 - 1e-9 and max(calls) <= 8.0 + 1e-9
+        confidences, right = outcomes(temperature)
+        before, _ = outcomes(1.0)
+        if true_t != 1.0:  # calibrating must lower the calibration error it was fitted to remove
+            assert expected_calibration_error(confidences, right) < expected_calibration_error(before, right)
+
+
+def test_fit_confidence_temperature_edges() -> None:
+    assert fit_confidence_temperature(lambda t: ([], [])) == 1.0  # nothing predicted: leave T alone
+    all_right = fit_confidence_temperature(lambda t: ([0.9**t] * 4, [True] * 4))  # sharper as T falls
+    assert all_right == pytest.approx(0.25, rel=1e-6)  # degenerate sets stop at the search bounds
+    with pytest.raises(ValueError, match="low < high"):
+        fit_confidence_temperature(lambda t: ([0.5], [True]), low=2.0, high=1.0)
+    with pytest.raises(ValueError, match="outcomes"):
+        fit_confidence_temperature(lambda t: ([0.5, 0.6], [True]))
 
 
 def test_expected_calibration_error() -> None:

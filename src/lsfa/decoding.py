@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -185,6 +185,66 @@ def fit_temperature(logits: Tensor, gold: Tensor, max_iter: int = 100) -> float:
         opt.step(closure)
         value = float(log_t.detach().exp())
     return min(20.0, max(0.05, value)) if math.isfinite(value) else 1.0
+
+
+def fit_confidence_temperature(
+    outcomes: Callable[[float], tuple[Sequence[float], Sequence[bool]]],
+    low: float = 0.25,
+    high: float = 8.0,
+    grid: int = 33,
+    refine: int = 20,
+) -> float:
+    """Temperature T minimising the log loss of entity confidences against exact-match correctness on held-out data.
+
+    ``outcomes(T)`` decodes the held-out split at T and returns each predicted entity's confidence and whether it
+    is exactly right. Why beside :func:`fit_temperature`: an entity's confidence is a product over its words and its
+    boundary, so a T that calibrates single words need not calibrate the spans users threshold; the calibration
+    report measures both (on the full-scale CoNLL-2003 tagger this fit calibrated dev better and test worse). The log
+    loss is a proper scoring rule and, unlike ECE, does not jump as entities cross bin edges. Searched on a
+    log-spaced grid over [low, high], then refined by golden-section search between the best grid point's
+    neighbours; 1.0 when there is no entity to fit on.
+    """
+    if not 0 < low < high or grid < 3:
+        raise ValueError(f"need 0 < low < high and grid >= 3, got low={low}, high={high}, grid={grid}")
+    cache: dict[float, float] = {}
+
+    def loss(log_t: float) -> float:
+        if log_t not in cache:
+            confidences, correct = outcomes(math.exp(log_t))
+            value = _log_loss(confidences, correct)
+            cache[log_t] = math.inf if math.isnan(value) else value
+        return cache[log_t]
+
+    points = [math.log(low) + k * (math.log(high) - math.log(low)) / (grid - 1) for k in range(grid)]
+    losses = [loss(x) for x in points]
+    if all(math.isinf(v) for v in losses):
+        return 1.0
+    best = min(range(grid), key=lambda k: losses[k])
+    a, b = points[max(best - 1, 0)], points[min(best + 1, grid - 1)]
+    ratio = (math.sqrt(5) - 1) / 2
+    c, d = b - ratio * (b - a), a + ratio * (b - a)
+    for _ in range(refine):  # one new evaluation per step: the kept inner point is reused
+        if loss(c) <= loss(d):
+            b, d = d, c
+            c = b - ratio * (b - a)
+        else:
+            a, c = c, d
+            d = a + ratio * (b - a)
+    return math.exp(min(cache, key=cache.__getitem__))
+
+
+def _log_loss(confidences: Sequence[float], correct: Sequence[bool]) -> float:
+    """Mean binary log loss of ``confidences`` (clamped away from 0 and 1); NaN for no entities."""
+    if len(confidences) != len(correct):
+        raise ValueError(f"{len(confidences)} confidences but {len(correct)} outcomes")
+    if not confidences:
+        return math.nan
+    eps = 1e-12
+    total = 0.0
+    for conf, hit in zip(confidences, correct, strict=True):
+        p = min(1 - eps, max(eps, float(conf)))
+        total -= math.log(p) if hit else math.log(1 - p)
+    return total / len(confidences)
 
 
 def reliability_bins(

@@ -97,8 +97,10 @@ def test_calibration_report_writes_its_files(tiny_taggers, tmp_path: Path) -> No
         "reliability.png",
         "thresholds.png",
     }
-    for name in ("uncalibrated", "calibrated"):
+    for name in ("uncalibrated", "calibrated", "entity_calibrated"):
         assert 0.0 <= report[name]["ece"] <= 1.0
+    assert report["entity_calibrated"]["temperature"] == report["temperature"]["fitted_on_dev_entities"]
+    assert report["calibrated"]["temperature"] == report["temperature"]["used"]
     assert [row["threshold"] for row in report["thresholds_test"]][:3] == [0.0, 0.05, 0.1]
     assert report["timing"]["viterbi_ms_per_sentence"] >= 0 and "threshold_chosen_on_dev" in report["target_precision"]
 
