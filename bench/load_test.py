@@ -122,7 +122,7 @@ async def run_load(
         queue.put_nowait(texts)
     latencies: list[float] = []
     statuses: dict[str, int] = {}
-    outcome = {"correct": 0, "incorrect": 0, "transport_errors": 0, "score_drift_over_tolerance": 0}
+    outcome = {"correct": 0, "incorrect": 0, "transport_errors": 0, "score_drift_over_tolerance": 0, "texts_changed": 0}
     drifts: list[float] = []
     examples: list[dict] = []
 
@@ -149,6 +149,7 @@ async def run_load(
                     for text, result in zip(texts, results, strict=False)
                 ]
                 ok = len(results) == len(texts) and None not in checks
+                outcome["texts_changed"] += checks.count(None) + max(0, len(texts) - len(results))
                 outcome["correct" if ok else "incorrect"] += 1
                 if ok:
                     drifts.append(max(checks))  # type: ignore[type-var]
@@ -169,6 +170,7 @@ async def run_load(
         "statuses": statuses,
         "server_errors_5xx": sum(n for status, n in statuses.items() if status.startswith("5")),
         **outcome,
+        "texts_changed_rate": round(outcome["texts_changed"] / max(n_texts, 1), 5),
         "max_score_drift": round(max(drifts, default=0.0), 4),
         "latency_ms": {
             "p50": round(percentile(latencies, 50) * 1000, 1),
@@ -190,9 +192,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def rss_mb(pid: int | None) -> float | None:
+    """Resident memory of a process in MB (Linux /proc), or None where it cannot be read."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 @contextmanager
 def served(model_dir: Path, precision: str, threads: int | None, extra: list[str], log: Path):
-    """Start `lsfa serve` in a subprocess on a free loopback port; yield its URL; stop it afterwards."""
+    """Start `lsfa serve` in a subprocess on a free loopback port; yield its URL and pid; stop it afterwards."""
     port = free_port()
     command = [sys.executable, "-m", "lsfa.cli", "serve", "--model-dir", str(model_dir), "--port", str(port)]
     command += ["--precision", precision, *(["--threads", str(threads)] if threads else []), *extra]
@@ -213,7 +226,7 @@ def served(model_dir: Path, precision: str, threads: int | None, extra: list[str
             if time.monotonic() > deadline:
                 raise SystemExit(f"the server did not start within 10 minutes; see {log}")
             time.sleep(0.5)
-        yield url
+        yield url, process.pid
     finally:
         process.terminate()
         try:
@@ -255,13 +268,21 @@ def machine() -> dict:
     }
 
 
-async def measure(url: str, headers: dict, args, pool: list[str], requests: list[list[str]]) -> dict:
+async def measure(
+    url: str, headers: dict, args, pool: list[str], requests: list[list[str]], pid: int | None = None
+) -> dict:
+    """Reference answers, then the load; the server's resident memory (when this script started it) at each step."""
+    memory = {"ready_mb": rss_mb(pid)}
     info = httpx.get(url + "/v1/model", headers=headers, timeout=30).json()
     print(f"reference answers for {len(pool)} distinct texts, one request at a time ...", file=sys.stderr)
     expected = await reference_answers(url, headers, pool)
+    memory["after_reference_mb"] = rss_mb(pid)
     print(f"{len(requests)} requests from {args.concurrency} clients ...", file=sys.stderr)
     result = await run_load(url, headers, requests, args.concurrency, expected, args.score_tolerance)
-    return {"model": info.get("model"), "attention": info.get("attention"), **result}
+    memory["after_load_mb"] = rss_mb(pid)
+    await asyncio.sleep(args.idle_seconds)
+    memory[f"after_{args.idle_seconds:g}s_idle_mb"] = rss_mb(pid)
+    return {"model": info.get("model"), "attention": info.get("attention"), **result, "server_memory": memory}
 
 
 def main() -> None:
@@ -280,6 +301,11 @@ def main() -> None:
     parser.add_argument("--score-tolerance", type=float, default=0.02)
     parser.add_argument("--baseline", action="store_true", help="Also run against an unbatched server.")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--idle-seconds", type=float, default=10.0, help="Idle wait before the last memory reading.")
+    parser.add_argument(
+        "--max-changed-rate", type=float, default=0.001,
+        help="Share of texts whose entities may differ from their answer alone before the run fails (0.1%%).",
+    )  # fmt: skip
     parser.add_argument("--output", type=Path, help="Also write the JSON report here.")
     args = parser.parse_args()
 
@@ -302,8 +328,8 @@ def main() -> None:
                 runs["unbatched"] = ["--max-batch-texts", "1", "--batch-wait-ms", "0"]
             for name, extra in runs.items():
                 print(f"== {name} server", file=sys.stderr)
-                with served(model_dir, args.precision, args.threads, extra, log) as url:
-                    report[name] = asyncio.run(measure(url, {}, args, pool, requests))
+                with served(model_dir, args.precision, args.threads, extra, log) as (url, pid):
+                    report[name] = asyncio.run(measure(url, {}, args, pool, requests, pid))
                     report[name]["server_flags"] = extra
     text = json.dumps(report, indent=2, ensure_ascii=False)
     print(text)
@@ -311,7 +337,8 @@ def main() -> None:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(text + "\n")
     batched = report["batched"]
-    if batched["server_errors_5xx"] or batched["incorrect"] or batched["transport_errors"]:
+    changed_too_often = batched["texts_changed_rate"] > args.max_changed_rate
+    if batched["server_errors_5xx"] or batched["transport_errors"] or changed_too_often:
         sys.exit(1)
 
 

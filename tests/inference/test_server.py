@@ -518,11 +518,14 @@ def test_load_test_script_against_a_running_server(forced_tagger):
     app = create_app(forced_tagger, ServerSettings(**TEST_SETTINGS))
     with running_server(app) as url:
         command = [sys.executable, str(script), "--url", url, "--requests", "40", "--concurrency", "8"]
-        finished = subprocess.run([*command, "--distinct", "8"], capture_output=True, text=True, timeout=600)
+        command += ["--distinct", "8", "--idle-seconds", "0"]
+        finished = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert finished.returncode == 0, finished.stderr[-2000:]
     report = json.loads(finished.stdout)["batched"]
     assert report["statuses"] == {"200": 40}
     assert (report["server_errors_5xx"], report["correct"], report["incorrect"]) == (0, 40, 0)
+    assert (report["texts_changed"], report["texts_changed_rate"]) == (0, 0.0)
+    assert report["server_memory"]["ready_mb"] is None  # a server this script did not start: no pid to read
     assert report["latency_ms"]["p50"] <= report["latency_ms"]["p99"]
 
 
