@@ -15,12 +15,16 @@ from __future__ import annotations
 import functools
 import os
 import time
+from typing import Literal, get_args
 
 import torch
 
 from lsfa.errors import LsfaError
 
-PRECISIONS = ("auto", "fp32", "bf16", "bf16-full", "int8")
+Precision = Literal["auto", "fp32", "bf16", "bf16-full", "int8"]
+"""The one list of precisions (options and configs use this type, messages :data:`PRECISIONS`)."""
+
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 """``bf16``: bf16 autocast over fp32 weights; ``bf16-full``: every weight in bf16 too (inference only);
 ``int8``: linear layers dynamically quantised to int8 (CPU inference only, torch's own quantised kernels)."""
 
@@ -43,8 +47,9 @@ def check_precision(precision: str) -> str:
 
 
 def resolve_precision(precision: str, device: torch.device | None = None) -> str:
-    """``auto`` becomes ``bf16`` where bf16 matmuls are faster than fp32 here, ``fp32`` elsewhere."""
-    if precision != "auto":
+    """``auto`` becomes ``bf16`` where bf16 matmuls are faster than fp32 here, ``fp32`` elsewhere; an unknown
+    name is a clear error."""
+    if check_precision(precision) != "auto":
         return precision
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return "bf16" if bf16_is_faster(device.type) else "fp32"

@@ -28,7 +28,7 @@ from lsfa.decoding import (
     threshold_for_precision,
 )
 from lsfa.errors import LsfaError
-from lsfa.inference.decode import decode_predictions, entity_confidences, viterbi_column
+from lsfa.inference.decode import DECODINGS, decode_predictions, entity_confidences, viterbi_column
 from lsfa.inference.predictor import WordPredictions
 from lsfa.inference.tagger import Tagger
 
@@ -169,7 +169,7 @@ def _timing(tagger: Tagger, test) -> dict[str, float]:
     """Milliseconds per sentence of the model and of each decoding over the same logits."""
     sentences, predicted, model_seconds = test
     timing = {"model_ms_per_sentence": 1000 * model_seconds / max(len(sentences), 1)}
-    for decoding in ("argmax", "viterbi"):
+    for decoding in DECODINGS:
         start = time.perf_counter()
         decode_predictions(predicted, tagger.labels, decoding)
         timing[f"{decoding}_ms_per_sentence"] = 1000 * (time.perf_counter() - start) / max(len(sentences), 1)

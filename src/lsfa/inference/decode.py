@@ -9,16 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import get_args
 
 import torch
 
 from lsfa.decoding import check_threshold, span_confidences, transition_rules, viterbi
 from lsfa.errors import LsfaError
+from lsfa.inference.options import Decoding
 from lsfa.inference.predictor import WordPredictions
 
-DECODINGS = ("argmax", "viterbi")
-"""``argmax``: each word's most probable tag (the paper's reading; can be ill-formed, e.g. ``O I-PER``);
-``viterbi``: the most probable well-formed tag sequence under the scheme's transitions."""
+DECODINGS: tuple[str, ...] = get_args(Decoding)
+"""The decodings of :data:`lsfa.inference.options.Decoding`, for messages and loops."""
 
 CHUNK = 512
 """Sentences decoded together: one padded [sentences, words, labels] tensor per chunk."""

@@ -12,6 +12,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lsfa.errors import LsfaError
+from lsfa.precision import Precision
+
+Decoding = Literal["argmax", "viterbi"]
+"""``argmax``: each word's most probable tag (the paper's reading; can be ill-formed, e.g. ``O I-PER``);
+``viterbi``: the most probable well-formed tag sequence under the scheme's transitions."""
 
 
 class InferenceOptions(BaseModel):
@@ -19,7 +24,7 @@ class InferenceOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    precision: Literal["auto", "fp32", "bf16", "bf16-full", "int8"] = Field(
+    precision: Precision = Field(
         "auto", description="auto: bf16 where it is measured faster than fp32 here; int8: CPU only (lsfa.precision)"
     )
     batch_size: int = Field(32, ge=1, description="model rows (windows) per forward pass")
@@ -28,7 +33,7 @@ class InferenceOptions(BaseModel):
     pack: bool = Field(False, description="pack short rows into shared rows (block-diagonal mask; decoders)")
     pack_tokens: int | None = Field(None, ge=8, description="pack length (default: chosen from the row lengths)")
     device: str | None = Field(None, description="cpu, cuda, cuda:1 ... (default: CUDA when available)")
-    decoding: Literal["argmax", "viterbi"] = Field("viterbi", description="argmax or well-formed viterbi")
+    decoding: Decoding = Field("viterbi", description="argmax or well-formed viterbi")
     threshold: float | None = Field(None, ge=0, le=1, allow_inf_nan=False, strict=True, description="min confidence")
     progress: bool = Field(False, description="show a progress bar over batches")
 
