@@ -177,9 +177,15 @@ def evaluate(
     target_precision: float | None = typer.Option(
         None, "--target-precision", help="With --calibration: the threshold reaching this precision on dev."
     ),
+    misaligned: str = typer.Option(
+        "error", "--misaligned", help="JSONL gold spans off word boundaries: error, snap or drop (--model-dir)."
+    ),
+    overlaps: str = typer.Option("error", "--overlaps", help="Overlapping JSONL gold spans: error or longest."),
 ) -> None:
     """Entity-level scores of predicted tags against gold tags: strict P/R/F1, set, partial, by length, errors."""
     import json
+
+    spans = _span_options(misaligned, overlaps)
 
     if model_dir is not None or corpus is not None or split is not None:
         if gold is not None or pred is not None:
@@ -188,10 +194,10 @@ def evaluate(
             raise LsfaError("--corpus/--split need --model-dir (the tagger to evaluate)")
         options = _inference_options(decoding=decoding, precision=precision, batch_size=batch_size)
         if calibration is not None:
-            _calibration(model_dir, corpus, data_dir, options, calibration, target_precision)
+            _calibration(model_dir, corpus, data_dir, options, calibration, target_precision, spans)
             return
         _evaluate_model_dir(
-            model_dir, corpus, split or "test", data_dir, mode, precision, batch_size, as_json, decoding
+            model_dir, corpus, split or "test", data_dir, mode, precision, batch_size, as_json, decoding, spans
         )
         return
     if gold is None or pred is None:
@@ -211,8 +217,20 @@ def evaluate(
         Console().print(render_report(result, title=f"{pred} vs {gold} ({mode}, {scheme})"))
 
 
+def _span_options(misaligned: str, overlaps: str):
+    """How JSONL gold spans are read; a bad value names its option (the same choices as ``lsfa train``)."""
+    from lsfa.data.jsonl import SpanOptions
+
+    if misaligned not in ("error", "snap", "drop"):
+        raise LsfaError(f"--misaligned: use error, snap or drop (got {misaligned!r})")
+    if overlaps not in ("error", "longest"):
+        raise LsfaError(f"--overlaps: use error or longest (got {overlaps!r})")
+    return SpanOptions(misaligned=misaligned, overlaps=overlaps)  # type: ignore[arg-type]
+
+
 def _calibration(
     model_dir: str, corpus: str | None, data_dir: str | None, options, out: Path, target_precision: float | None,
+    span_options=None,
 ) -> None:  # fmt: skip
     """``lsfa evaluate --model-dir --calibration OUT``: how far entity confidences can be trusted."""
     from lsfa.inference.calibration import calibration_report
@@ -225,7 +243,9 @@ def _calibration(
         if corpus is None:
             raise LsfaError(f"{model_dir}: give the corpus (--corpus); no training config.yaml found")
     tagger = Tagger.load(model_dir, options)
-    report = calibration_report(tagger, corpus, out, data_dir=data_dir, target_precision=target_precision)
+    report = calibration_report(
+        tagger, corpus, out, data_dir=data_dir, target_precision=target_precision, span_options=span_options
+    )
     used = report["temperature"]["used"]
     typer.echo(
         f"ECE on test: {report['uncalibrated']['ece']:.4f} at T=1, {report['calibrated']['ece']:.4f} at T={used:.3f}"
@@ -242,7 +262,7 @@ def _calibration(
 
 def _evaluate_model_dir(
     model_dir: str, corpus: str | None, split: str, data_dir: str | None, mode: str, precision: str,
-    batch_size: int, as_json: bool, decoding: str = "argmax",
+    batch_size: int, as_json: bool, decoding: str = "argmax", span_options=None,
 ) -> None:  # fmt: skip
     """``lsfa evaluate --model-dir``: predict a corpus split with a saved tagger, report like --gold/--pred."""
     import json
@@ -255,7 +275,7 @@ def _evaluate_model_dir(
     warnings: list[str] = []
     result = evaluate_model(
         model_dir, corpus, split, data_dir=data_dir, mode=mode, precision=precision,  # type: ignore[arg-type]
-        batch_size=batch_size, warn=warnings.append, decoding=decoding,
+        batch_size=batch_size, warn=warnings.append, decoding=decoding, span_options=span_options,
     )  # fmt: skip
     _print_reader_warnings(warnings)
     if as_json:

@@ -119,3 +119,40 @@ def test_cli_threshold_and_decoding_errors_are_one_line(tiny_taggers, monkeypatc
             main()
         error = capsys.readouterr().err.strip()
         assert exit_.value.code == 2 and expected in error and len(error.splitlines()) == 1
+
+
+def test_evaluate_reads_jsonl_gold_with_the_span_options(tiny_taggers, tmp_path: Path, monkeypatch, capsys) -> None:
+    """`lsfa evaluate --model-dir` on a JSONL corpus: a span off the word boundaries is a file:line error by
+    default, and --misaligned snap / --overlaps longest read it as `lsfa train` would."""
+    from lsfa.cli import main
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    text = "Angela Merkel visited Berlin ."
+    records = [
+        {"text": text, "entities": [[0, 13, "PER"]]},
+        {"text": text, "entities": [[2, 13, "PER"]]},  # off the words: "gela Merkel"
+        {"text": text, "entities": [[0, 13, "PER"], [7, 13, "PER"]]},  # overlapping
+    ]
+    (corpus / "test.jsonl").write_text("".join(json.dumps(record) + "\n" for record in records))
+
+    def evaluate(*flags: str) -> tuple[int, str, str]:
+        argv = ["lsfa", "evaluate", "--model-dir", str(tiny_taggers["rule"]), "--corpus", str(corpus), "--json"]
+        monkeypatch.setattr(sys, "argv", [*argv, "--precision", "fp32", *flags])
+        code = 0
+        try:
+            main()
+        except SystemExit as exit_:
+            code = exit_.code or 0
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    code, _, error = evaluate()
+    assert code == 2 and "test.jsonl:2" in error and "does not fall" in error
+    code, _, error = evaluate("--misaligned", "snap")
+    assert code == 2 and "test.jsonl:3" in error and "overlap" in error
+    code, out, error = evaluate("--misaligned", "snap", "--overlaps", "longest")
+    assert code == 0 and "1 spans snapped" in error and "overlapping dropped" in error
+    assert json.loads(out)["micro"]["f1"] >= 0.0
+    code, _, error = evaluate("--misaligned", "trim")
+    assert code == 2 and "--misaligned" in error and len(error.strip().splitlines()) == 1

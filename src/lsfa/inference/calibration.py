@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from lsfa.data.corpora import load_split
+from lsfa.data.jsonl import SpanOptions
 from lsfa.decoding import (
     expected_calibration_error,
     extract_spans,
@@ -42,13 +43,14 @@ def calibration_report(
     out_dir: str | Path,
     data_dir: str | Path | None = None,
     target_precision: float | None = None,
+    span_options: SpanOptions | None = None,
 ) -> dict[str, Any]:
     """Write ``calibration.json``, ``reliability.png`` and ``thresholds.png`` into ``out_dir``; return the JSON."""
     if target_precision is not None and not 0 < target_precision <= 1:
         raise LsfaError(f"--target-precision must be in (0, 1], got {target_precision}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    splits = {split: _predict_split(tagger, corpus, split, data_dir) for split in ("dev", "test")}
+    splits = {split: _predict_split(tagger, corpus, split, data_dir, span_options) for split in ("dev", "test")}
     saved = tagger.temperature
     dev_sentences, dev_predicted = splits["dev"][:2]
     fitted = {
@@ -89,11 +91,13 @@ def calibration_report(
     return report
 
 
-def _predict_split(tagger: Tagger, corpus: str, split: str, data_dir) -> tuple[Any, WordPredictions, float]:
+def _predict_split(
+    tagger: Tagger, corpus: str, split: str, data_dir, span_options: SpanOptions | None = None
+) -> tuple[Any, WordPredictions, float]:
     """Gold sentences, raw (undecoded) predictions and the model's seconds for one split."""
     from lsfa.inference.predictor import predict_words
 
-    sentences = load_split(corpus, split, data_dir=data_dir).sentences
+    sentences = load_split(corpus, split, data_dir=data_dir, span_options=span_options).sentences
     start = time.perf_counter()
     predicted = predict_words(
         tagger.model, tagger.tokenizer, [s.tokens for s in sentences], tagger.options,

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from lsfa.data.jsonl import SpanOptions
 from lsfa.errors import LsfaError
 from lsfa.eval.spans import Mode
 from lsfa.inference.tagger import Tagger, resolve_tagger_folder
@@ -43,6 +44,7 @@ def evaluate_model(
     batch_size: int = 32,
     warn: Callable[[str], None] | None = None,
     decoding: str = "argmax",
+    span_options: SpanOptions | None = None,
 ) -> dict[str, Any]:
     """Predict ``split`` of ``corpus`` with a tagger (object or folder) and score it against the gold tags.
 
@@ -50,6 +52,7 @@ def evaluate_model(
     next to it. Tags are compared in IOB2 (corpora are normalised to IOB2 on reading). ``warn`` receives
     reader warnings and a note when over-long single words had to be cut. ``decoding`` applies to a tagger
     loaded here (argmax by default, as the paper scored); a :class:`Tagger` object keeps its own.
+    ``span_options`` say how JSONL gold spans off word boundaries or overlapping are read (default: an error).
     """
     from lsfa.data.corpora import load_split
     from lsfa.eval.report import evaluate_sentences
@@ -63,7 +66,8 @@ def evaluate_model(
         if corpus is None:
             raise LsfaError(f"{tagger}: give the corpus to evaluate on (--corpus); no training config.yaml found")
         data_dir = data_dir or trained_data_dir
-    gold = load_split(corpus, split, data_dir=data_dir)  # before the model loads: a bad corpus fails fast
+    # read before the model loads: a bad corpus fails fast
+    gold = load_split(corpus, split, data_dir=data_dir, span_options=span_options)
     if not isinstance(tagger, Tagger):
         tagger = Tagger.load(tagger, precision=precision, batch_size=batch_size, decoding=decoding)
     for warning in gold.warnings:
