@@ -232,6 +232,32 @@ def test_packed_logits_match_each_sentence_alone_and_mask_matters(decoder_dir):
     assert_changed(leaky[second], alone[1], "a sentence that sees its pack neighbour")
 
 
+@pytest.mark.parametrize("attention", ["full", "causal"])
+def test_rounded_widths_change_shapes_not_predictions(decoder_dir, attention):
+    """pad_to_multiple_of only adds padding: every batch's width becomes a multiple, the tags stay, and the
+    probabilities move by reordering noise at most (packed rows and padded batches alike)."""
+    torch.manual_seed(4)
+    model = build_token_classifier(decoder_dir, LABELS, attention).eval()
+    tokenizer = load_tokenizer(decoder_dir)
+    sentences = _sentences()
+    widths: list[int] = []
+    hook = model.register_forward_pre_hook(
+        lambda _, args, kwargs: widths.append(kwargs["input_ids"].shape[1]), with_kwargs=True
+    )
+    try:
+        for options in ({"batch_size": 3}, {"pack": True, "pack_tokens": 40, "max_batch_tokens": 80}):
+            plain = predict_words(model, tokenizer, sentences, **options)
+            widths.clear()
+            rounded = predict_words(model, tokenizer, sentences, pad_to_multiple_of=16, **options)
+            assert widths and all(width % 16 == 0 for width in widths), widths
+            assert rounded.tags == plain.tags
+            for ours, theirs in zip(rounded.logits, plain.logits, strict=True):
+                assert_unchanged(ours, theirs, f"logits with widths rounded to 16 ({options})")
+    finally:
+        hook.remove()
+    assert packing.round_up(17, 16) == 32 and packing.round_up(32, 16) == 32 and packing.round_up(5, None) == 5
+
+
 def test_packed_padding_rows_do_not_produce_nan(decoder_dir):
     model = build_token_classifier(decoder_dir, LABELS, "full").eval()
     rows = [[[5, 6, 7, 8, 9]], [[5, 6]]]  # the second row is padded

@@ -32,6 +32,9 @@ class InferenceOptions(BaseModel):
     max_batch_tokens: int | None = Field(None, ge=1, description="fill each forward pass up to this many tokens")
     pack: bool = Field(False, description="pack short rows into shared rows (block-diagonal mask; decoders)")
     pack_tokens: int | None = Field(None, ge=8, description="pack length (default: chosen from the row lengths)")
+    pad_to_multiple_of: int | None = Field(
+        None, ge=1, description="round each batch's width up to a multiple of this (fewer distinct shapes)"
+    )
     device: str | None = Field(None, description="cpu, cuda, cuda:1 ... (default: CUDA when available)")
     decoding: Decoding = Field("viterbi", description="argmax or well-formed viterbi")
     threshold: float | None = Field(None, ge=0, le=1, allow_inf_nan=False, strict=True, description="min confidence")

@@ -45,9 +45,12 @@ def autocast_context(device: torch.device, precision: str):
     return contextlib.nullcontext()
 
 
-def pad_batch(rows: Sequence[Example], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
-    """Right-pad a batch of rows into ``input_ids`` and ``attention_mask`` tensors."""
-    width = max(len(row.input_ids) for row in rows)
+def pad_batch(
+    rows: Sequence[Example], pad_id: int, device: torch.device, multiple: int | None = None
+) -> dict[str, torch.Tensor]:
+    """Right-pad a batch of rows into ``input_ids`` and ``attention_mask`` tensors (width rounded up to
+    ``multiple`` when given)."""
+    width = packing.round_up(max(len(row.input_ids) for row in rows), multiple)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for index, row in enumerate(rows):
@@ -100,9 +103,9 @@ def predict_encoded(
     for batch in _progress(batches, options.progress):
         if packed:
             sequences = [[examples[k].input_ids for k in row] for row in batch.rows]
-            inputs, offsets = packing.build_inputs(sequences, pad_id, device, causal)
+            inputs, offsets = packing.build_inputs(sequences, pad_id, device, causal, options.pad_to_multiple_of)
         else:
-            inputs = pad_batch([examples[k] for k in batch.examples], pad_id, device)
+            inputs = pad_batch([examples[k] for k in batch.examples], pad_id, device, options.pad_to_multiple_of)
             offsets = [[0] for _ in batch.rows]
         with autocast_context(device, precision):
             logits = model(**inputs).logits

@@ -149,6 +149,7 @@ def build_inputs(
     pad_id: int,
     device: torch.device,
     causal: bool = False,
+    multiple: int | None = None,
 ) -> tuple[dict[str, torch.Tensor], list[list[int]]]:
     """Model inputs for batch rows that each hold one or more token sequences.
 
@@ -156,10 +157,10 @@ def build_inputs(
     ``attention_mask`` ``(batch, 1, width, width)`` where a token sees exactly the tokens of its own sequence
     (and, when ``causal``, only those to its left). Padding tokens form a block of their own, so no
     attention row is empty (an empty row would give NaN that leaks through the values). Also returns the
-    start offset of every sequence in its row.
+    start offset of every sequence in its row. ``multiple`` rounds the width up (more padding, fewer shapes).
     """
     widths = [sum(len(sequence) for sequence in row) for row in rows]
-    width = max(widths)
+    width = round_up(max(widths), multiple)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     positions = torch.zeros((len(rows), width), dtype=torch.long)
     segments = torch.full((len(rows), width), -1, dtype=torch.long)
@@ -184,6 +185,16 @@ def build_inputs(
         "attention_mask": mask[:, None].to(device),
     }
     return inputs, offsets
+
+
+def round_up(width: int, multiple: int | None) -> int:
+    """``width`` rounded up to a multiple of ``multiple`` (unchanged for None or 1).
+
+    Why: oneDNN (bf16 on CPU) compiles and caches a kernel per distinct matrix shape, so a server seeing every
+    width from 1 to 512 fills its cache with near-duplicates; a coarser set of widths bounds it."""
+    if not multiple or multiple <= 1:
+        return width
+    return -(-width // multiple) * multiple
 
 
 def packing_supported(model) -> tuple[bool, str]:
