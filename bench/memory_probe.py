@@ -6,6 +6,7 @@ holds the memory, e.g.:
 
     python bench/memory_probe.py --model-dir RUN/model --precision bf16 --batches 300
     ONEDNN_PRIMITIVE_CACHE_CAPACITY=16 python bench/memory_probe.py --model-dir RUN/model --precision bf16
+    python bench/memory_probe.py --model-dir RUN/model --precision bf16 --pad-to-multiple-of 32
     python bench/memory_probe.py --model-dir RUN/model --precision bf16 --trim        # glibc malloc_trim
     python bench/memory_probe.py --model-dir RUN/model --precision fp32
 
@@ -45,6 +46,7 @@ def main() -> None:
     parser.add_argument("--idle", type=float, default=5.0)
     parser.add_argument("--trim", action="store_true", help="Call malloc_trim(0) after every batch.")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--pad-to-multiple-of", type=int, help="Round batch widths up (InferenceOptions).")
     parser.add_argument("--max-texts", type=int, default=32, help="Texts per batch: 1 to this many.")
     parser.add_argument("--mix", default="standard", help="Text sizes, as in bench/load_test.py.")
     parser.add_argument("--seed", type=int, default=0)
@@ -57,7 +59,10 @@ def main() -> None:
     from lsfa.inference.tagger import Tagger
 
     torch.set_num_threads(args.threads)
-    options = InferenceOptions(precision=args.precision, pack=True, max_batch_tokens=FAST_PATH_BATCH_TOKENS)
+    options = InferenceOptions(
+        precision=args.precision, pack=True, max_batch_tokens=FAST_PATH_BATCH_TOKENS,
+        pad_to_multiple_of=args.pad_to_multiple_of,
+    )  # fmt: skip
     tagger = Tagger.load(args.model_dir, options)
     pool = build_pool(args.seed, 400, args.mix)
     rng = random.Random(args.seed)
