@@ -1,27 +1,7 @@
 #!/usr/bin/env bash
 # Publish the finished cells of the full-scale grid (configs/experiments/cpu-paper.yaml, issue #12) and write
-# its report from the published files alone:
+# its report from the published files alone (metrics, cell and config files, tags-only predictions; no weights):
 #   scripts/collect-full-scale.sh [GRID_RUN_DIR]     (default ../lsfa-runs/runs/experiments/cpu-paper)
-# Per cell: metrics.json, cell.json, config.yaml and tags-only predictions of dev and test (dev.tags,
-# test.tags: one tag per line, no words; the corpus text is not republished). No weights.
 set -eu
 cd "$(dirname "$0")/.."
-py=${PYTHON:-.venv/bin/python}  # the project venv, with lsfa installed
-source_dir=${1:-../lsfa-runs/runs/experiments/cpu-paper}
-target=docs/results/cpu-paper/cells
-mkdir -p "$target"
-[ -f "$source_dir/grid.yaml" ] && cp "$source_dir/grid.yaml" "$target/"
-[ -f "$source_dir/failures.json" ] && cp "$source_dir/failures.json" "$target/"
-find "$source_dir" -name metrics.json -not -path '*/checkpoints/*' -not -path '*/model/*' | sort | while read -r metrics; do
-  cell=$(dirname "$metrics")
-  relative=${cell#"$source_dir"/}
-  mkdir -p "$target/$relative"
-  for file in metrics.json cell.json config.yaml; do
-    [ -f "$cell/$file" ] && cp "$cell/$file" "$target/$relative/"
-  done
-  for split in dev test; do
-    [ -f "$cell/predictions/$split.conll" ] && "$py" scripts/tags_only.py "$cell/predictions/$split.conll" "$target/$relative/$split.tags"
-  done
-  echo "collected $relative"
-done
-"$(dirname "$py")/lsfa" experiment report "$target" --out docs/results/cpu-paper
+exec scripts/collect-grid.sh "${1:-../lsfa-runs/runs/experiments/cpu-paper}" docs/results/cpu-paper
