@@ -97,6 +97,20 @@ def test_dev_loss_batches_are_no_larger_than_training_batches(tmp_path: Path) ->
     args = training_arguments(config, "fp32", tmp_path)
     assert args.per_device_eval_batch_size == 8 and args.prediction_loss_only
     assert args.metric_for_best_model == "eval_loss" and not args.greater_is_better
+    assert args.eval_strategy == args.save_strategy == "epoch"
+
+
+def test_the_papers_stopping_rule_evaluates_every_n_steps(tmp_path: Path) -> None:
+    """eval_steps N + early_stopping_patience 10 is the paper's rule: dev loss every N steps, checkpoints with
+    it (so the best one can be restored), stop after 10 evaluations without a lower loss."""
+    from lsfa.baselines.ift_train import training_arguments
+
+    config, settings = split_options(load_config(None, {}), {"eval_steps": 50, "early_stopping_patience": 10})
+    args = training_arguments(config, "fp32", tmp_path, settings.eval_steps)
+    assert (args.eval_strategy, args.eval_steps, args.save_strategy, args.save_steps) == ("steps", 50, "steps", 50)
+    assert config.early_stopping_patience == 10 and args.load_best_model_at_end
+    with pytest.raises(LsfaError, match="eval_steps"):
+        split_options(config, {"eval_steps": 0})
 
 
 def test_the_grid_knows_the_ift_system() -> None:
@@ -117,7 +131,8 @@ def test_tiny_ift_run_writes_lsfa_style_metrics_and_jsonl_predictions(workspace:
 
     written = json.loads((run_dir / "metrics.json").read_text())
     assert written["system"] == "ift" and written["config"]["model"] == str(model)
-    assert written["ift"]["options"] == {"max_new_tokens": 4, "generation_batch_size": 3, "prompt": "paper"}
+    options = {"max_new_tokens": 4, "generation_batch_size": 3, "prompt": "paper", "eval_steps": None}
+    assert written["ift"]["options"] == options
     assert written["ift"]["prompt_example"].startswith("### Instruction:\nplease extract named entities")
     assert written["ift"]["types"] == ["LOC", "ORG", "PER"], "the corpus's sorted types are the options"
     for split, count in (("dev", 6), ("test", 5)):
