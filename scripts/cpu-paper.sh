@@ -3,22 +3,26 @@
 # priority order. Run it from a worktree pinned at a commit, with one torch thread per worker so that a
 # second core stays free (or start two workers: they share cells through the grid's cell locks):
 #   OMP_NUM_THREADS=1 nohup scripts/cpu-paper.sh > runs/experiments/cpu-paper-worker-1.log 2>&1 &
-# Re-running resumes: finished cells (metrics.json) are skipped. PRIORITY picks the groups to run (default 1).
+# Re-running resumes: finished cells (metrics.json) are skipped. PRIORITY picks the groups to run (default 1),
+# e.g. PRIORITY="2 3".
 set -u
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 export LSFA_DATA_DIR="${LSFA_DATA_DIR:-$(cd ../shared/data && pwd)}"
-grid=configs/experiments/cpu-paper.yaml
+# Each entry: GRID:PATTERN, GRID a file of configs/experiments/ (priority 5's qwen2.5-0.5b is not in a grid yet).
 declare -A cells=(
-  [1]='*/smollm2-135m/lora/full/* */smollm2-135m/lora/causal/*'
-  [2]='*/gemma3-270m/lora/full/* */gemma3-270m/lora/causal/*'
-  [3]='*/minilm-l6/* */mpnet-base/* */spacy/*'
-  [4]='*/ift/*'
-  [8]='*/gemma3-270m/full/*'
+  [1]='cpu-paper:*/smollm2-135m/lora/full/* cpu-paper:*/smollm2-135m/lora/causal/*'
+  [2]='cpu-paper:*/gemma3-270m/lora/full/* cpu-paper:*/gemma3-270m/lora/causal/*'
+  [3]='cpu-paper:*/minilm-l6/* cpu-paper:*/mpnet-base/* cpu-paper:*/spacy/*'
+  [4]='cpu-paper:*/ift/*'
+  [6]='cpu-paper-context:*'
+  [7]='cpu-paper-table4:*'
+  [8]='cpu-paper:*/gemma3-270m/full/*'
 )
 for priority in ${PRIORITY:-1}; do
-  for pattern in ${cells[$priority]}; do
-    echo "== $(date -u +%FT%TZ) priority $priority: $pattern"
+  for entry in ${cells[$priority]}; do
+    grid=configs/experiments/${entry%%:*}.yaml pattern=${entry#*:}
+    echo "== $(date -u +%FT%TZ) priority $priority: $grid $pattern"
     lsfa experiment run "$grid" --only "$pattern"
   done
 done
