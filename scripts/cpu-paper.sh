@@ -9,12 +9,13 @@ set -u
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 export LSFA_DATA_DIR="${LSFA_DATA_DIR:-$(cd ../shared/data && pwd)}"
-# Each entry: GRID:PATTERN, GRID a file of configs/experiments/ (priority 5's qwen2.5-0.5b is not in a grid yet).
+# Each entry: GRID:PATTERN, GRID a file of configs/experiments/.
 declare -A cells=(
   [1]='cpu-paper:*/smollm2-135m/lora/full/* cpu-paper:*/smollm2-135m/lora/causal/*'
   [2]='cpu-paper:*/gemma3-270m/lora/full/* cpu-paper:*/gemma3-270m/lora/causal/*'
   [3]='cpu-paper:*/minilm-l6/* cpu-paper:*/mpnet-base/* cpu-paper:*/spacy/*'
   [4]='cpu-paper:*/ift/*'
+  [5]='cpu-paper:*/qwen2.5-0.5b/lora/full/* cpu-paper:*/qwen2.5-0.5b/lora/causal/*'
   [6]='cpu-paper-context:*'
   [7]='cpu-paper-table4:*'
   [8]='cpu-paper:*/gemma3-270m/full/*'
