@@ -74,6 +74,7 @@ def data_stats(
 
 
 def _span_options(misaligned: str, overlaps: str):
+    """How span-annotated files are read (``lsfa data`` and ``lsfa evaluate``); a bad value names its option."""
     from lsfa.data.jsonl import SpanOptions
 
     if misaligned not in ("error", "snap", "drop"):
@@ -215,17 +216,6 @@ def evaluate(
         typer.echo(json.dumps(result, indent=2))
     else:
         Console().print(render_report(result, title=f"{pred} vs {gold} ({mode}, {scheme})"))
-
-
-def _span_options(misaligned: str, overlaps: str):
-    """How JSONL gold spans are read; a bad value names its option (the same choices as ``lsfa train``)."""
-    from lsfa.data.jsonl import SpanOptions
-
-    if misaligned not in ("error", "snap", "drop"):
-        raise LsfaError(f"--misaligned: use error, snap or drop (got {misaligned!r})")
-    if overlaps not in ("error", "longest"):
-        raise LsfaError(f"--overlaps: use error or longest (got {overlaps!r})")
-    return SpanOptions(misaligned=misaligned, overlaps=overlaps)  # type: ignore[arg-type]
 
 
 def _calibration(
