@@ -157,6 +157,7 @@ def test_serve_uses_the_fast_path(tiny_taggers, monkeypatch):  # defect 2
     assert seen["server_header"] is False and seen["limit_concurrency"] == 256
     options = seen["app"].state.tagger.options
     assert options.pack and options.max_batch_tokens == 4096
+    assert options.pad_to_multiple_of == 32  # defect 5: a bounded set of shapes for bf16's kernel cache
 
 
 def test_a_text_gets_the_same_entities_whatever_it_is_batched_with(tiny_taggers):  # defect 10, fp32
