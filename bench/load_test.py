@@ -268,6 +268,16 @@ def machine() -> dict:
     }
 
 
+async def sample_memory(pid: int | None, every_s: float, readings: list[tuple[float, float | None]]) -> None:
+    """Append (seconds since start, resident MB) every ``every_s`` seconds until cancelled: growth or a plateau."""
+    if pid is None or every_s <= 0:
+        return
+    started = time.perf_counter()
+    while True:
+        await asyncio.sleep(every_s)
+        readings.append((round(time.perf_counter() - started, 1), rss_mb(pid)))
+
+
 async def measure(
     url: str, headers: dict, args, pool: list[str], requests: list[list[str]], pid: int | None = None
 ) -> dict:
@@ -278,7 +288,9 @@ async def measure(
     expected = await reference_answers(url, headers, pool)
     memory["after_reference_mb"] = rss_mb(pid)
     print(f"{len(requests)} requests from {args.concurrency} clients ...", file=sys.stderr)
+    sampler = asyncio.create_task(sample_memory(pid, args.memory_every_s, memory.setdefault("during_load", [])))
     result = await run_load(url, headers, requests, args.concurrency, expected, args.score_tolerance)
+    sampler.cancel()
     memory["after_load_mb"] = rss_mb(pid)
     await asyncio.sleep(args.idle_seconds)
     memory[f"after_{args.idle_seconds:g}s_idle_mb"] = rss_mb(pid)
@@ -302,6 +314,7 @@ def main() -> None:
     parser.add_argument("--baseline", action="store_true", help="Also run against an unbatched server.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--idle-seconds", type=float, default=10.0, help="Idle wait before the last memory reading.")
+    parser.add_argument("--memory-every-s", type=float, default=60.0, help="Server memory reading interval under load.")
     parser.add_argument(
         "--max-changed-rate", type=float, default=0.001,
         help="Share of texts whose entities may differ from their answer alone before the run fails (0.1%%).",
