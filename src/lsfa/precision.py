@@ -22,7 +22,8 @@ import torch
 from lsfa.errors import LsfaError
 
 Precision = Literal["auto", "fp32", "bf16", "bf16-full", "int8"]
-"""The one list of precisions (options and configs use this type, messages :data:`PRECISIONS`)."""
+"""The one list of precisions (InferenceOptions uses this type, messages :data:`PRECISIONS`; training configs
+allow a subset)."""
 
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 """``bf16``: bf16 autocast over fp32 weights; ``bf16-full``: every weight in bf16 too (inference only);

@@ -13,7 +13,7 @@ import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -107,7 +107,11 @@ def _predict_split(
 
 
 def fit_dev_temperature(
-    predicted: WordPredictions, sentences, labels: Sequence[str], decoding: str = "viterbi", on: str = "entities"
+    predicted: WordPredictions,
+    sentences,
+    labels: Sequence[str],
+    decoding: str = "viterbi",
+    on: Literal["entities", "words"] = "entities",
 ) -> float:
     """Temperature fitted on a held-out split: ``on="words"`` minimises the NLL of each word's tag distribution
     (classic temperature scaling; what ``lsfa train`` saves); ``on="entities"`` the log loss of the entity
