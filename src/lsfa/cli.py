@@ -732,7 +732,8 @@ def tune_command(
     """Search LoRA rank, alpha, dropout, modules, learning rate, epochs (and attention) with Optuna on dev.
 
     Extra flags override the base config as in `lsfa train`; the study, trials and report go to its output_dir.
-    Re-running the same command resumes the study; several processes may share it."""
+    Re-running the same command resumes the study; several processes may share it (each with --no-final; then
+    run it once more for the final run)."""
     from lsfa.experiments.tune import tune
     from lsfa.training.config import load_config, parse_overrides
 

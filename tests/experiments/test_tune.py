@@ -43,6 +43,8 @@ def test_search_resumes_reports_and_retrains_the_best(setup, tmp_path: Path) -> 
     assert first["best_trial"] in (0, 1)
     second = tune(config, root / "space.yaml", tmp_path / "study", trials=3, final=True, log=logs.append)  # resumed
     assert sum(line.startswith("trial ") for line in logs) == 3  # two, then only the missing one
+    rates = [line.split('"learning_rate": ')[1].split(",")[0] for line in logs if line.startswith("trial ")]
+    assert len(set(rates)) == 3  # the resumed process does not redraw the first process's start-up values
     report = (tmp_path / "study" / "report.md").read_text()
     assert "| trial | state |" in report and "trainable (% of model)" in report and "importances" in report
     assert (tmp_path / "study" / "history.png").stat().st_size > 0

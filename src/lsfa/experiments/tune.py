@@ -4,7 +4,8 @@ Each trial is an ordinary training run in ``DIR/trials/NNN/`` (selection on dev 
 budget that may be smaller than the final one (``budget:`` keys, e.g. a train slice and fewer epochs). The TPE
 sampler proposes, the median pruner stops a trial whose dev F1 after an epoch is clearly behind, and the study
 lives in ``DIR/study.db`` (SQLite), so an interrupted search resumes where it stopped and several processes can
-share it. The best configuration is then retrained at the base config's full budget and scored once on test
+share it (start each with ``--no-final``, then run the command once more for the final run). The best
+configuration is then retrained at the base config's full budget and scored once on test
 (``DIR/best/``), and ``DIR/report.md`` gives the trials table, the best configuration, Optuna's parameter
 importances and an optimisation-history plot.
 
@@ -125,14 +126,20 @@ def tune(
         storage=f"sqlite:///{out / STUDY_FILE}",
         load_if_exists=True,
         direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=base.seed),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=PRUNE_AFTER_TRIALS, n_warmup_steps=0),
     )
-    remaining = trials - len([t for t in study.trials if t.state.is_finished()])
+    # Seeded by the trials already in the study, so that a resumed search or a second worker sharing the study
+    # does not draw the same random start-up configurations as the first process did.
+    study.sampler = optuna.samplers.TPESampler(seed=base.seed + len(study.trials))
+    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
+    remaining = trials - len(study.get_trials(deepcopy=False, states=finished))
     if remaining > 0:
         objective = _objective(trial_base, space, out, log)
         timeout = None if timeout_minutes is None else timeout_minutes * 60
-        study.optimize(objective, n_trials=remaining, timeout=timeout, catch=(LsfaError,))
+        # The study-wide cap stops every worker once `trials` have finished (each may overshoot by the one
+        # trial it was running).
+        cap = optuna.study.MaxTrialsCallback(trials, states=finished)
+        study.optimize(objective, n_trials=remaining, timeout=timeout, catch=(LsfaError,), callbacks=[cap])
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:
         raise LsfaError(f"no trial finished (timeout {timeout_minutes} minutes): enlarge it or shrink the trial budget")
