@@ -124,6 +124,23 @@ def test_bench_json_has_every_figure(workspace, tmp_path):
     assert "Targets" in outcome.output  # the readable table is printed too
     report = markdown.read_text()
     assert "## Targets" in report and "## Training" in report and result["machine"]["cpu_model"] in report
+    _check_pareto_table(out, tmp_path / "pareto")
+
+
+def _check_pareto_table(bench_json: Path, root: Path) -> None:
+    """scripts/pareto_plot.py reads real bench files: decoder points per K and precision, compared peers."""
+    import runpy
+    import shutil
+
+    root.mkdir()
+    for name in ("k30-auto.json", "k10-int8.json", "peer-minilm-l6.json"):
+        shutil.copy(bench_json, root / name)
+    pareto = runpy.run_path(str(Path(__file__).parents[2] / "scripts" / "pareto_plot.py"))
+    pareto["main"](root)
+    rows = (root / "pareto.md").read_text().splitlines()[2:]
+    assert [row.split(" | ")[0] for row in rows[:2]] == ["| smollm2-135m K=30", "| smollm2-135m K=10"]
+    assert any(row.startswith("| minilm-l6 | encoder | - |") for row in rows)  # untrained head: speed, no F1
+    assert (root / "pareto.png").stat().st_size > 0
 
 
 def test_bench_reference_and_optimised_agree(workspace, tmp_path):

@@ -278,3 +278,15 @@ def test_cli_dry_run_and_failure_exit_status(tmp_path: Path, monkeypatch, capsys
     assert code == 1 and "1 failed" in out and (tmp_path / "g" / "failures.json").exists()
     code, out = _cli(monkeypatch, capsys, ["experiment", "run", str(tmp_path / "nope.yaml")])
     assert code == 2 and "grid file not found" in out
+
+
+COMMITTED_GRIDS = sorted((Path(__file__).resolve().parents[2] / "configs" / "experiments").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("grid_file", COMMITTED_GRIDS, ids=lambda path: path.name)
+def test_every_committed_grid_loads_and_expands(grid_file: Path) -> None:
+    """A grid the docs tell users to run must parse, name unique folders and give at least one cell."""
+    spec = load_grid(grid_file)
+    cells = expand_cells(spec)
+    assert cells
+    assert len({cell.folder(spec.output_dir) for cell in cells}) == len(cells)
