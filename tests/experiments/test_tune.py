@@ -54,6 +54,27 @@ def test_search_resumes_reports_and_retrains_the_best(setup, tmp_path: Path) -> 
         assert not trial_metrics.exists() or '"test"' not in trial_metrics.read_text()  # trials never see test
 
 
+def test_a_pruned_trial_is_reported_with_its_time_and_last_dev_f1(setup, tmp_path: Path, monkeypatch) -> None:
+    import optuna
+
+    from lsfa.experiments import tune as tune_module
+
+    class PruneAfterTheFirst(optuna.pruners.BasePruner):
+        def prune(self, study, trial) -> bool:
+            return trial.number > 0
+
+    monkeypatch.setattr(tune_module, "make_pruner", lambda optuna: PruneAfterTheFirst())
+    root, base = setup
+    config = load_config(None, {**base, "output_dir": str(tmp_path / "study")})
+    result = tune(config, root / "space.yaml", tmp_path / "study", trials=3, final=False, log=lambda _: None)
+    assert result["best_trial"] == 0
+    rows = [row for row in (tmp_path / "study" / "report.md").read_text().splitlines() if row.startswith("| 1 |")]
+    assert len(rows) == 1 and "| pruned |" in rows[0]
+    cells = rows[0].strip("| ").split(" | ")
+    assert cells[-2].startswith("(") and cells[-2].endswith("after epoch 1)")  # its last dev F1
+    assert float(cells[-1]) >= 0  # and the time it cost
+
+
 def test_alpha_ratio_becomes_alpha() -> None:
     assert overrides_of({"lora.r": 8, "lora.alpha_ratio": 2, "learning_rate": 1e-3}) == {
         "lora": {"r": 8, "alpha": 16}, "learning_rate": 1e-3}  # fmt: skip

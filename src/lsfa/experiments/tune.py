@@ -126,7 +126,7 @@ def tune(
         storage=f"sqlite:///{out / STUDY_FILE}",
         load_if_exists=True,
         direction="maximize",
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=PRUNE_AFTER_TRIALS, n_warmup_steps=0),
+        pruner=make_pruner(optuna),
     )
     # Seeded by the trials already in the study, so that a resumed search or a second worker sharing the study
     # does not draw the same random start-up configurations as the first process did.
@@ -151,6 +151,11 @@ def tune(
     return result
 
 
+def make_pruner(optuna):
+    """Stop a trial whose dev F1 after an epoch is below the median of the earlier trials at that epoch."""
+    return optuna.pruners.MedianPruner(n_startup_trials=PRUNE_AFTER_TRIALS, n_warmup_steps=0)
+
+
 def _objective(trial_base: TrainConfig, space, out: Path, log):
     from lsfa.training.runner import train
 
@@ -162,8 +167,10 @@ def _objective(trial_base: TrainConfig, space, out: Path, log):
         config = load_config(None, deep_merge(trial_base.model_dump(), {**overrides, "output_dir": folder}))
         log(f"trial {trial.number}: {json.dumps(trial.params)}")
         started = time.perf_counter()
-        metrics = train(config, resume=True, log=lambda _: None, extra_callbacks=[pruning_callback(trial, optuna)])
-        trial.set_user_attr("seconds", time.perf_counter() - started)
+        try:
+            metrics = train(config, resume=True, log=lambda _: None, extra_callbacks=[pruning_callback(trial, optuna)])
+        finally:  # a pruned trial cost time too: the report shows it
+            trial.set_user_attr("seconds", time.perf_counter() - started)
         trial.set_user_attr("parameters", metrics.get("parameters", {}))
         return float(metrics["dev"]["micro"]["f1"])
 
@@ -239,6 +246,9 @@ def _trial_cells(trial, keys: list[str]) -> list[str]:
     trainable = f"{parameters['trainable']:,} ({parameters['trainable_pct']:.2f}%)" if parameters else "-"
     seconds = trial.user_attrs.get("seconds")
     value = f"{trial.value:.4f}" if trial.value is not None else "-"
+    if trial.state.name == "PRUNED" and trial.intermediate_values:  # its last report, not a finished trial's F1
+        epoch = max(trial.intermediate_values)
+        value = f"({trial.intermediate_values[epoch]:.4f} after epoch {epoch})"
     return [*(str(trial.params.get(k, "-")) for k in keys), trainable, value, f"{seconds:.0f}" if seconds else "-"]
 
 
@@ -249,8 +259,11 @@ def _history_plot(study, path: Path) -> None:
     figure = Figure(figsize=(5, 3.5), dpi=110)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot(1, 1, 1)
-    done = [t for t in study.trials if t.value is not None]
+    done = [t for t in study.trials if t.value is not None and t.state.name == "COMPLETE"]
+    pruned = [t for t in study.trials if t.value is not None and t.state.name == "PRUNED"]
     axes.plot([t.number for t in done], [t.value for t in done], "o", label="trial dev F1")
+    if pruned:
+        axes.plot([t.number for t in pruned], [t.value for t in pruned], "x", label="pruned (dev F1 when stopped)")
     best, running = [], float("-inf")
     for trial in done:
         running = max(running, trial.value)
