@@ -244,7 +244,7 @@ def write_report(study, out: Path, result: dict[str, Any]) -> Path:
 def _trial_cells(trial, keys: list[str]) -> list[str]:
     parameters = trial.user_attrs.get("parameters") or {}
     trainable = f"{parameters['trainable']:,} ({parameters['trainable_pct']:.2f}%)" if parameters else "-"
-    seconds = trial.user_attrs.get("seconds")
+    seconds = trial.user_attrs.get("seconds") or (trial.duration.total_seconds() if trial.duration else None)
     value = f"{trial.value:.4f}" if trial.value is not None else "-"
     if trial.state.name == "PRUNED" and trial.intermediate_values:  # its last report, not a finished trial's F1
         epoch = max(trial.intermediate_values)
