@@ -11,5 +11,5 @@ from lsfa.data.conll import read_conll
 
 source, target = sys.argv[1], sys.argv[2]
 with open(target, "w", encoding="utf-8", newline="\n") as out:
-    for sentence in read_conll(source).sentences:
+    for sentence in read_conll(source, task="tokens").sentences:  # tags as written, any task
         out.write("".join(f"{tag}\n" for tag in sentence.tags) + "\n")

@@ -124,6 +124,16 @@ def test_attention_gain_is_ls_fa_minus_ls_ca_in_points(fabricated: Path) -> None
     assert row["gain"] == pytest.approx(20.0)
 
 
+def test_a_tokens_task_is_labelled_as_accuracy_and_has_no_span_tables(fabricated: Path) -> None:
+    assert not any("token accuracy" in note for note in build_tables(collect_cells(fabricated))["main"].notes)
+    pos = lsfa_metrics("smollm2-135m", "lora", "full", 1, 0.9, 135_000_000, 50.0, corpus="conll2003_pos")
+    write_cell(fabricated, "conll2003_pos/smollm2-135m/lora/full/seed1", None, pos | {"task": "tokens"})
+    tables = build_tables(collect_cells(fabricated))
+    assert any(note.startswith("conll2003_pos:") and "token accuracy" in note for note in tables["main"].notes)
+    for name in ("errors", "by_length"):
+        assert any(note.startswith("conll2003_pos:") and "no spans" in note for note in tables[name].notes)
+
+
 def test_lora_table_reports_trainable_parameters(fabricated: Path) -> None:
     table = build_tables(collect_cells(fabricated))["lora"]
     (lora,) = rows_of(table, corpus="conll2003", model="smollm2-135m")

@@ -246,6 +246,23 @@ def _missing_split_note(groups, split: str) -> list[str]:
     return [f"no {split} results in: {', '.join(missing)} (e.g. test_split: null); shown as '-'"]
 
 
+def _tokens_corpora(groups) -> list[str]:
+    """Corpora of ``tokens`` tasks (a flat tag per word, e.g. part of speech): scored by token accuracy."""
+    return sorted({key[0] for key, cells in groups.items() if any(c.metrics.get("task") == "tokens" for c in cells)})
+
+
+def _tokens_accuracy_note(groups) -> list[str]:
+    corpora = _tokens_corpora(groups)
+    if not corpora:
+        return []
+    return [f"{', '.join(corpora)}: a tag per word (task tokens), so P = R = F1 = token accuracy"]
+
+
+def _no_spans_note(groups) -> list[str]:
+    corpora = _tokens_corpora(groups)
+    return [f"{', '.join(corpora)}: a tag per word (task tokens), no spans: '-'"] if corpora else []
+
+
 def main_table(groups, split: str) -> Table:
     """Tables 2-3: strict span P/R/F1 per model, mode and attention, mean ± std over seeds."""
     table = Table(
@@ -259,7 +276,7 @@ def main_table(groups, split: str) -> Table:
         for key in ("precision", "recall", "f1"):
             row[key] = stat(dig(c.metrics, split, "micro", key) for c in cells)
         table.rows.append(row)
-    table.notes += _missing_split_note(groups, split)
+    table.notes += _missing_split_note(groups, split) + _tokens_accuracy_note(groups)
     corpora = sorted({key[0] for key in groups})
     references = [f"{corpus} {PAPER_REFERENCE[corpus]:.3f}" for corpus in corpora if corpus in PAPER_REFERENCE]
     if references and split == "test":
@@ -289,6 +306,7 @@ def attention_gain_table(groups, split: str) -> Table | None:
         table.rows.append(
             {"corpus": corpus, "model": model, "mode": mode, "ls_ca_f1": causal, "ls_fa_f1": full, "gain": gain}
         )
+    table.notes += _tokens_accuracy_note(groups)
     return table
 
 
@@ -426,7 +444,7 @@ def errors_table(groups, split: str) -> Table:
             row[name] = stat(dig(c.metrics, split, "errors", name) for c in cells)
             row[name + "_pct"] = stat(dig(c.metrics, split, "errors_pct", name) for c in cells)
         table.rows.append(row)
-    table.notes += _missing_split_note(groups, split)
+    table.notes += _missing_split_note(groups, split) + _no_spans_note(groups)
     return table
 
 
@@ -444,7 +462,7 @@ def by_length_table(groups, split: str) -> Table:
             row[f"f1_{bucket}"] = stat(dig(c.metrics, split, "by_length", bucket, "f1") for c in cells)
             row[f"support_{bucket}"] = dig(cells[0].metrics, split, "by_length", bucket, "support")
         table.rows.append(row)
-    table.notes += _missing_split_note(groups, split)
+    table.notes += _missing_split_note(groups, split) + _no_spans_note(groups)
     return table
 
 
