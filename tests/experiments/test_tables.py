@@ -130,7 +130,7 @@ def test_a_tokens_task_is_labelled_as_accuracy_and_has_no_span_tables(fabricated
     write_cell(fabricated, "conll2003_pos/smollm2-135m/lora/full/seed1", None, pos | {"task": "tokens"})
     tables = build_tables(collect_cells(fabricated))
     assert any(note.startswith("conll2003_pos:") and "token accuracy" in note for note in tables["main"].notes)
-    for name in ("errors", "by_length"):
+    for name in ("set", "errors", "by_length"):
         assert any(note.startswith("conll2003_pos:") and "no spans" in note for note in tables[name].notes)
 
 

@@ -364,7 +364,7 @@ def set_table(groups, split: str) -> Table:
             row[key] = stat(dig(c.metrics, split, "set", key) for c in cells)
         row["strict_f1"] = stat(dig(c.metrics, split, "micro", "f1") for c in cells)
         table.rows.append(row)
-    table.notes += _missing_split_note(groups, split)
+    table.notes += _missing_split_note(groups, split) + _no_spans_note(groups)
     return table
 
 
