@@ -3,6 +3,7 @@ bad search spaces with one clear error."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -73,6 +74,29 @@ def test_a_pruned_trial_is_reported_with_its_time_and_last_dev_f1(setup, tmp_pat
     cells = rows[0].strip("| ").split(" | ")
     assert cells[-2].startswith("(") and cells[-2].endswith("after epoch 1)")  # its last dev F1
     assert float(cells[-1]) >= 0  # and the time it cost
+
+
+def test_the_base_config_is_the_first_trial_once(setup, tmp_path: Path) -> None:
+    root, base = setup
+    config = load_config(None, {**base, "learning_rate": 5.0e-3, "output_dir": str(tmp_path / "study")})
+    logs: list[str] = []
+    tune(config, root / "space.yaml", tmp_path / "study", trials=2, final=False, log=logs.append)
+    tune(config, root / "space.yaml", tmp_path / "study", trials=2, final=False, log=logs.append)  # resumed
+    assert logs[0].startswith("trial 0: ")
+    assert json.loads(logs[0].removeprefix("trial 0: ")) == {"lora.r": 4, "lora.alpha_ratio": 2, "learning_rate": 0.005}
+    assert sum(line.startswith("trial ") for line in logs) == 2  # not enqueued again on resume
+    report = (tmp_path / "study" / "report.md").read_text()
+    assert "| 0 | complete (base config) | 0.005 | 2 | 4 |" in report  # learning_rate, alpha ratio, r
+
+
+def test_a_base_config_outside_the_space_is_not_a_trial(setup) -> None:
+    from lsfa.experiments.tune import base_values
+
+    root, base = setup
+    space, _ = load_space(root / "space.yaml")
+    assert base_values(load_config(None, {**base, "learning_rate": 5.0e-3}), space) == {
+        "lora.r": 4, "lora.alpha_ratio": 2, "learning_rate": 5.0e-3}  # fmt: skip
+    assert base_values(load_config(None, {**base, "learning_rate": 1.0e-4}), space) == {}  # below the range
 
 
 def test_alpha_ratio_becomes_alpha() -> None:

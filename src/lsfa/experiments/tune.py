@@ -7,7 +7,8 @@ lives in ``DIR/study.db`` (SQLite), so an interrupted search resumes where it st
 share it (start each with ``--no-final``, then run the command once more for the final run). The best
 configuration is then retrained at the base config's full budget and scored once on test
 (``DIR/best/``), and ``DIR/report.md`` gives the trials table, the best configuration, Optuna's parameter
-importances and an optimisation-history plot.
+importances and an optimisation-history plot. When the base config is itself a point of the space, it is the
+study's first trial, so the report shows where the default stands on the same trial budget.
 
 A search space file maps config keys to ranges:
 
@@ -85,6 +86,24 @@ def sample(trial, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return overrides_of(values)
 
 
+def base_values(base: TrainConfig, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The base config's own value of every search key, when the space contains it (for the base trial)."""
+    values: dict[str, Any] = {}
+    for key in space:
+        head, _, tail = key.partition(".")
+        if key == "lora.alpha_ratio":
+            value: Any = base.lora.alpha / base.lora.r
+            value = int(value) if float(value).is_integer() else value
+        else:
+            value = getattr(base.lora, tail) if head == "lora" else getattr(base, key)
+        spec = space[key]
+        inside = value in spec["choices"] if "choices" in spec else spec["low"] <= value <= spec["high"]
+        if not inside:
+            return {}  # the base configuration is not a point of this space
+        values[key] = value
+    return values
+
+
 def overrides_of(values: dict[str, Any]) -> dict[str, Any]:
     """Flat sampled values as nested config overrides; ``lora.alpha_ratio`` becomes ``lora.alpha``."""
     overrides: dict[str, Any] = {}
@@ -131,6 +150,9 @@ def tune(
     # Seeded by the trials already in the study, so that a resumed search or a second worker sharing the study
     # does not draw the same random start-up configurations as the first process did.
     study.sampler = optuna.samplers.TPESampler(seed=base.seed + len(study.trials))
+    base_point = base_values(base, space)
+    if base_point:  # the base configuration is scored on the trial budget too: where the default stands
+        study.enqueue_trial(base_point, user_attrs={"base_config": True}, skip_if_exists=True)
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
     remaining = trials - len(study.get_trials(deepcopy=False, states=finished))
     if remaining > 0:
@@ -219,7 +241,8 @@ def write_report(study, out: Path, result: dict[str, Any]) -> Path:
     rows = ["| trial | state | " + " | ".join(keys) + " | trainable (% of model) | dev F1 | seconds |"]
     rows.append("|" + "---|" * (len(keys) + 5))
     for trial in study.trials:
-        rows.append("| " + " | ".join([str(trial.number), trial.state.name.lower(), *_trial_cells(trial, keys)]) + " |")
+        state = trial.state.name.lower() + (" (base config)" if trial.user_attrs.get("base_config") else "")
+        rows.append("| " + " | ".join([str(trial.number), state, *_trial_cells(trial, keys)]) + " |")
     try:
         importances = optuna.importance.get_param_importances(study)
     except (RuntimeError, ValueError) as error:  # fewer than two complete trials, or one value only
