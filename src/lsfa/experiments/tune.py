@@ -272,7 +272,13 @@ def _trial_cells(trial, keys: list[str]) -> list[str]:
     if trial.state.name == "PRUNED" and trial.intermediate_values:  # its last report, not a finished trial's F1
         epoch = max(trial.intermediate_values)
         value = f"({trial.intermediate_values[epoch]:.4f} after epoch {epoch})"
-    return [*(str(trial.params.get(k, "-")) for k in keys), trainable, value, f"{seconds:.0f}" if seconds else "-"]
+    cells = [_param_text(trial.params.get(k, "-")) for k in keys]
+    return [*cells, trainable, value, f"{seconds:.0f}" if seconds else "-"]
+
+
+def _param_text(value: Any) -> str:
+    """A sampled value for the table: floats to 3 significant digits (a learning rate of 0.000732, not 17)."""
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def _history_plot(study, path: Path) -> None:
