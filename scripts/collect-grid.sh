@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Publish the finished cells of an experiment grid and write its report from the published files alone:
 #   scripts/collect-grid.sh GRID_RUN_DIR OUT_DIR [lsfa experiment report options, e.g. --split dev]
-# Per cell: metrics.json, cell.json, config.yaml and tags-only predictions of dev and test (dev.tags,
-# test.tags: one tag per line, no words; the corpus text is not republished). No weights.
+# Per cell, scripts/publish-run.sh: metrics.json, cell.json, config.yaml and tags-only predictions of dev and
+# test (no words: the corpus text is not republished). No weights.
 set -eu
 cd "$(dirname "$0")/.."
 py=${PYTHON:-.venv/bin/python}  # the project venv, with lsfa installed
@@ -16,13 +16,7 @@ mkdir -p "$target"
 find "$source_dir" -name metrics.json -not -path '*/checkpoints/*' -not -path '*/model/*' | sort | while read -r metrics; do
   cell=$(dirname "$metrics")
   relative=${cell#"$source_dir"/}
-  mkdir -p "$target/$relative"
-  for file in metrics.json cell.json config.yaml; do
-    [ -f "$cell/$file" ] && cp "$cell/$file" "$target/$relative/"
-  done
-  for split in dev test; do
-    [ -f "$cell/predictions/$split.conll" ] && "$py" scripts/tags_only.py "$cell/predictions/$split.conll" "$target/$relative/$split.tags"
-  done
+  PYTHON=$py scripts/publish-run.sh "$cell" "$target/$relative"
   echo "collected $relative"
 done
 "$(dirname "$py")/lsfa" experiment report "$target" --out "$out" "$@"

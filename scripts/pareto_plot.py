@@ -15,6 +15,13 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 
+def point(system: str, group: str, layers: int | None, f1, speed: dict, path: Path, result: dict) -> dict:
+    """A row of the table and a point of the plot: a system's dev F1 and its speed in one bench file."""
+    return {"system": system, "group": group, "layers": layers, "f1": f1,
+            "sentences_per_second": speed["sentences_per_second"], "words_per_second": speed.get("words_per_second"),
+            "source": path.name, "cpu": result["machine"].get("cpu_model")}  # fmt: skip
+
+
 def decoder_rows(root: Path) -> list[dict]:
     """One row per decoder bench file: the optimised path's speed and its F1 on the bench sentences."""
     rows = []
@@ -22,11 +29,8 @@ def decoder_rows(root: Path) -> list[dict]:
         result = json.loads(path.read_text())
         optimised = result["inference"]["optimised"]
         layers = int(path.stem.split("-", 1)[0][1:])
-        rows.append({"system": f"smollm2-135m K={layers}", "group": optimised["precision"], "layers": layers,
-                     "f1": result["inference"]["agreement"]["f1"]["optimised"],
-                     "sentences_per_second": optimised["sentences_per_second"],
-                     "words_per_second": optimised.get("words_per_second"), "source": path.name,
-                     "cpu": result["machine"].get("cpu_model")})  # fmt: skip
+        f1 = result["inference"]["agreement"]["f1"]["optimised"]
+        rows.append(point(f"smollm2-135m K={layers}", optimised["precision"], layers, f1, optimised, path, result))
     return rows
 
 
@@ -40,10 +44,7 @@ def peer_rows(root: Path) -> list[dict]:
                 print(f"{path.name}: {name} skipped: {row['skipped']}", file=sys.stderr)
                 continue
             label = path.stem.removeprefix("peer-") if name == "encoder" else "spaCy peer"
-            rows.append({"system": label, "group": name, "layers": None, "f1": row.get("f1"),
-                         "sentences_per_second": row["sentences_per_second"],
-                         "words_per_second": row.get("words_per_second"), "source": path.name,
-                         "cpu": result["machine"].get("cpu_model")})  # fmt: skip
+            rows.append(point(label, name, None, row.get("f1"), row, path, result))
     return rows
 
 

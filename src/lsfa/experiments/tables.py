@@ -251,16 +251,18 @@ def _tokens_corpora(groups) -> list[str]:
     return sorted({key[0] for key, cells in groups.items() if any(c.metrics.get("task") == "tokens" for c in cells)})
 
 
-def _tokens_accuracy_note(groups) -> list[str]:
+def _tokens_note(groups, consequence: str) -> list[str]:
+    """A note naming the tokens-task corpora of a table and what that means for it (nothing when there are none)."""
     corpora = _tokens_corpora(groups)
-    if not corpora:
-        return []
-    return [f"{', '.join(corpora)}: a tag per word (task tokens), so P = R = F1 = token accuracy"]
+    return [f"{', '.join(corpora)}: a tag per word (task tokens), {consequence}"] if corpora else []
+
+
+def _tokens_accuracy_note(groups) -> list[str]:
+    return _tokens_note(groups, "so P = R = F1 = token accuracy")
 
 
 def _no_spans_note(groups) -> list[str]:
-    corpora = _tokens_corpora(groups)
-    return [f"{', '.join(corpora)}: a tag per word (task tokens), no spans: '-'"] if corpora else []
+    return _tokens_note(groups, "no spans: '-'")
 
 
 def main_table(groups, split: str) -> Table:

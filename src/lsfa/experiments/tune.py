@@ -25,7 +25,6 @@ A search space file maps config keys to ranges:
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -188,11 +187,7 @@ def _objective(trial_base: TrainConfig, space, out: Path, log):
         folder = str(_trial_dir(out, trial.number))
         config = load_config(None, deep_merge(trial_base.model_dump(), {**overrides, "output_dir": folder}))
         log(f"trial {trial.number}: {json.dumps(trial.params)}")
-        started = time.perf_counter()
-        try:
-            metrics = train(config, resume=True, log=lambda _: None, extra_callbacks=[pruning_callback(trial, optuna)])
-        finally:  # a pruned trial cost time too: the report shows it
-            trial.set_user_attr("seconds", time.perf_counter() - started)
+        metrics = train(config, resume=True, log=lambda _: None, extra_callbacks=[pruning_callback(trial, optuna)])
         trial.set_user_attr("parameters", metrics.get("parameters", {}))
         return float(metrics["dev"]["micro"]["f1"])
 
@@ -267,7 +262,7 @@ def write_report(study, out: Path, result: dict[str, Any]) -> Path:
 def _trial_cells(trial, keys: list[str]) -> list[str]:
     parameters = trial.user_attrs.get("parameters") or {}
     trainable = f"{parameters['trainable']:,} ({parameters['trainable_pct']:.2f}%)" if parameters else "-"
-    seconds = trial.user_attrs.get("seconds") or (trial.duration.total_seconds() if trial.duration else None)
+    seconds = trial.duration.total_seconds() if trial.duration else None  # Optuna's own start and end: pruned too
     value = f"{trial.value:.4f}" if trial.value is not None else "-"
     if trial.state.name == "PRUNED" and trial.intermediate_values:  # its last report, not a finished trial's F1
         epoch = max(trial.intermediate_values)
