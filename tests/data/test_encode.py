@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lsfa.data.align import IGNORE_INDEX, encode_words
-from lsfa.data.encode import EncodedSet, encode_sentences
+from lsfa.data.align import IGNORE_INDEX, encode_words, special_token_frame
+from lsfa.data.encode import EncodedSet, Segment, document_runs, encode_sentences
 from tests.tiny import byte_bpe_tokenizer, metaspace_tokenizer, wordpiece_tokenizer
 
 TOKENIZERS = {
@@ -38,12 +38,12 @@ def assert_every_word_scored_once(encoded: EncodedSet, sentences, labels, max_le
     for row in encoded.examples:
         assert len(row.input_ids) <= max_length
         assert len(row.labels) == len(row.input_ids)
-        assert len(row.words) == len(row.label_positions)
-        for word, position in zip(row.words, row.label_positions, strict=True):
-            scored[row.sentence, word] += 1
-            assert row.labels[position] == labels[row.sentence][word]
+        assert len(row.scored_words()) == len(row.label_positions)
+        for (sentence, word), position in zip(row.scored_words(), row.label_positions, strict=True):
+            scored[sentence, word] += 1
+            assert row.labels[position] == labels[sentence][word]
         # No label anywhere else (first-sub-token labelling): nothing outside the scored words leaks in.
-        assert sum(label != IGNORE_INDEX for label in row.labels) == len(row.words)
+        assert sum(label != IGNORE_INDEX for label in row.labels) == len(row.label_positions)
     expected = {(s, w) for s, words in enumerate(sentences) for w in range(len(words))}
     assert set(scored) == expected
     assert set(scored.values()) <= {1}
@@ -58,7 +58,7 @@ def test_short_sentence_is_one_row(name: str) -> None:
     whole = encode_words(tokenizer, words)
     assert row.input_ids == whole.input_ids
     assert row.label_positions == whole.first_subtoken
-    assert list(row.words) == [0, 1, 2]
+    assert row.scored_words() == [(0, 0), (0, 1), (0, 2)]
     assert [row.labels[p] for p in row.label_positions] == [1, 0, 2]
     assert encoded.cut_words == 0
     assert encoded.n_subtokens == len(row.input_ids)
@@ -85,7 +85,7 @@ def test_window_positions_are_the_words_first_subtokens() -> None:
     whole_pieces = [[whole.input_ids[k] for k, w in enumerate(whole.word_ids) if w == i] for i in range(len(words))]
     first_offset = [whole.first_subtoken[i] - whole.word_ids.index(i) for i in range(len(words))]
     for row in encode_sentences(tokenizer, [words], max_length=12).examples:
-        for word, position in zip(row.words, row.label_positions, strict=True):
+        for (_, word), position in zip(row.scored_words(), row.label_positions, strict=True):
             start = position - first_offset[word]
             assert row.input_ids[start : start + len(whole_pieces[word])] == whole_pieces[word]
 
@@ -118,7 +118,7 @@ def test_empty_sentence_gives_no_row_but_counts() -> None:
     tokenizer = TOKENIZERS["byte_bpe"]()
     encoded = encode_sentences(tokenizer, [[], ["Peter"]], [[], [1]])
     assert encoded.n_sentences == 2
-    assert [row.sentence for row in encoded.examples] == [1]
+    assert [row.segments[0].sentence for row in encoded.examples] == [1]
 
 
 def test_unlabelled_input_has_only_ignore_labels() -> None:
@@ -150,7 +150,7 @@ def test_document_context_adds_neighbours_but_labels_only_own_words() -> None:
     labels = word_labels(sentences)
     encoded = encode_sentences(tokenizer, sentences, labels, documents=documents, context="document")
     assert_every_word_scored_once(encoded, sentences, labels, 512)
-    by_sentence = {row.sentence: row for row in encoded.examples}
+    by_sentence = {row.segments[0].sentence: row for row in encoded.examples}
     doc0 = encode_words(tokenizer, [w for s in sentences[:3] for w in s])
     for index in range(3):  # the whole document fits: every row shows all three sentences
         assert by_sentence[index].input_ids == doc0.input_ids
@@ -175,7 +175,7 @@ def test_document_context_prefers_nearest_neighbours_when_space_is_short() -> No
     lengths = [len(encode_words(tokenizer, s, add_special_tokens=False)) for s in sentences]
     budget = 1 + lengths[1] + lengths[2] + lengths[3] + 2  # BOS + the three short ones + slack, not a long one
     encoded = encode_sentences(tokenizer, sentences, documents=documents, context="document", max_length=budget)
-    row = next(r for r in encoded.examples if r.sentence == 2)
+    row = next(r for r in encoded.examples if r.segments[0].sentence == 2)
     assert row.input_ids == encode_words(tokenizer, ["Peter", "visited", "Brussels"]).input_ids
 
 
@@ -192,7 +192,7 @@ def test_document_sentence_too_long_for_context_falls_back_to_windows() -> None:
     lengths=st.lists(st.integers(1, 10), min_size=1, max_size=8),
     seed=st.integers(0, 10_000),
     max_length=st.integers(5, 40),
-    context=st.sampled_from(["sentence", "document"]),
+    context=st.sampled_from(["sentence", "document", "document-windows"]),
     name=st.sampled_from(list(TOKENIZERS)),
 )
 def test_rows_always_fit_and_score_each_word_once(lengths, seed, max_length, context, name) -> None:
@@ -204,9 +204,10 @@ def test_rows_always_fit_and_score_each_word_once(lengths, seed, max_length, con
     tokenizer = TOKENIZERS[name]()
     encoded = encode_sentences(tokenizer, sentences, labels, max_length, documents=documents, context=context)
     assert_every_word_scored_once(encoded, sentences, labels, max_length)
-    if context == "document":
+    if context != "sentence":
         for row in encoded.examples:  # a row only ever shows words of its own document
-            own = [s for s, d in zip(sentences, documents, strict=True) if d == documents[row.sentence]]
+            (document,) = {documents[segment.sentence] for segment in row.segments}
+            own = [s for s, d in zip(sentences, documents, strict=True) if d == document]
             allowed = set(encode_words(tokenizer, [w for s in own for w in s]).input_ids)
             allowed.update(i for s in own for i in encode_words(tokenizer, s).input_ids)
             assert set(row.input_ids) <= allowed | set(tokenizer.all_special_ids)
@@ -227,3 +228,51 @@ def test_document_context_row_never_exceeds_max_length_when_joining_changes_toke
     for max_length in range(8, 60):
         encoded = encode_sentences(tokenizer, sentences, labels, max_length, documents=[0, 0, 0], context="document")
         assert_every_word_scored_once(encoded, sentences, labels, max_length)
+
+
+def test_document_windows_read_each_document_as_running_text() -> None:
+    tokenizer = TOKENIZERS["byte_bpe"]()
+    sentences = [["Peter", "visited"], ["Brussels", "."], ["the", "Zürich"], ["naloxone"]]
+    documents = [0, 0, 0, 1]
+    labels = word_labels(sentences)
+    encoded = encode_sentences(tokenizer, sentences, labels, documents=documents, context="document-windows")
+    assert_every_word_scored_once(encoded, sentences, labels, 512)
+    first, second = encoded.examples  # each document fits: one row each, scoring all of its sentences
+    assert first.input_ids == encode_words(tokenizer, [w for s in sentences[:3] for w in s]).input_ids
+    assert first.segments == [Segment(0, range(2)), Segment(1, range(2)), Segment(2, range(2))]
+    assert second.segments == [Segment(3, range(1))]
+    neighbours = encode_sentences(tokenizer, sentences, labels, documents=documents, context="document")
+    assert len(neighbours.examples) == 4 and encoded.n_subtokens < neighbours.n_subtokens
+
+
+@pytest.mark.parametrize("name", list(TOKENIZERS))
+def test_document_windows_cost_little_more_than_sentences_and_give_context(name: str) -> None:
+    """Long documents: windows cost about 1 / (1 - overlap) of the sentence-level tokens (neighbour
+    context costs several times more), and a middle window's scored words have context on both sides."""
+    tokenizer = TOKENIZERS[name]()
+    rng = random.Random(5)
+    sentences = [random_sentence(rng, rng.randint(3, 12)) for _ in range(60)]
+    documents = [k // 20 for k in range(60)]
+    labels = word_labels(sentences)
+    cost = {
+        context: encode_sentences(tokenizer, sentences, labels, 128, documents=documents, context=context)
+        for context in ("sentence", "document", "document-windows")
+    }
+    windows = cost["document-windows"]
+    assert_every_word_scored_once(windows, sentences, labels, 128)
+    assert windows.n_subtokens < 1.6 * cost["sentence"].n_subtokens
+    assert cost["document"].n_subtokens > 1.5 * windows.n_subtokens
+    spanning = [row for row in windows.examples if len(row.segments) > 1]
+    assert spanning, "windows must cross sentence boundaries"
+    prefix = len(special_token_frame(tokenizer)[0])
+    seen: set[int] = set()
+    for row in windows.examples:
+        document = documents[row.segments[0].sentence]
+        if document in seen:  # not the document's first window: unscored context precedes its first scored word
+            assert row.label_positions[0] > prefix
+        seen.add(document)
+
+
+def test_document_runs_are_runs_of_equal_ids() -> None:
+    assert document_runs([0, 0, 1, 1, 1, 0, 2]) == [range(0, 2), range(2, 5), range(5, 6), range(6, 7)]
+    assert document_runs([]) == []

@@ -74,10 +74,10 @@ def border_document(tokenizer, n_words: int = 3000, max_length: int = 64) -> tup
     words = [rng.choice(FILLERS) for _ in range(n_words)]
     rows = encode_sentences(tokenizer, [words], max_length=max_length).examples
     for row in rows[:-1]:
-        border = row.words.stop  # first word scored by the next window
+        border = row.segments[-1].words.stop  # first word scored by the next window
         words[border - 1], words[border] = "Bob", "Carter"
     rows = encode_sentences(tokenizer, [words], max_length=max_length).examples
-    owner = {word: index for index, row in enumerate(rows) for word in row.words}
+    owner = {word: index for index, row in enumerate(rows) for _, word in row.scored_words()}
     straddling = [w for w, word in enumerate(words[:-1]) if word == "Bob" and owner[w] != owner[w + 1]]
     return words, straddling
 
@@ -241,3 +241,35 @@ def test_options_are_one_object_built_and_checked_once(tiny_taggers):
         InferenceOptions.of(None, flags=True, pack_tokens=2)
     with pytest.raises(LsfaError, match="nope: Extra inputs are not permitted"):
         Tagger.load(tiny_taggers["rule"], nope=1)
+
+
+def with_context(tagger: Tagger, context: str) -> Tagger:
+    """The same tagger as if it had been trained with ``context``."""
+    tagger.meta = tagger.meta.model_copy(update={"context": context})
+    return tagger
+
+
+def test_document_windows_put_every_word_back_in_its_sentence(tiny_taggers):
+    """Rows of document windows span sentences; the rule tagger (context-blind) must give each word its own
+    tag back in its own sentence, across window and sentence borders, as sentence by sentence."""
+    rng = random.Random(1)
+    sentences = [[rng.choice([*FILLERS, "Bob", "Carter", "Bill"]) for _ in range(rng.randint(1, 9))] for _ in range(40)]
+    documents = [k // 15 for k in range(40)]
+    alone = Tagger.load(tiny_taggers["rule"], precision="fp32", max_length=16)
+    windows = with_context(Tagger.load(tiny_taggers["rule"], precision="fp32", max_length=16), "document-windows")
+    rows = encode_sentences(
+        windows.tokenizer, sentences, max_length=16, documents=documents, context="document-windows"
+    )
+    assert any(len(row.segments) > 1 for row in rows.examples) and len(rows.examples) > 3
+    assert windows.predict_words(sentences, documents=documents).tags == alone.predict_words(sentences).tags
+
+
+def test_document_windows_of_one_sentence_documents_are_sentence_rows(tiny_taggers):
+    """A document of one short sentence is read exactly as that sentence alone: same probabilities."""
+    words = [[w.text for w in split_words(text)] for text in TEXTS if text.strip()][:3]
+    alone = Tagger.load(tiny_taggers["random"], precision="fp32")
+    windows = with_context(Tagger.load(tiny_taggers["random"], precision="fp32"), "document-windows")
+    expected, got = alone.predict_words(words), windows.predict_words(words, documents=list(range(len(words))))
+    assert got.tags == expected.tags
+    for want, have in zip(expected.scores, got.scores, strict=True):
+        assert have == pytest.approx(want, abs=1e-5)

@@ -217,18 +217,19 @@ def test_early_stopping_ends_training_when_dev_f1_stalls(tmp_path: Path, tiny_mo
     assert not (tmp_path / "run" / "predictions" / "test.conll").exists()
 
 
-def test_document_context_run_with_merged_export(tmp_path: Path, tiny_model: Path, corpus: Path) -> None:
+@pytest.mark.parametrize("context", ["document", "document-windows"])
+def test_document_context_run_with_merged_export(tmp_path: Path, tiny_model: Path, corpus: Path, context: str) -> None:
     from transformers import AutoModelForTokenClassification
 
     from lsfa.models.attention import restore_attention
     from lsfa.models.saving import read_meta
 
-    settings = settings_for(tiny_model, corpus, tmp_path / "run", epochs=1, context="document", save_merged=True)
+    settings = settings_for(tiny_model, corpus, tmp_path / "run", epochs=1, context=context, save_merged=True)
     metrics = train(load_config(None, settings), log=lambda message: None)
-    assert metrics["config"]["context"] == "document"
+    assert metrics["config"]["context"] == context
     assert metrics["dev"]["micro"]["support"] > 0 and metrics["test"]["micro"]["support"] > 0
     meta = read_meta(tmp_path / "run" / "model")
-    assert (meta.context, meta.weights) == ("document", "merged")
+    assert (meta.context, meta.weights) == (context, "merged")
     model = AutoModelForTokenClassification.from_pretrained(tmp_path / "run" / "model")
     assert str(restore_attention(model)) == "full"
 

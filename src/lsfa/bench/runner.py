@@ -110,7 +110,7 @@ def run_bench(options: BenchOptions, log: Log = _stderr) -> dict[str, Any]:
     if not sentences:
         raise LsfaError(f"{options.corpus} {options.split}: no non-empty sentences to benchmark")
     words = [s.tokens for s in sentences]
-    documents = [s.doc_id for s in sentences] if meta.context == "document" else None
+    documents = [s.doc_id for s in sentences] if meta.context != "sentence" else None
     default_threads = torch.get_num_threads()
     precision = options.precision
     if precision == FASTEST:

@@ -5,12 +5,26 @@ all three. A sentence that does not fit ``max_length`` sub-tokens is cut into ov
 word boundaries; every word is *scored* in exactly one window, the one where it sits farthest from a
 window edge (most context on both sides). Nothing is dropped: a single word longer than a whole window
 keeps its first sub-tokens (enough to label it) and the cut is counted in ``EncodedSet.cut_words``.
+
+Three kinds of context (:data:`Context`):
+
+- ``sentence``: each sentence alone.
+- ``document``: each sentence in its own row, with its nearest same-document neighbours added (unscored)
+  while they fit ``max_length``. Every sentence gets the most context, but each row is about
+  ``max_length`` sub-tokens long, so a pass costs about ``max_length / mean sentence length`` times a
+  sentence-level pass (10-20x on CoNLL-2003 at 512).
+- ``document-windows``: each document is read as one running text and cut into overlapping windows, as
+  a long sentence is; every word is scored once, in the window where it has most context, so a row
+  scores words of several sentences (its :class:`Segment` s). A pass costs about ``1 / (1 - overlap)``
+  times a sentence-level pass, and a word has at least ``overlap / 2`` of a window as context on each
+  side, except at a document's edges.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 from lsfa.data.align import (
     IGNORE_INDEX,
@@ -20,21 +34,36 @@ from lsfa.data.align import (
     word_labels_to_subtokens,
 )
 
+Context = Literal["sentence", "document", "document-windows"]
+"""What a sentence is encoded with: itself, its document neighbours, or its place in document windows."""
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Words ``words`` (in order) of input sentence ``sentence``, scored in one row."""
+
+    sentence: int
+    words: range
+
 
 @dataclass
 class Example:
     """One model input row.
 
-    ``sentence`` indexes the input sentence, ``words`` the words of that sentence this row scores (in
-    order); their labels sit at ``label_positions`` (first sub-tokens). ``labels`` holds training labels
-    (or :data:`IGNORE_INDEX` everywhere when unlabelled).
+    ``segments`` say which words of which sentences this row scores, in order: one segment, except for
+    document windows, whose rows can span sentences. Their labels sit at ``label_positions`` (first
+    sub-tokens, one per scored word, in the same order). ``labels`` holds training labels (or
+    :data:`IGNORE_INDEX` everywhere when unlabelled).
     """
 
     input_ids: list[int]
     labels: list[int]
-    sentence: int
-    words: range
+    segments: list[Segment]
     label_positions: list[int]
+
+    def scored_words(self) -> list[tuple[int, int]]:
+        """``(sentence, word)`` of every scored word, in the order of ``label_positions``."""
+        return [(segment.sentence, word) for segment in self.segments for word in segment.words]
 
 
 @dataclass
@@ -49,12 +78,12 @@ class EncodedSet:
 
 def scatter_to_words(examples: Sequence[Example], values: Sequence, into: list[list]) -> None:
     """Put per-word values back in their sentences: ``values`` follow the examples' scored words in order
-    (each example's ``words``, i.e. its ``label_positions``); ``into[sentence][word]`` receives them. The one
+    (each example's segments, i.e. its ``label_positions``); ``into[sentence][word]`` receives them. The one
     rows-to-words mapping, used by training's dev metric and by the predictor."""
     cursor = 0
     for example in examples:
-        for word in example.words:
-            into[example.sentence][word] = values[cursor]
+        for sentence, word in example.scored_words():
+            into[sentence][word] = values[cursor]
             cursor += 1
     if cursor != len(values):
         raise ValueError(f"{len(values)} values for {cursor} scored words")
@@ -68,17 +97,26 @@ def encode_sentences(
     label_all_subtokens: bool = False,
     inside_of: dict[int, int] | None = None,
     documents: Sequence[int] | None = None,
-    context: str = "sentence",
+    context: Context = "sentence",
     overlap: float = 0.25,
 ) -> EncodedSet:
     """Encode word sequences into :class:`Example` rows (see the module docstring).
 
-    ``documents`` gives each sentence's document id; with ``context="document"`` neighbouring sentences
-    of the same document are added left and right (nearest first) while they fit, unlabelled.
+    ``documents`` gives each sentence's document id (a document is a run of consecutive sentences with
+    the same id); without it, every context is ``sentence``.
     """
     prefix, suffix = special_token_frame(tokenizer)
     budget = max(max_length - len(prefix) - len(suffix), 1)
     result = EncodedSet(examples=[], n_sentences=len(sentences))
+    if context == "document-windows" and documents is not None:
+        for group in document_runs(documents):
+            rows, cut = _encode_document_windows(
+                tokenizer, sentences, label_ids, group, budget, overlap, label_all_subtokens, inside_of
+            )
+            result.examples.extend(rows)
+            result.cut_words += cut
+        result.n_subtokens = sum(len(example.input_ids) for example in result.examples)
+        return result
     lengths = None
     if context == "document":
         lengths = [len(encode_words(tokenizer, words, add_special_tokens=False)) for words in sentences]
@@ -118,7 +156,8 @@ def _encode_windows(tokenizer, words, labels, sentence, budget, overlap, label_a
     sizes = _subtoken_counts(whole, len(words))
     if sum(sizes) <= budget:
         row_labels = word_labels_to_subtokens(whole, labels, label_all, inside_of)
-        return [Example(whole.input_ids, row_labels, sentence, range(len(words)), list(whole.first_subtoken))], 0
+        segments = [Segment(sentence, range(len(words)))]
+        return [Example(whole.input_ids, row_labels, segments, list(whole.first_subtoken))], 0
     prefix, suffix = special_token_frame(tokenizer)
     windows = _plan_windows(sizes, budget, overlap)
     owners = _assign_owners(windows, len(words))
@@ -132,7 +171,8 @@ def _encode_windows(tokenizer, words, labels, sentence, budget, overlap, label_a
         local = range(scored[0] - start, scored[-1] + 1 - start)
         row_labels = word_labels_to_subtokens(encoding, labels[start:stop], label_all, inside_of, local)
         positions = [encoding.first_subtoken[w] for w in local]
-        rows.append(Example(encoding.input_ids, row_labels, sentence, range(scored[0], scored[-1] + 1), positions))
+        segments = [Segment(sentence, range(scored[0], scored[-1] + 1))]
+        rows.append(Example(encoding.input_ids, row_labels, segments, positions))
     return rows, cut
 
 
@@ -224,4 +264,43 @@ def _encode_in_document(tokenizer, sentences, documents, lengths, index, labels,
     padded_labels = [IGNORE_INDEX] * offset + list(labels) + [IGNORE_INDEX] * (len(words) - offset - len(labels))
     row_labels = word_labels_to_subtokens(encoding, padded_labels, label_all, inside_of, scored_words=own)
     positions = [encoding.first_subtoken[w] for w in own]
-    return [Example(encoding.input_ids, row_labels, index, range(len(sentences[index])), positions)]
+    segments = [Segment(index, range(len(sentences[index])))]
+    return [Example(encoding.input_ids, row_labels, segments, positions)]
+
+
+def document_runs(documents: Sequence[int]) -> list[range]:
+    """The sentence ranges of the documents: runs of consecutive equal ids."""
+    runs: list[range] = []
+    start = 0
+    for index in range(1, len(documents) + 1):
+        if index == len(documents) or documents[index] != documents[start]:
+            runs.append(range(start, index))
+            start = index
+    return runs
+
+
+def _encode_document_windows(tokenizer, sentences, label_ids, group, budget, overlap, label_all, inside_of):
+    """Rows for one document read as running text: its words windowed like one long sentence, then each
+    row's scored words split back into per-sentence :class:`Segment` s."""
+    owners = [(index, word) for index in group for word in range(len(sentences[index]))]
+    if not owners:
+        return [], 0
+    words = [sentences[index][word] for index, word in owners]
+    labels = [IGNORE_INDEX if label_ids is None else label_ids[index][word] for index, word in owners]
+    rows, cut = _encode_windows(tokenizer, words, labels, group.start, budget, overlap, label_all, inside_of)
+    for row in rows:
+        (flat,) = row.segments
+        row.segments = _split_by_sentence([owners[k] for k in flat.words])
+    return rows, cut
+
+
+def _split_by_sentence(scored: list[tuple[int, int]]) -> list[Segment]:
+    """Consecutive ``(sentence, word)`` pairs grouped into one segment per sentence."""
+    segments: list[Segment] = []
+    for sentence, word in scored:
+        if segments and segments[-1].sentence == sentence:
+            last = segments[-1]
+            segments[-1] = Segment(sentence, range(last.words.start, word + 1))
+        else:
+            segments.append(Segment(sentence, range(word, word + 1)))
+    return segments

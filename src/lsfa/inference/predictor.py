@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from lsfa.data.encode import EncodedSet, Example, encode_sentences, scatter_to_words
+from lsfa.data.encode import Context, EncodedSet, Example, encode_sentences, scatter_to_words
 from lsfa.errors import LsfaError
 from lsfa.inference.options import EXACT, InferenceOptions
 from lsfa.models import packing
@@ -150,8 +150,9 @@ def _collect(logits, batch, offsets, examples, id2label, tags, scores, word_logi
     scatter_to_words(rows, best_list, scores)
     cursor = 0
     for row in rows:
-        word_logits[row.sentence][list(row.words)] = picked[cursor : cursor + len(row.words)]
-        cursor += len(row.words)
+        for segment in row.segments:
+            word_logits[segment.sentence][list(segment.words)] = picked[cursor : cursor + len(segment.words)]
+            cursor += len(segment.words)
 
 
 def _progress(batches, enabled: bool):
@@ -168,7 +169,7 @@ def predict_words(
     sentences: Sequence[Sequence[str]],
     options: InferenceOptions = EXACT,
     documents: Sequence[int] | None = None,
-    context: str = "sentence",
+    context: Context = "sentence",
     **option_values: Any,
 ) -> WordPredictions:
     """Predict a tag per word for pre-split sentences (windows and context handled here).

@@ -18,6 +18,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from lsfa.data.encode import Context
 from lsfa.errors import LsfaError
 from lsfa.version import __version__
 
@@ -35,7 +36,7 @@ class TaggerMeta(BaseModel):
     weights: Literal["lora", "full", "merged"] = "lora"
     label_all_subtokens: bool = False
     max_length: int = 512
-    context: Literal["sentence", "document"] = "sentence"
+    context: Context = "sentence"
     task: Literal["spans", "tokens"] = "spans"
     """``spans``: BIO tags read as entities; ``tokens``: a flat tag per word (part of speech)."""
     layers: int | None = Field(None, ge=1)

@@ -12,6 +12,7 @@ from typing import Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from lsfa.data.encode import Context
 from lsfa.errors import LsfaError
 from lsfa.yaml_files import read_yaml_mapping
 
@@ -51,12 +52,15 @@ class TrainConfig(BaseModel):
     scheduler: str = Field("cosine", description="transformers learning-rate schedule (cosine, linear, ...)")
     warmup_ratio: float = Field(0.0, ge=0, lt=1, description="share of steps warming up the learning rate")
     weight_decay: float = Field(0.001, ge=0, description="AdamW weight decay")
-    batch_size: int = Field(8, gt=0, description="sentences per optimiser step (per process)")
+    batch_size: int = Field(8, gt=0, description="sentences (windows with document-windows) per step and process")
     eval_batch_size: int = Field(32, gt=0, description="sentences per batch when scoring dev and test")
     gradient_accumulation: int = Field(1, gt=0, description="batches accumulated per optimiser step")
     max_length: int = Field(512, gt=4, description="sub-tokens per window; longer inputs are windowed, not cut")
     label_all_subtokens: bool = Field(False, description="train every sub-token, not only each word's first")
-    context: Literal["sentence", "document"] = Field("sentence", description="document: neighbours as context")
+    context: Context = Field(
+        "sentence",
+        description="document: each sentence with its neighbours; document-windows: documents cut into windows",
+    )
     tag_column: int | None = Field(None, description="CoNLL tag column (0-based; default the corpus's own, else last)")
     task: Literal["auto", "spans", "tokens"] = Field(
         "auto", description="spans (BIO entities/chunks) or tokens (a tag per word, e.g. POS); auto detects"
