@@ -50,6 +50,7 @@ def test_search_resumes_reports_and_retrains_the_best(setup, tmp_path: Path) -> 
     assert "| trial | state |" in report and "trainable (% of model)" in report and "importances" in report
     assert (tmp_path / "study" / "history.png").stat().st_size > 0
     assert second["final"]["test_f1"] is not None  # the test split is scored once, for the best configuration
+    assert f"test F1 {second['final']['test_f1']:.4f}" in report
     for trial in range(3):
         trial_metrics = tmp_path / "study" / "trials" / f"{trial:03d}" / "metrics.json"
         assert not trial_metrics.exists() or '"test"' not in trial_metrics.read_text()  # trials never see test

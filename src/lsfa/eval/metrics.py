@@ -53,9 +53,10 @@ def check_parallel(gold_seqs: Sequence[Sequence[str]], pred_seqs: Sequence[Seque
             raise LsfaError(f"sentence {index}: gold has {len(gold)} tags but prediction has {len(pred)}")
 
 
-def _decode_pair(
+def decode_pair(
     gold_seqs: Sequence[Sequence[str]], pred_seqs: Sequence[Sequence[str]], scheme: str, mode: Mode
 ) -> tuple[list[list[Span]], list[list[Span]]]:
+    """Gold and predicted spans of every sentence, after checking that the two line up."""
     check_parallel(gold_seqs, pred_seqs)
     return spans_of_all(gold_seqs, scheme, mode), spans_of_all(pred_seqs, scheme, mode)
 
@@ -97,7 +98,7 @@ def strict_prf(
     ``mode="strict"`` equals ``classification_report(..., mode="strict", scheme=<scheme>)``;
     ``mode="conlleval"`` equals seqeval's default mode (which ignores ``scheme``).
     """
-    return strict_prf_from_spans(*_decode_pair(gold_seqs, pred_seqs, scheme, mode))
+    return strict_prf_from_spans(*decode_pair(gold_seqs, pred_seqs, scheme, mode))
 
 
 # --- set of (surface, type) ------------------------------------------------------------------------
@@ -161,7 +162,7 @@ def partial_prf(
     mode: Mode = "strict",
 ) -> dict[str, float]:
     """:func:`partial_prf_from_spans` for tag sequences."""
-    return partial_prf_from_spans(*_decode_pair(gold_seqs, pred_seqs, scheme, mode))
+    return partial_prf_from_spans(*decode_pair(gold_seqs, pred_seqs, scheme, mode))
 
 
 # --- by entity length ------------------------------------------------------------------------------
@@ -197,4 +198,4 @@ def by_length_prf(
     mode: Mode = "strict",
 ) -> dict[str, dict]:
     """:func:`by_length_prf_from_spans` for tag sequences."""
-    return by_length_prf_from_spans(*_decode_pair(gold_seqs, pred_seqs, scheme, mode))
+    return by_length_prf_from_spans(*decode_pair(gold_seqs, pred_seqs, scheme, mode))

@@ -229,6 +229,10 @@ def _final_run(base: TrainConfig, params: dict[str, Any], out: Path, log) -> dic
             "folder": str(folder.path)}  # fmt: skip
 
 
+def _f1_text(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
 def write_report(study, out: Path, result: dict[str, Any]) -> Path:
     """``report.md`` (trials table, best configuration, importances), ``history.png`` and ``tune.json``."""
     optuna = _optuna()
@@ -248,7 +252,8 @@ def write_report(study, out: Path, result: dict[str, Any]) -> Path:
     lines = ["# LoRA configuration search", "", best, ""]
     if "final" in result:
         final = result["final"]
-        lines += [f"Retrained at full budget ({final['folder']}): dev F1 {final['dev_f1']}, test F1 {final['test_f1']}"]
+        scores = ", ".join(f"{split} F1 {_f1_text(final[f'{split}_f1'])}" for split in ("dev", "test"))
+        lines += [f"Retrained at full budget ({final['folder']}): {scores}"]
         lines.append("")
     lines += ["## Trials", "", *rows, "", "## Parameter importances (Optuna, fANOVA)", ""]
     lines += [f"- {name}: {value if isinstance(value, str) else f'{value:.3f}'}" for name, value in importances.items()]
