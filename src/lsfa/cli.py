@@ -182,8 +182,16 @@ def evaluate(
         "error", "--misaligned", help="JSONL gold spans off word boundaries: error, snap or drop (--model-dir)."
     ),
     overlaps: str = typer.Option("error", "--overlaps", help="Overlapping JSONL gold spans: error or longest."),
+    baseline: str | None = typer.Option(
+        None, "--baseline", help="A second prediction file (--gold/--pred): is --pred's F1 really above it?"
+    ),
+    bootstrap: int = typer.Option(10_000, "--bootstrap", help="Paired-bootstrap draws for --baseline.", min=1),
 ) -> None:
-    """Entity-level scores of predicted tags against gold tags: strict P/R/F1, set, partial, by length, errors."""
+    """Entity-level scores of predicted tags against gold tags: strict P/R/F1, set, partial, by length, errors.
+
+    With --baseline, a paired bootstrap of the strict F1 difference (--pred minus --baseline): its 95% interval
+    and the share of draws in which --pred is not better (documents are drawn when the gold file marks them).
+    """
     import json
 
     spans = _span_options(misaligned, overlaps)
@@ -203,6 +211,9 @@ def evaluate(
         return
     if gold is None or pred is None:
         raise LsfaError("give both --gold and --pred (two CoNLL files with the same words)")
+    if baseline is not None:
+        _compare_with_baseline(gold, baseline, pred, scheme, mode, bootstrap, as_json)
+        return
 
     from rich.console import Console
 
@@ -216,6 +227,27 @@ def evaluate(
         typer.echo(json.dumps(result, indent=2))
     else:
         Console().print(render_report(result, title=f"{pred} vs {gold} ({mode}, {scheme})"))
+
+
+def _compare_with_baseline(
+    gold: str, baseline: str, pred: str, scheme: str, mode: str, samples: int, as_json: bool
+) -> None:
+    """``lsfa evaluate --gold --pred --baseline``: the paired bootstrap of the two predictions' strict F1."""
+    import json
+
+    from lsfa.eval.files import compare_files
+
+    result = compare_files(gold, baseline, pred, scheme=scheme, mode=mode, samples=samples)  # type: ignore[arg-type]
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    low, high = result["ci95"]
+    typer.echo(
+        f"strict F1: {pred} {result['f1_b']:.4f}, {baseline} {result['f1_a']:.4f}; difference "
+        f"{100 * result['delta']:+.2f} points, 95% interval [{100 * low:+.2f}, {100 * high:+.2f}] "
+        f"({result['samples']:,} paired draws of {result['units']:,} {result['by']}s); "
+        f"not better in {100 * result['p_b_not_better']:.2f}% of draws"
+    )
 
 
 def _calibration(

@@ -132,3 +132,24 @@ def test_option_errors(run, args, message, monkeypatch, gold_file):
     monkeypatch.chdir(gold_file.parent)
     code, _, err = run(["evaluate", *args])
     assert code == 2 and message in err
+
+
+def test_baseline_gives_a_paired_bootstrap(run, gold_file, tmp_path):
+    worse = write(
+        tmp_path, "worse.txt", ["EU O", "rejects O", "German B-MISC", "call O", "", "Peter B-PER", "Blackburn I-PER"]
+    )
+    args = ["evaluate", "--gold", str(gold_file), "--pred", str(gold_file), "--baseline", str(worse)]
+    code, out, _ = run([*args, "--bootstrap", "300", "--json"])
+    assert code == 0
+    result = json.loads(out)
+    assert result["f1_b"] == 1.0 and result["f1_a"] == pytest.approx(0.8)
+    assert result["delta"] == pytest.approx(0.2) and result["by"] == "sentence"  # one -DOCSTART- document
+    assert result["units"] == 2 and result["samples"] == 300
+    code, out, _ = run(args)
+    assert code == 0 and "difference +20.00 points" in out and "10,000 paired draws of 2 sentences" in out
+
+
+def test_baseline_must_have_the_same_words(run, gold_file, tmp_path):
+    other = write(tmp_path, "other.txt", ["EU B-ORG", "rejects O", "Germany B-MISC", "call O", "", "Peter B-PER"])
+    code, _, err = run(["evaluate", "--gold", str(gold_file), "--pred", str(gold_file), "--baseline", str(other)])
+    assert code == 2 and f"{other}:3 has token 'Germany'" in err and "Traceback" not in err

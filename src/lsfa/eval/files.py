@@ -50,6 +50,39 @@ def evaluate_files(
     )
 
 
+def compare_files(
+    gold_path: str | Path,
+    baseline_path: str | Path,
+    pred_path: str | Path,
+    scheme: str = "IOB2",
+    mode: Mode = "strict",
+    samples: int = 10_000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Paired bootstrap (:func:`lsfa.eval.significance.paired_bootstrap`) of ``pred`` against ``baseline``, both
+    aligned with ``gold``. Whole documents are drawn when the gold file marks several (``-DOCSTART-``), since
+    the sentences of a document share entities; otherwise sentences."""
+    from lsfa.eval.significance import paired_bootstrap
+
+    canonical = normalise_scheme(scheme)
+    gold, baseline, pred = (_read(path, canonical) for path in (gold_path, baseline_path, pred_path))
+    for other in (baseline, pred):
+        check_same_words(gold, other)
+    documents = [s.doc_id for s in gold.sentences]
+    by = "document" if len(set(documents)) > 1 else "sentence"
+    result = paired_bootstrap(
+        [s.tags for s in gold.sentences],
+        [s.tags for s in baseline.sentences],
+        [s.tags for s in pred.sentences],
+        scheme=canonical,
+        mode=mode,
+        groups=documents if by == "document" else None,
+        samples=samples,
+        seed=seed,
+    )
+    return {"baseline": str(baseline_path), "by": by, **result}
+
+
 def _read(path: str | Path, scheme: str) -> ConllFile:
     """A CoNLL file in ``scheme``, or a span JSONL / spaCy DocBin file (those hold entities, read as IOB2)."""
     from lsfa.data.corpora import CONLL_SUFFIXES, read_split_file
