@@ -237,7 +237,9 @@ def _compare_with_baseline(
 
     from lsfa.eval.files import compare_files
 
-    result = compare_files(gold, baseline, pred, scheme=scheme, mode=mode, samples=samples)  # type: ignore[arg-type]
+    warnings: list[str] = []
+    result = compare_files(gold, baseline, pred, scheme, mode, samples, warn=warnings.append)  # type: ignore[arg-type]
+    _print_reader_warnings(warnings)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return

@@ -153,3 +153,11 @@ def test_baseline_must_have_the_same_words(run, gold_file, tmp_path):
     other = write(tmp_path, "other.txt", ["EU B-ORG", "rejects O", "Germany B-MISC", "call O", "", "Peter B-PER"])
     code, _, err = run(["evaluate", "--gold", str(gold_file), "--pred", str(gold_file), "--baseline", str(other)])
     assert code == 2 and f"{other}:3 has token 'Germany'" in err and "Traceback" not in err
+
+
+def test_baseline_with_a_tag_foreign_to_the_scheme_names_file_and_line(run, gold_file, tmp_path):
+    other = write(
+        tmp_path, "other.txt", ["EU S-ORG", "rejects O", "German B-MISC", "call O", "", "Peter B-PER", "Blackburn O"]
+    )
+    code, _, err = run(["evaluate", "--gold", str(gold_file), "--pred", str(gold_file), "--baseline", str(other)])
+    assert code == 2 and f"{other}:1: tag 'S-ORG' is not allowed in strict IOB2" in err and "Traceback" not in err

@@ -32,20 +32,12 @@ def evaluate_files(
     ``warn`` receives what the reader tolerated (e.g. invalid transitions in the predictions, which are
     legitimate model output and are scored, not refused).
     """
-    allowed_prefixes(scheme, mode)  # refuse a bad scheme or mode before reading large files
-    canonical = normalise_scheme(scheme)
-    gold, pred = (_read(path, canonical) for path in (gold_path, pred_path))
-    for warning in [*gold.warnings, *pred.warnings]:
-        if warn is not None:
-            warn(warning)
-    check_same_words(gold, pred)
-    for conll in (gold, pred):
-        check_file_tags(conll, canonical, mode)
+    gold, pred = _read_aligned([gold_path, pred_path], scheme, mode, warn)
     return evaluate_sentences(
         [s.tags for s in gold.sentences],
         [s.tags for s in pred.sentences],
         [s.tokens for s in gold.sentences],
-        scheme=canonical,
+        scheme=normalise_scheme(scheme),
         mode=mode,
     )
 
@@ -58,29 +50,46 @@ def compare_files(
     mode: Mode = "strict",
     samples: int = 10_000,
     seed: int = 0,
+    warn: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Paired bootstrap (:func:`lsfa.eval.significance.paired_bootstrap`) of ``pred`` against ``baseline``, both
-    aligned with ``gold``. Whole documents are drawn when the gold file marks several (``-DOCSTART-``), since
-    the sentences of a document share entities; otherwise sentences."""
+    aligned with ``gold`` and checked as :func:`evaluate_files` checks them. Whole documents are drawn when the
+    gold file marks several (``-DOCSTART-``), since the sentences of a document share entities; otherwise
+    sentences."""
     from lsfa.eval.significance import paired_bootstrap
 
-    canonical = normalise_scheme(scheme)
-    gold, baseline, pred = (_read(path, canonical) for path in (gold_path, baseline_path, pred_path))
-    for other in (baseline, pred):
-        check_same_words(gold, other)
+    gold, baseline, pred = _read_aligned([gold_path, baseline_path, pred_path], scheme, mode, warn)
     documents = [s.doc_id for s in gold.sentences]
     by = "document" if len(set(documents)) > 1 else "sentence"
     result = paired_bootstrap(
         [s.tags for s in gold.sentences],
         [s.tags for s in baseline.sentences],
         [s.tags for s in pred.sentences],
-        scheme=canonical,
+        scheme=normalise_scheme(scheme),
         mode=mode,
         groups=documents if by == "document" else None,
         samples=samples,
         seed=seed,
     )
     return {"baseline": str(baseline_path), "by": by, **result}
+
+
+def _read_aligned(
+    paths: list[str | Path], scheme: str, mode: Mode, warn: Callable[[str], None] | None
+) -> list[ConllFile]:
+    """A gold file then prediction files, read in ``scheme`` and checked: every prediction has the gold words,
+    every file's tags belong to the scheme. What the reader tolerated goes to ``warn``."""
+    allowed_prefixes(scheme, mode)  # refuse a bad scheme or mode before reading large files
+    canonical = normalise_scheme(scheme)
+    files = [_read(path, canonical) for path in paths]
+    for warning in (warning for conll in files for warning in conll.warnings):
+        if warn is not None:
+            warn(warning)
+    for prediction in files[1:]:
+        check_same_words(files[0], prediction)
+    for conll in files:
+        check_file_tags(conll, canonical, mode)
+    return files
 
 
 def _read(path: str | Path, scheme: str) -> ConllFile:
