@@ -3,34 +3,25 @@
     python scripts/speed-checks/int8_layers.py MODEL_DIR [SENTENCES]
 
 Tags the first SENTENCES (400) CoNLL-2003 dev sentences with the tagger in fp32, then with torch's dynamic int8
-quantisation of every linear layer except the excluded ones, one thread, argmax decoding; prints strict F1 and
-sentences/s per setting. The quantisation is done here directly, so every setting is measured the same way
-whatever lsfa's own int8 path excludes.
+quantisation of every linear layer except the excluded ones (``quantise_int8(model, keep_fp32=...)``, given
+explicitly so every setting is measured the same way whatever lsfa's default excludes), one thread, argmax
+decoding; prints strict F1 and sentences/s per setting.
 """
 
 import platform
 import subprocess
 import sys
 import time
-import warnings
 
 import torch
-from torch import nn
 
 from lsfa.data.corpora import load_split
 from lsfa.eval.metrics import strict_prf
 from lsfa.inference.tagger import Tagger
 from lsfa.machine import cpu_model
+from lsfa.models.optimise import quantise_int8
 
-SETTINGS = (None, [], ["score"], ["down_proj"], ["down_proj", "score"], ["down_proj", "o_proj", "score"])
-
-
-def quantise_except(model: nn.Module, excluded: list[str]) -> nn.Module:
-    names = {n for n, m in model.named_modules() if isinstance(m, nn.Linear) and not any(e in n for e in excluded)}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        qconfig = torch.ao.quantization.default_dynamic_qconfig
-        return torch.ao.quantization.quantize_dynamic(model, dict.fromkeys(names, qconfig), dtype=torch.qint8)
+SETTINGS = (None, (), ("score",), ("down_proj",), ("down_proj", "score"), ("down_proj", "o_proj", "score"))
 
 
 def main() -> None:
@@ -46,7 +37,7 @@ def main() -> None:
     for excluded in SETTINGS:
         tagger = Tagger.load(model_dir, precision="fp32", decoding="argmax")
         if excluded is not None:
-            tagger.model = quantise_except(tagger.model, excluded)
+            tagger.model = quantise_int8(tagger.model, keep_fp32=excluded)
         start = time.perf_counter()
         predicted = tagger.predict_words(words).tags
         seconds = time.perf_counter() - start

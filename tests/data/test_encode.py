@@ -143,10 +143,13 @@ def test_label_all_subtokens_uses_inside_ids() -> None:
 # --------------------------------------------------------------------------------------------------------------
 
 
+TWO_DOCUMENTS = ([["Peter", "visited"], ["Brussels", "."], ["the", "Zürich"], ["naloxone"]], [0, 0, 0, 1])
+"""Three short sentences of one document, then a one-sentence document: every row fits 512 sub-tokens."""
+
+
 def test_document_context_adds_neighbours_but_labels_only_own_words() -> None:
     tokenizer = TOKENIZERS["byte_bpe"]()
-    sentences = [["Peter", "visited"], ["Brussels", "."], ["the", "Zürich"], ["naloxone"]]
-    documents = [0, 0, 0, 1]
+    sentences, documents = TWO_DOCUMENTS
     labels = word_labels(sentences)
     encoded = encode_sentences(tokenizer, sentences, labels, documents=documents, context="document")
     assert_every_word_scored_once(encoded, sentences, labels, 512)
@@ -232,8 +235,7 @@ def test_document_context_row_never_exceeds_max_length_when_joining_changes_toke
 
 def test_document_windows_read_each_document_as_running_text() -> None:
     tokenizer = TOKENIZERS["byte_bpe"]()
-    sentences = [["Peter", "visited"], ["Brussels", "."], ["the", "Zürich"], ["naloxone"]]
-    documents = [0, 0, 0, 1]
+    sentences, documents = TWO_DOCUMENTS
     labels = word_labels(sentences)
     encoded = encode_sentences(tokenizer, sentences, labels, documents=documents, context="document-windows")
     assert_every_word_scored_once(encoded, sentences, labels, 512)

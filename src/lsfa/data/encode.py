@@ -23,7 +23,7 @@ Three kinds of context (:data:`Context`):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from lsfa.data.align import (
@@ -73,7 +73,11 @@ class EncodedSet:
     examples: list[Example]
     n_sentences: int
     cut_words: int = 0
-    n_subtokens: int = field(default=0)
+
+    @property
+    def n_subtokens(self) -> int:
+        """Sub-tokens over all rows (context and window overlaps included): what a pass computes."""
+        return sum(len(example.input_ids) for example in self.examples)
 
 
 def scatter_to_words(examples: Sequence[Example], values: Sequence, into: list[list]) -> None:
@@ -115,7 +119,6 @@ def encode_sentences(
             )
             result.examples.extend(rows)
             result.cut_words += cut
-        result.n_subtokens = sum(len(example.input_ids) for example in result.examples)
         return result
     lengths = None
     if context == "document":
@@ -142,7 +145,6 @@ def encode_sentences(
         rows, cut = _encode_windows(tokenizer, words, labels, index, budget, overlap, label_all_subtokens, inside_of)
         result.examples.extend(rows)
         result.cut_words += cut
-    result.n_subtokens = sum(len(example.input_ids) for example in result.examples)
     return result
 
 

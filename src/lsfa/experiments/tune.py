@@ -268,7 +268,7 @@ def _trial_cells(trial, keys: list[str]) -> list[str]:
     parameters = trial.user_attrs.get("parameters") or {}
     trainable = f"{parameters['trainable']:,} ({parameters['trainable_pct']:.2f}%)" if parameters else "-"
     seconds = trial.duration.total_seconds() if trial.duration else None  # Optuna's own start and end: pruned too
-    value = f"{trial.value:.4f}" if trial.value is not None else "-"
+    value = _f1_text(trial.value)
     if trial.state.name == "PRUNED" and trial.intermediate_values:  # its last report, not a finished trial's F1
         epoch = max(trial.intermediate_values)
         value = f"({trial.intermediate_values[epoch]:.4f} after epoch {epoch})"

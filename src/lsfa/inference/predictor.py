@@ -148,11 +148,7 @@ def _collect(logits, batch, offsets, examples, id2label, tags, scores, word_logi
     rows = [examples[example] for example in batch.examples]
     scatter_to_words(rows, [id2label[label] for label in label_list], tags)
     scatter_to_words(rows, best_list, scores)
-    cursor = 0
-    for row in rows:
-        for segment in row.segments:
-            word_logits[segment.sentence][list(segment.words)] = picked[cursor : cursor + len(segment.words)]
-            cursor += len(segment.words)
+    scatter_to_words(rows, picked, word_logits)
 
 
 def _progress(batches, enabled: bool):

@@ -60,12 +60,12 @@ linear layer cost 8.0 F1 points against fp32; keeping ``down_proj`` and the head
 within noise), at 1.59x fp32's speed instead of 2.03x (docs/results/speed-checks/int8-layers.txt)."""
 
 
-def quantise_int8(model: nn.Module) -> nn.Module:
+def quantise_int8(model: nn.Module, keep_fp32: tuple[str, ...] = INT8_KEEP_FP32) -> nn.Module:
     """Dynamic int8 quantisation of the linear layers (weights int8 once, activations quantised per batch), with
-    torch's own kernels (``torch.ao.quantization.quantize_dynamic``, FBGEMM/oneDNN on x86), except those of
-    :data:`INT8_KEEP_FP32`. CPU only; the embeddings, norms and attention products stay fp32. torch marks the
-    API deprecated in favour of torchao, which is not a dependency here; the warning is silenced and the call
-    is tested."""
+    torch's own kernels (``torch.ao.quantization.quantize_dynamic``, FBGEMM/oneDNN on x86), except those whose
+    names end with ``keep_fp32`` (:data:`INT8_KEEP_FP32` by default). CPU only; the embeddings, norms and
+    attention products stay fp32. torch marks the API deprecated in favour of torchao, which is not a dependency
+    here; the warning is silenced and the call is tested."""
     import warnings
 
     if next(model.parameters()).device.type != "cpu":
@@ -73,7 +73,7 @@ def quantise_int8(model: nn.Module) -> nn.Module:
     quantised = {
         name: torch.ao.quantization.default_dynamic_qconfig
         for name, module in model.named_modules()
-        if isinstance(module, nn.Linear) and not name.endswith(INT8_KEEP_FP32)
+        if isinstance(module, nn.Linear) and not name.endswith(keep_fp32)
     }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

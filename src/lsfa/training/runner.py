@@ -77,7 +77,7 @@ def encode_split(tokenizer, sentences: list[Sentence], labels: list[str], config
 def sort_rows_by_length(encoded: EncodedSet) -> EncodedSet:
     """Evaluation rows shortest first, so batches pad little (metrics map rows back by their fields)."""
     rows = sorted(encoded.examples, key=lambda row: len(row.input_ids))
-    return EncodedSet(rows, encoded.n_sentences, encoded.cut_words, encoded.n_subtokens)
+    return EncodedSet(rows, encoded.n_sentences, encoded.cut_words)
 
 
 def make_compute_metrics(encoded: EncodedSet, sentences: list[Sentence], labels: list[str], task: str = "spans"):
