@@ -81,3 +81,20 @@ def test_unknown_model_names_the_catalogue_and_the_network(tmp_path: Path, monke
         main()
     error = capsys.readouterr().err
     assert "smollm2-135m" in error and "not a local folder" in error and "network access" in error
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [(["nosuch"], "No such command 'nosuch'"), (["experiment", "nosuch"], "No such command 'nosuch'"),
+     (["evaluate", "--nosuch"], "No such option"), (["experiment", "run"], "Missing argument")],
+    ids=["command", "subcommand", "option", "argument"],
+)  # fmt: skip
+def test_usage_errors_show_usage_not_a_traceback(args: list[str], expected: str, monkeypatch, capsys) -> None:
+    """Typos in commands and options end with click's usage message and status 2 (typer's own copy of click
+    included, whose errors are not ``click.ClickException``)."""
+    monkeypatch.setattr(sys, "argv", ["lsfa", *args])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    error = capsys.readouterr().err
+    assert exit_.value.code == 2, error
+    assert expected in error and "Usage:" in error and "Traceback" not in error

@@ -813,12 +813,18 @@ def main() -> None:
     except typer.Abort:
         sys.exit(130)
     except Exception as error:  # click usage errors come through here with standalone_mode=False
-        import click
-
-        if isinstance(error, click.ClickException):
+        if _is_usage_error(error):
             error.show()
             sys.exit(error.exit_code)
         raise
+
+
+def _is_usage_error(error: Exception) -> bool:
+    """A click usage error (unknown command or option, missing argument), from click itself or from the copy
+    of click that recent typer releases carry as ``typer._click``: matched by module, not by class, because
+    ``isinstance(error, click.ClickException)`` is False for the vendored copy and turned a typo into a traceback."""
+    module = type(error).__module__
+    return (module.startswith("click.") or module.startswith("typer._click")) and hasattr(error, "show")
 
 
 if __name__ == "__main__":

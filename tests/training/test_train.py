@@ -23,7 +23,7 @@ from lsfa.data.conll import read_conll
 from lsfa.errors import LsfaError
 from lsfa.eval.report import evaluate_sentences
 from lsfa.training.config import TrainConfig, load_config
-from lsfa.training.runner import last_complete_checkpoint, train
+from lsfa.training.runner import TIMING_FILE, last_complete_checkpoint, train
 from tests.tiny import tiny_decoder_dir
 from tests.training.synthetic import synthetic_sentence
 
@@ -318,17 +318,29 @@ def describe(result: subprocess.CompletedProcess) -> str:
     return f"exit {result.returncode}\n--- stdout\n{result.stdout[-3000:]}\n--- stderr\n{result.stderr[-3000:]}"
 
 
-def test_resume_after_sigkill_matches_an_uninterrupted_run(main_run, tiny_model: Path, corpus: Path, tmp_path) -> None:
-    """Kill mid-epoch 2 (epoch 1's checkpoint exists), resume: same final step and dev F1 as ``main_run``."""
+@pytest.mark.parametrize("checkpoint_steps", [None, STEPS_PER_EPOCH // 2], ids=["epoch-checkpoint", "mid-epoch"])
+def test_resume_after_sigkill_matches_an_uninterrupted_run(
+    main_run, tiny_model: Path, corpus: Path, tmp_path, checkpoint_steps
+) -> None:
+    """Kill mid-epoch 2 and resume: same final step and dev F1 as ``main_run``, and every epoch still timed.
+
+    With epoch checkpoints only, the run resumes from epoch 1's; with ``checkpoint_steps`` it resumes from the
+    step checkpoint in the middle of epoch 2, and that epoch's time adds the part run before the kill."""
     run_dir = tmp_path / "run"
-    config = write_run_config(tmp_path / "run.yaml", settings_for(tiny_model, corpus, run_dir))
-    kill_step = STEPS_PER_EPOCH + STEPS_PER_EPOCH // 2
+    settings = settings_for(tiny_model, corpus, run_dir, checkpoint_steps=checkpoint_steps)
+    config = write_run_config(tmp_path / "run.yaml", settings)
+    kill_step = STEPS_PER_EPOCH + STEPS_PER_EPOCH // 2 + 2
+    resume_step = kill_step - 2 if checkpoint_steps else STEPS_PER_EPOCH
 
     killer = Path(__file__).with_name("killed_train.py")
     killed = run_cli([sys.executable, str(killer), str(config), str(kill_step)], cwd=tmp_path)
     assert killed.returncode == -9, describe(killed)
     assert not (run_dir / "metrics.json").exists()
-    assert last_complete_checkpoint(run_dir) == run_dir / "checkpoints" / f"checkpoint-{STEPS_PER_EPOCH}"
+    resume_from = run_dir / "checkpoints" / f"checkpoint-{resume_step}"
+    assert last_complete_checkpoint(run_dir) == resume_from
+    saved_timing = json.loads((resume_from / TIMING_FILE).read_text())
+    assert len(saved_timing["epochs"]) == 1
+    assert (saved_timing["epoch_seconds"] > 0) == bool(checkpoint_steps)
     # A checkpoint whose trainer_state.json was cut short by the kill must be ignored, and removed.
     partial = run_dir / "checkpoints" / f"checkpoint-{2 * STEPS_PER_EPOCH}"
     partial.mkdir()
@@ -336,12 +348,17 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(main_run, tiny_model:
 
     resumed = run_cli(lsfa_train(config, "--resume"), cwd=tmp_path)
     assert resumed.returncode == 0, describe(resumed)
-    assert f"resuming from {run_dir / 'checkpoints' / f'checkpoint-{STEPS_PER_EPOCH}'}" in resumed.stdout
+    assert f"resuming from {resume_from}" in resumed.stdout
     assert not partial.exists() or (partial / "trainer_state.json").read_text() != '{"global_step": 2'
     metrics = json.loads((run_dir / "metrics.json").read_text())
     reference = main_run["metrics"]
     assert metrics["global_step"] == reference["global_step"] == EPOCHS * STEPS_PER_EPOCH
     assert metrics["dev"]["micro"]["f1"] == pytest.approx(reference["dev"]["micro"]["f1"], abs=0.005)
+    # The killed process's epoch and part-epoch are counted: three epochs, and the total covers them all.
+    assert metrics["epochs_run"] == EPOCHS
+    assert metrics["train_seconds_per_epoch"][0] == pytest.approx(saved_timing["epochs"][0]["seconds"])
+    assert metrics["train_seconds_per_epoch"][1] > saved_timing["epoch_seconds"]
+    assert metrics["train_seconds"] > saved_timing["train_seconds"] + metrics["train_seconds_per_epoch"][2]
 
 
 def test_torchrun_two_ranks_agree(tiny_model: Path, corpus: Path, tmp_path: Path) -> None:

@@ -220,7 +220,7 @@ def train_ift(
     from transformers import DataCollatorForSeq2Seq, EarlyStoppingCallback, Trainer, set_seed
 
     from lsfa.inference.predictor import resolve_precision
-    from lsfa.training.runner import EpochTimer, last_complete_checkpoint, load_training_data
+    from lsfa.training.runner import EpochTimer, last_complete_checkpoint, load_training_data, resume_checkpoints
 
     started = time.perf_counter()
     grid_config = config
@@ -253,7 +253,7 @@ def train_ift(
         log(f"note: {train_too_long} train / {dev_too_long} dev examples longer than max_length left out of training")
     (run_dir / "config.yaml").write_text(dump_config(config))
     timer = EpochTimer()
-    callbacks = [timer.callback]
+    callbacks = [timer.callback, *filter(None, [resume_checkpoints(config.checkpoint_steps)])]
     if config.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
     trainer = Trainer(
@@ -268,10 +268,11 @@ def train_ift(
     checkpoint = last_complete_checkpoint(run_dir)
     if checkpoint:
         log(f"resuming from {checkpoint}")
+        if not timer.restore(checkpoint):
+            log(f"note: {checkpoint.name} has no timing record: the time before it is not counted")
     log(f"ift: {len(train_set)} train / {len(dev_set)} dev examples, types {', '.join(types)}")
-    train_start = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    train_seconds = time.perf_counter() - train_start
+    train_seconds = timer.train_seconds
     if not trainer.is_world_process_zero():
         return {}
     facts = {

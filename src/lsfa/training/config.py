@@ -82,6 +82,9 @@ class TrainConfig(BaseModel):
     output_dir: str = Field("runs/default", description="run folder: model/, metrics.json, predictions/")
     save_merged: bool = Field(False, description="save LoRA merged into the weights (a plain transformers folder)")
     logging_steps: int = Field(20, description="log the loss every N steps")
+    checkpoint_steps: int | None = Field(
+        None, gt=0, description="also save a resume checkpoint every N steps (epochs longer than a job's time)"
+    )
     threads: int | None = Field(None, description="torch CPU threads (default: all cores)")
 
     @field_validator("attention")
@@ -100,7 +103,7 @@ CONFIG_GROUPS: dict[str, tuple[str, ...]] = {
     "schedule": ("epochs", "max_steps", "learning_rate", "scheduler", "warmup_ratio", "weight_decay",
                  "batch_size", "gradient_accumulation", "early_stopping_patience", "seed"),
     "speed": ("precision", "pack", "group_by_length", "kernels", "eval_batch_size", "threads"),
-    "output": ("output_dir", "save_merged", "logging_steps"),
+    "output": ("output_dir", "save_merged", "logging_steps", "checkpoint_steps"),
 }  # fmt: skip
 """How ``lsfa train --help`` groups the config keys (every key in exactly one group; a test checks it)."""
 

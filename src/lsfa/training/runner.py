@@ -141,28 +141,91 @@ def fingerprint(model) -> float:
         return float(sum(p.detach().double().sum() for p in model.parameters() if p.requires_grad))
 
 
+TIMING_FILE = "lsfa_timing.json"
+"""The :class:`EpochTimer` record saved inside every checkpoint, so a resumed run still reports each epoch."""
+
+
 class EpochTimer:
-    """Trainer callback recording wall time per epoch and the dev metrics after each one."""
+    """Trainer callback recording wall time per epoch and the dev metrics after each one.
+
+    Its record is written into every checkpoint (:data:`TIMING_FILE`) and read back by :meth:`restore`, so a
+    run killed and resumed (a session limit, a pre-empted node) reports the time of every epoch, including the
+    part of an epoch run before a mid-epoch checkpoint, and not only what the last process timed.
+    """
 
     def __init__(self) -> None:
         from transformers import TrainerCallback
 
         self.epochs: list[dict[str, Any]] = []
-        self._start = 0.0
+        self.seconds_before_resume = 0.0  # training seconds of the processes before this one
+        self._epoch_start: float | None = None  # set while inside an epoch
+        self._carried_epoch_seconds = 0.0  # part of the current epoch run before a resume
+        self._train_start = time.perf_counter()
         timer = self
 
         class _Callback(TrainerCallback):
+            def on_train_begin(self, args, state, control, **kwargs):
+                timer._train_start = time.perf_counter()
+
             def on_epoch_begin(self, args, state, control, **kwargs):
-                timer._start = time.perf_counter()
+                timer._epoch_start = time.perf_counter() - timer._carried_epoch_seconds
+                timer._carried_epoch_seconds = 0.0
 
             def on_epoch_end(self, args, state, control, **kwargs):
-                timer.epochs.append({"epoch": state.epoch, "seconds": time.perf_counter() - timer._start})
+                timer.epochs.append({"epoch": state.epoch, "seconds": time.perf_counter() - timer._epoch_start})
+                timer._epoch_start = None
 
             def on_evaluate(self, args, state, control, metrics=None, **kwargs):
                 if timer.epochs and metrics:
                     timer.epochs[-1].update({k: v for k, v in metrics.items() if k.startswith("eval_")})
 
+            def on_save(self, args, state, control, **kwargs):
+                if state.is_world_process_zero:
+                    folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+                    if folder.is_dir():
+                        (folder / TIMING_FILE).write_text(json.dumps(timer.snapshot()))
+
         self.callback = _Callback()
+
+    @property
+    def train_seconds(self) -> float:
+        """Training wall time so far, over every process of a resumed run."""
+        return self.seconds_before_resume + time.perf_counter() - self._train_start
+
+    def snapshot(self) -> dict[str, Any]:
+        """What a checkpoint keeps: the finished epochs, the time into the current one, the total so far."""
+        into_epoch = time.perf_counter() - self._epoch_start if self._epoch_start is not None else 0.0
+        return {"epochs": self.epochs, "epoch_seconds": into_epoch, "train_seconds": self.train_seconds}
+
+    def restore(self, checkpoint: Path | None) -> bool:
+        """Continue the record saved in ``checkpoint``; False when there is none (a checkpoint from before
+        timings were saved: the epochs run before it then go untimed)."""
+        try:
+            saved = json.loads((Path(checkpoint) / TIMING_FILE).read_text()) if checkpoint else None
+        except (OSError, json.JSONDecodeError):
+            saved = None
+        if not saved:
+            return False
+        self.epochs = list(saved["epochs"])
+        self._carried_epoch_seconds = float(saved["epoch_seconds"])
+        self.seconds_before_resume = float(saved["train_seconds"])
+        return True
+
+
+def resume_checkpoints(every_steps: int | None):
+    """A callback that also saves a checkpoint every ``every_steps`` optimiser steps, between the epoch-end ones
+    (None: no callback). A killed run then loses at most that many steps; evaluation and model selection
+    stay once per epoch, and the Trainer's rotation keeps the best epoch checkpoint beside the newest one."""
+    if not every_steps:
+        return None
+    from transformers import TrainerCallback
+
+    class _SaveEvery(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step % every_steps == 0:
+                control.should_save = True
+
+    return _SaveEvery()
 
 
 def ner_trainer_class(kernels: str = "default"):
@@ -329,7 +392,7 @@ def train(config: TrainConfig, resume: bool = False, log=print, extra_callbacks:
             log(f"note: training batches are padded, not packed: {batching}")
             batching = "padded rows"
     timer = EpochTimer()
-    callbacks = [timer.callback]
+    callbacks = [timer.callback, *filter(None, [resume_checkpoints(config.checkpoint_steps)])]
     if config.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
     callbacks.extend(extra_callbacks)
@@ -348,10 +411,11 @@ def train(config: TrainConfig, resume: bool = False, log=print, extra_callbacks:
     checkpoint = last_complete_checkpoint(run_dir) if resume else None
     if resume:
         log(f"resuming from {checkpoint}" if checkpoint else "no complete checkpoint found: starting fresh")
-    train_start = time.perf_counter()
+        if checkpoint and not timer.restore(checkpoint):
+            log(f"note: {checkpoint.name} has no timing record: the time before it is not counted")
     with quiet_transformers():  # transformers' own deprecation notes are not the user's business
         output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    train_seconds = time.perf_counter() - train_start
+    train_seconds = timer.train_seconds
     final_fingerprint = _ranks_agree(trainer)
     if not trainer.is_world_process_zero():
         return {}
