@@ -228,6 +228,22 @@ def resume_checkpoints(every_steps: int | None):
     return _SaveEvery()
 
 
+def kernel_trainer_class(kernels: str = "default"):
+    """The stock Trainer with the attention kernel chosen per training step from the batch's width
+    (:func:`lsfa.training.kernels.training_attention_context`); both lsfa trainers (tagger and IFT) build on it."""
+    from transformers import Trainer
+
+    from lsfa.training.kernels import training_attention_context
+
+    class KernelTrainer(Trainer):
+        def training_step(self, model, inputs, *args, **kwargs):
+            width = inputs["input_ids"].shape[-1]
+            with training_attention_context(width, self.args.device, kernels):
+                return super().training_step(model, inputs, *args, **kwargs)
+
+    return KernelTrainer
+
+
 def ner_trainer_class(kernels: str = "default"):
     """The Trainer with evaluation kept in dataset order and the attention kernel chosen per step.
 
@@ -237,11 +253,8 @@ def ner_trainer_class(kernels: str = "default"):
     (:func:`lsfa.training.kernels.training_attention_context`).
     """
     from torch.utils.data import SequentialSampler
-    from transformers import Trainer
 
-    from lsfa.training.kernels import training_attention_context
-
-    class NerTrainer(Trainer):
+    class NerTrainer(kernel_trainer_class(kernels)):
         def __init__(self, *args, train_collator=None, **kwargs):
             super().__init__(*args, **kwargs)
             self.train_collator = train_collator
@@ -260,11 +273,6 @@ def ner_trainer_class(kernels: str = "default"):
                 return super().get_train_dataloader()
             finally:
                 self.data_collator = evaluation_collator
-
-        def training_step(self, model, inputs, *args, **kwargs):
-            width = inputs["input_ids"].shape[-1]
-            with training_attention_context(width, self.args.device, kernels):
-                return super().training_step(model, inputs, *args, **kwargs)
 
         def _get_eval_sampler(self, eval_dataset):
             if self.args.world_size <= 1:
