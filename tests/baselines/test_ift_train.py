@@ -121,35 +121,50 @@ def test_the_grid_knows_the_ift_system() -> None:
     assert cell.key == "c/ift/lora/none/seed1" and cell.options == {"model": "m"}
 
 
+def live_lora_lm(workspace: Path, corpus: Path, types: list[str]):
+    """The tiny LM with LoRA whose B matrices are non-zero (at init they are 0, and adapters would not matter),
+    no dropout, and six encoded training examples: inputs for exact loss and gradient comparisons."""
+    import torch
+
+    from lsfa.baselines.ift_train import apply_causal_lora, encode_sentences_for_ift, load_causal_lm
+    from lsfa.data.conll import read_conll
+
+    config = tiny_config(tiny_lm(workspace / "lm-live"), corpus)
+    model, tokenizer = load_causal_lm(config)
+    torch.manual_seed(0)
+    model = apply_causal_lora(model, config.model_copy(update={"lora": config.lora.model_copy(update={"dropout": 0})}))
+    for name, parameter in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(parameter, std=0.05)
+    rows, _ = encode_sentences_for_ift(tokenizer, read_conll(corpus / "train.txt").sentences[:6], types, 256)
+    return model, tokenizer, rows
+
+
+def loss_and_grads(model, compute):
+    """The loss ``compute()`` returns and the gradient it gives every trainable parameter, flattened."""
+    import torch
+
+    model.zero_grad()
+    loss = compute()
+    loss.backward()
+    return loss.detach(), torch.cat([p.grad.flatten() for p in model.parameters() if p.requires_grad])
+
+
 def test_packed_batches_give_the_padded_loss_and_gradients(workspace: Path, corpus: Path) -> None:
     """Packing the IFT batches (each example its own causal block, positions from 0) must not change what is
     learnt: the same loss and the same LoRA gradients as the padded batch, up to float summation order
     (a block leaking across examples, or a label pair crossing into the next example, moves both by far more)."""
     import torch
 
-    from lsfa.baselines.ift_train import apply_causal_lora, encode_sentences_for_ift, ift_collator, load_causal_lm
-    from lsfa.data.conll import read_conll
+    from lsfa.baselines.ift_train import ift_collator
 
-    config = tiny_config(tiny_lm(workspace / "lm-pack"), corpus)
-    model, tokenizer = load_causal_lm(config)
-    torch.manual_seed(0)
-    model = apply_causal_lora(model, config.model_copy(update={"lora": config.lora.model_copy(update={"dropout": 0})}))
-    for name, parameter in model.named_parameters():  # LoRA B starts at zero: make the adapters matter
-        if "lora_B" in name:
-            torch.nn.init.normal_(parameter, std=0.05)
-    sentences = read_conll(corpus / "train.txt").sentences[:6]
-    rows, _ = encode_sentences_for_ift(tokenizer, sentences, ["LOC", "ORG", "PER"], 256)
-    features = [rows[k] for k in range(len(rows))]
-    results = []
+    model, tokenizer, rows = live_lora_lm(workspace, corpus, ["LOC", "ORG", "PER"])
+    results = {}
     for pack in (False, True):
         collator, batching = ift_collator(model, tokenizer, rows, pack)
-        batch = collator([dict(feature) for feature in features])
-        model.zero_grad()
-        loss = model(**batch).loss
-        loss.backward()
-        grads = torch.cat([p.grad.flatten() for n, p in model.named_parameters() if p.requires_grad])
-        results.append((batch["input_ids"].shape, loss.detach(), grads, batching))
-    (padded_shape, padded_loss, padded_grads, _), (packed_shape, packed_loss, packed_grads, batching) = results
+        batch = collator([dict(rows[k]) for k in range(len(rows))])
+        results[pack] = (batch["input_ids"].shape, batching, *loss_and_grads(model, lambda b=batch: model(**b).loss))
+    (padded_shape, _, padded_loss, padded_grads), (packed_shape, batching, packed_loss, packed_grads) = results.values()
     assert batching.startswith("packed") and packed_shape[0] < padded_shape[0]
     assert torch.allclose(packed_loss, padded_loss, rtol=1e-5, atol=1e-6)
     assert torch.allclose(packed_grads, padded_grads, rtol=1e-4, atol=1e-6)
@@ -161,36 +176,15 @@ def test_answer_only_loss_is_the_models_loss(workspace: Path, corpus: Path, pack
     with the Trainer's token count as divisor or without it (then the mean)."""
     import torch
 
-    from lsfa.baselines.ift_train import (
-        answer_only_loss,
-        apply_causal_lora,
-        encode_sentences_for_ift,
-        ift_collator,
-        load_causal_lm,
-    )
-    from lsfa.data.conll import read_conll
+    from lsfa.baselines.ift_train import answer_only_loss, ift_collator
 
-    config = tiny_config(tiny_lm(workspace / "lm-answer"), corpus)
-    model, tokenizer = load_causal_lm(config)
-    torch.manual_seed(0)
-    model = apply_causal_lora(model, config.model_copy(update={"lora": config.lora.model_copy(update={"dropout": 0})}))
-    for name, parameter in model.named_parameters():
-        if "lora_B" in name:
-            torch.nn.init.normal_(parameter, std=0.05)
-    rows, _ = encode_sentences_for_ift(tokenizer, read_conll(corpus / "train.txt").sentences[:6], ["PER"], 256)
+    model, tokenizer, rows = live_lora_lm(workspace, corpus, ["PER"])
     collator, _ = ift_collator(model, tokenizer, rows, pack)
     batch = collator([dict(rows[k]) for k in range(len(rows))])
     scored = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
-
-    def loss_and_grads(compute):
-        model.zero_grad()
-        loss = compute()
-        loss.backward()
-        return loss.detach(), torch.cat([p.grad.flatten() for p in model.parameters() if p.requires_grad])
-
-    reference = loss_and_grads(lambda: model(**batch).loss)
-    mean = loss_and_grads(lambda: answer_only_loss(model.get_base_model(), batch))
-    summed = loss_and_grads(lambda: answer_only_loss(model.get_base_model(), batch, 2 * scored))
+    reference = loss_and_grads(model, lambda: model(**batch).loss)
+    mean = loss_and_grads(model, lambda: answer_only_loss(model.get_base_model(), batch))
+    summed = loss_and_grads(model, lambda: answer_only_loss(model.get_base_model(), batch, 2 * scored))
     for (loss, grads), scale in ((mean, 1.0), (summed, 0.5)):
         assert torch.allclose(loss, scale * reference[0], rtol=1e-5, atol=1e-6)
         assert torch.allclose(grads, scale * reference[1], rtol=1e-4, atol=1e-6)
