@@ -146,6 +146,47 @@ def test_batched_left_padded_generation_equals_one_prompt_at_a_time(tiny_lm) -> 
     assert all(isinstance(answer, str) for answer in batched)
 
 
+@pytest.fixture(scope="module")
+def loud_lm(tmp_path_factory):
+    """A tiny LM with a large random output head: unlike the tied one, which repeats the prompt's last token
+    whatever came before, its answers change when the prompt's earlier tokens are hidden or misplaced."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tests.tiny import tiny_causal_lm_dir
+
+    folder = tiny_causal_lm_dir(Path(tmp_path_factory.mktemp("loud")) / "model", tied=False)
+    model = AutoModelForCausalLM.from_pretrained(folder).eval()
+    torch.manual_seed(1)
+    torch.nn.init.normal_(model.lm_head.weight, std=1.0)
+    return model, AutoTokenizer.from_pretrained(folder)
+
+
+def test_a_shared_prompt_prefix_computed_once_gives_the_same_answers(loud_lm) -> None:
+    """The instruction and options are the same in every prompt: generating from one cached copy of them (pads
+    between that prefix and each row's sentence) must answer exactly as the full prompts do, in odd-sized
+    batches of prompts of different lengths (with the prefix masked out, the answers differ)."""
+    from lsfa.baselines.ift import _shared_prefix
+
+    model, tokenizer = loud_lm
+    sentences = [["Peter"], ["EU", "rejects", "German", "call"], ["Naloxone", "reverses", "the", "effect", "."],
+                 ["Paris", "!"], ["A", "b", "c", "d", "e", "f", "g"]]  # fmt: skip
+    prompts = [build_prompt(tokens, ["PER", "LOC"]) for tokens in sentences]
+    encoded = [tokenizer(prompt)["input_ids"] for prompt in prompts]
+    assert len(_shared_prefix(encoded)) >= 8, "the paper's prompt opens with the same instruction every time"
+    shared, _ = generate_responses(model, tokenizer, prompts, max_new_tokens=6, batch_size=3, share_prefix=True)
+    full, _ = generate_responses(model, tokenizer, prompts, max_new_tokens=6, batch_size=3, share_prefix=False)
+    assert shared == full
+
+
+def test_the_shared_prefix_leaves_every_prompt_a_token_of_its_own() -> None:
+    from lsfa.baselines.ift import _shared_prefix
+
+    assert _shared_prefix([list(range(10)), list(range(12))]) == list(range(9))
+    assert _shared_prefix([list(range(20)), [0, 1, 2, 99, *range(4, 20)]]) == [], "3 shared tokens: not worth it"
+    assert _shared_prefix([]) == [] and _shared_prefix([list(range(30))]) == list(range(29))
+
+
 def test_generation_stops_at_max_new_tokens_and_counts_cut_answers(tiny_lm) -> None:
     model, tokenizer = tiny_lm
     model.generation_config.eos_token_id = None  # a random model rarely ends by itself; make sure it cannot

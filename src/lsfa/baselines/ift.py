@@ -17,6 +17,7 @@ Training (LoRA, loss on response tokens only) lives in :mod:`lsfa.baselines.ift_
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -166,12 +167,18 @@ def generate_responses(
     max_new_tokens: int = 128,
     batch_size: int = 16,
     precision: str = "fp32",
+    share_prefix: bool = True,
 ) -> tuple[list[str], int]:
     """Greedy answers for ``prompts`` (batched, shortest first, left-padded) and how many hit the limit.
 
     Left padding keeps every prompt's last token at the end of the row, where generation continues;
     the attention mask hides the pads. A response that used all ``max_new_tokens`` without an end token
     was cut, which is counted so a too small limit shows in the metrics instead of as lost recall.
+
+    ``share_prefix``: the prompts' common leading tokens (the instruction and the options, about half of every
+    paper prompt) are computed once, and each batch starts from a copy of their key/value cache; the pads then
+    sit between that prefix and each row's own part, hidden by the mask, with positions counted over real
+    tokens only. Greedy answers are those of the full prompts (a test compares them).
     """
     import torch
     from transformers import GenerationConfig
@@ -189,21 +196,47 @@ def generate_responses(
         eos_token_id=tokenizer.eos_token_id,
     )
     encoded = [tokenizer(prompt)["input_ids"] for prompt in prompts]
+    shared = _shared_prefix(encoded) if share_prefix else []
     order = sorted(range(len(prompts)), key=lambda index: len(encoded[index]))
     answers: list[str] = [""] * len(prompts)
     cut = 0
     model.eval()
-    for start in range(0, len(order), batch_size):
-        batch = order[start : start + batch_size]
-        input_ids, attention_mask = _left_pad([encoded[index] for index in batch], pad_id, device)
-        with torch.no_grad(), autocast_context(device, precision):
-            output = model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=settings)
-        new_tokens = output[:, input_ids.shape[1] :]
-        for index, row in zip(batch, new_tokens.tolist(), strict=True):
-            answer_ids, ended = _until_end(row, tokenizer.eos_token_id)
-            answers[index] = tokenizer.decode(answer_ids, skip_special_tokens=True)
-            cut += int(not ended and len(row) >= max_new_tokens)
+    with torch.no_grad(), autocast_context(device, precision):
+        prefix_cache = (
+            model(input_ids=torch.tensor([shared], device=device), use_cache=True).past_key_values if shared else None
+        )
+        for start in range(0, len(order), batch_size):
+            batch = order[start : start + batch_size]
+            input_ids, attention_mask = _left_pad([encoded[index][len(shared) :] for index in batch], pad_id, device)
+            extra = {}
+            if shared:
+                prefix = torch.tensor([shared] * len(batch), device=device)
+                input_ids = torch.cat([prefix, input_ids], dim=1)
+                attention_mask = torch.cat([torch.ones_like(prefix), attention_mask], dim=1)
+                extra["past_key_values"] = copy.deepcopy(prefix_cache)
+                extra["past_key_values"].batch_repeat_interleave(len(batch))
+            output = model.generate(
+                input_ids=input_ids, attention_mask=attention_mask, generation_config=settings, **extra
+            )
+            new_tokens = output[:, input_ids.shape[1] :]
+            for index, row in zip(batch, new_tokens.tolist(), strict=True):
+                answer_ids, ended = _until_end(row, tokenizer.eos_token_id)
+                answers[index] = tokenizer.decode(answer_ids, skip_special_tokens=True)
+                cut += int(not ended and len(row) >= max_new_tokens)
     return answers, cut
+
+
+def _shared_prefix(encoded: Sequence[Sequence[int]], minimum: int = 8) -> list[int]:
+    """The token ids every prompt starts with, leaving each at least one token of its own (generation needs
+    one uncached input token), or nothing when fewer than ``minimum`` are shared (not worth a cache copy)."""
+    if not encoded:
+        return []
+    shortest = min(len(ids) for ids in encoded) - 1
+    first = encoded[0]
+    length = 0
+    while length < shortest and all(ids[length] == first[length] for ids in encoded):
+        length += 1
+    return list(first[:length]) if length >= minimum else []
 
 
 def _until_end(ids: list[int], eos_id: int | None) -> tuple[list[int], bool]:
