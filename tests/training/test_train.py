@@ -206,7 +206,8 @@ def test_a_finished_run_is_not_overwritten(main_run) -> None:
 
 
 def test_early_stopping_ends_training_when_dev_f1_stalls(tmp_path: Path, tiny_model: Path, corpus: Path) -> None:
-    """A learning rate too small to change any prediction: dev F1 never improves after epoch 1."""
+    """A learning rate too small to change any prediction: dev F1 never improves after epoch 1. Resumed after
+    training had stopped (a kill while predicting: no metrics.json yet), the run must not train on."""
     settings = settings_for(
         tiny_model, corpus, tmp_path / "run", epochs=6, learning_rate=1e-12, early_stopping_patience=1, test_split=None
     )
@@ -215,6 +216,13 @@ def test_early_stopping_ends_training_when_dev_f1_stalls(tmp_path: Path, tiny_mo
     assert metrics["global_step"] == 2 * STEPS_PER_EPOCH
     assert "test" not in metrics
     assert not (tmp_path / "run" / "predictions" / "test.conll").exists()
+
+    (tmp_path / "run" / "metrics.json").unlink()
+    lines: list[str] = []
+    resumed = train(load_config(None, settings), resume=True, log=lines.append)
+    assert resumed["global_step"] == 2 * STEPS_PER_EPOCH, "the Trainer clears its stop flag: capped at the stop"
+    assert resumed["epochs_run"] == 2 and resumed["best_checkpoint"] == metrics["best_checkpoint"]
+    assert any(f"training had ended at step {2 * STEPS_PER_EPOCH}" in line for line in lines)
 
 
 @pytest.mark.parametrize("context", ["document", "document-windows"])

@@ -286,7 +286,13 @@ def train_ift(
 
     from lsfa.inference.predictor import resolve_precision
     from lsfa.training.kernels import use_fast_lora_dropout
-    from lsfa.training.runner import EpochTimer, last_complete_checkpoint, load_training_data, resume_checkpoints
+    from lsfa.training.runner import (
+        EpochTimer,
+        last_complete_checkpoint,
+        load_training_data,
+        resume_checkpoints,
+        resume_from,
+    )
 
     started = time.perf_counter()
     grid_config = config
@@ -337,10 +343,9 @@ def train_ift(
     checkpoint = last_complete_checkpoint(run_dir)
     if checkpoint:
         log(f"resuming from {checkpoint}")
-        if not timer.restore(checkpoint):
-            log(f"note: {checkpoint.name} has no timing record: the time before it is not counted")
+    resume_path = resume_from(trainer, checkpoint, timer, log)
     log(f"ift: {len(train_set)} train / {len(dev_set)} dev examples, types {', '.join(types)}")
-    output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    output = trainer.train(resume_from_checkpoint=resume_path)
     train_seconds = timer.train_seconds
     if not trainer.is_world_process_zero():
         return {}

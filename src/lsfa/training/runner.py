@@ -135,6 +135,38 @@ def last_complete_checkpoint(run_dir: Path) -> Path | None:
     return complete[-1] if complete else None
 
 
+def stopped_at(checkpoint: Path | None) -> int | None:
+    """The step at which training had already ended when ``checkpoint`` was saved (early stopping, or the last
+    step), or None while it was still going.
+
+    Why: a run killed after training (while it predicted dev and test) is resumed from its last checkpoint, and
+    the Trainer clears its stop flag at the start of every ``train()``: an early-stopped run would then train on
+    past its stop and could select another epoch. Capping ``max_steps`` at this step makes the resumed
+    ``train()`` only restore the selected checkpoint, as the uninterrupted run ended.
+    """
+    if checkpoint is None:
+        return None
+    state = json.loads((Path(checkpoint) / "trainer_state.json").read_text())
+    control = state.get("stateful_callbacks", {}).get("TrainerControl", {}).get("args", {})
+    return int(state["global_step"]) if control.get("should_training_stop") else None
+
+
+def resume_from(trainer, checkpoint: Path | None, timer: EpochTimer, log) -> str | None:
+    """Prepare ``trainer`` and ``timer`` to continue from ``checkpoint``; returns the path ``train()`` takes.
+
+    The timer continues its saved record; a run whose training had ended trains no further (:func:`stopped_at`).
+    """
+    if checkpoint is None:
+        return None
+    if not timer.restore(checkpoint):
+        log(f"note: {checkpoint.name} has no timing record: the time before it is not counted")
+    stopped = stopped_at(checkpoint)
+    if stopped is not None:
+        trainer.args.max_steps = stopped
+        log(f"note: training had ended at step {stopped}; the resumed run only restores the selected checkpoint")
+    return str(checkpoint)
+
+
 def fingerprint(model) -> float:
     """A cheap checksum of the trainable weights (DDP ranks must agree on it)."""
     with torch.no_grad():
@@ -342,6 +374,8 @@ def training_arguments(config: TrainConfig, precision: str, run_dir: Path, **ove
         save_strategy="epoch",
         save_total_limit=2,
         load_best_model_at_end=True,
+        # A resumed run continues early stopping's patience count instead of starting it again.
+        restore_callback_states_from_checkpoint=True,
         metric_for_best_model="f1",
         greater_is_better=True,
         train_sampling_strategy="group_by_length" if config.group_by_length else "random",
@@ -419,10 +453,9 @@ def train(config: TrainConfig, resume: bool = False, log=print, extra_callbacks:
     checkpoint = last_complete_checkpoint(run_dir) if resume else None
     if resume:
         log(f"resuming from {checkpoint}" if checkpoint else "no complete checkpoint found: starting fresh")
-        if checkpoint and not timer.restore(checkpoint):
-            log(f"note: {checkpoint.name} has no timing record: the time before it is not counted")
+    resume_path = resume_from(trainer, checkpoint, timer, log)
     with quiet_transformers():  # transformers' own deprecation notes are not the user's business
-        output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        output = trainer.train(resume_from_checkpoint=resume_path)
     train_seconds = timer.train_seconds
     final_fingerprint = _ranks_agree(trainer)
     if not trainer.is_world_process_zero():
