@@ -136,6 +136,26 @@ def test_dry_run_lists_cells_and_writes_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "g").exists()
 
 
+def test_dry_run_says_where_unfinished_cells_stand_and_touches_nothing(tmp_path: Path) -> None:
+    """A cell with checkpoints would resume (from its newest complete one), a locked cell is being trained by a
+    live process; the dry run must not remove the checkpoint a running process is still writing."""
+    spec = parse_grid(_grid(models=["m"], attention=["causal", "full"], output_dir=str(tmp_path / "g")))
+    causal, full = (cell.folder(Path(spec.output_dir)) for cell in expand_cells(spec))
+    for step, epoch in ((10, 1.0), (15, 1.5)):
+        folder = causal / "checkpoints" / f"checkpoint-{step}"
+        folder.mkdir(parents=True)
+        (folder / "trainer_state.json").write_text(json.dumps({"global_step": step, "max_steps": 30, "epoch": epoch}))
+    being_written = causal / "checkpoints" / "checkpoint-20"
+    being_written.mkdir()
+    full.mkdir(parents=True)
+    (full / grid_module.LOCK_FILE).write_text(f"{socket.gethostname()}:{os.getpid()}\n")
+    lines: list[str] = []
+    run_grid(spec, dry_run=True, log=lines.append)
+    assert "causal/seed42: to resume, step 15 of 30 saved (epoch 1.50) (" in lines[0]
+    assert f"full/seed42: being trained by {socket.gethostname()}:{os.getpid()} (" in lines[1]
+    assert being_written.is_dir()
+
+
 # --- peers (dispatch only: the spaCy run itself is tested in test_spacy_peer.py) ----------------------
 def fake_system(config, options, run_dir: Path, log) -> None:
     """A stand-in peer: writes a metrics.json as a real one does."""

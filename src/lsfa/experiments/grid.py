@@ -402,7 +402,7 @@ def run_grid(
             log(f"{prefix}: finished, skipped{note}")
             continue
         if dry_run:
-            log(f"{prefix}: to run ({describe_config(cell)})")
+            log(f"{prefix}: {unfinished_state(folder)} ({describe_config(cell)})")
             continue
         holder = claim_cell(folder)
         if holder is not None:
@@ -423,6 +423,21 @@ def run_grid(
     if not dry_run:
         _update_failures(grid_dir, cells, outcome)
     return outcome
+
+
+def unfinished_state(folder: Path) -> str:
+    """What a dry run says of an unfinished cell: whether a live process holds it, and where it would resume."""
+    from lsfa.training.runner import resume_point
+
+    point = resume_point(folder)
+    saved = f"step {point['step']} of {point['max_steps']} saved (epoch {point['epoch']:.2f})" if point else ""
+    try:
+        owner = (folder / LOCK_FILE).read_text().strip()
+    except OSError:
+        owner = ""
+    if owner and _alive(owner):
+        return f"being trained by {owner}" + (f", {saved}" if saved else "")
+    return f"to resume, {saved}" if saved else "to run"
 
 
 def _lock_owner() -> str:

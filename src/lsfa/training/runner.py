@@ -120,19 +120,36 @@ def checkpoint_is_complete(folder: Path) -> bool:
     return True
 
 
-def last_complete_checkpoint(run_dir: Path) -> Path | None:
-    """The newest complete ``checkpoint-N``; incomplete ones (a kill mid-write) are removed."""
-    folder = run_dir / CHECKPOINTS
+def _checkpoints(run_dir: Path) -> tuple[list[Path], list[Path]]:
+    """The run's ``checkpoint-N`` folders by step: (complete ones, incomplete ones)."""
+    folder = Path(run_dir) / CHECKPOINTS
     if not folder.is_dir():
-        return None
+        return [], []
     found = sorted(
         (p for p in folder.iterdir() if p.is_dir() and p.name.startswith("checkpoint-")),
         key=lambda p: int(p.name.rsplit("-", 1)[-1]),
     )
     complete = [p for p in found if checkpoint_is_complete(p)]
-    for partial in set(found) - set(complete):
-        shutil.rmtree(partial, ignore_errors=True)
+    return complete, [p for p in found if p not in complete]
+
+
+def last_complete_checkpoint(run_dir: Path) -> Path | None:
+    """The newest complete ``checkpoint-N``; incomplete ones (a kill mid-write) are removed."""
+    complete, partial = _checkpoints(run_dir)
+    for folder in partial:
+        shutil.rmtree(folder, ignore_errors=True)
     return complete[-1] if complete else None
+
+
+def resume_point(run_dir: Path) -> dict[str, Any] | None:
+    """Where an unfinished run would resume: the newest complete checkpoint's ``step``, ``max_steps`` and
+    ``epoch`` (None without one). Read-only, unlike :func:`last_complete_checkpoint`: a dry run may look at a
+    run another process is writing."""
+    complete, _ = _checkpoints(run_dir)
+    if not complete:
+        return None
+    state = json.loads((complete[-1] / "trainer_state.json").read_text())
+    return {"step": state.get("global_step"), "max_steps": state.get("max_steps"), "epoch": state.get("epoch")}
 
 
 def stopped_at(checkpoint: Path | None) -> int | None:
