@@ -16,11 +16,10 @@ per-epoch timings, ``parameters``), so the baseline lands in Tables 5-7 like any
 
 Configuration is an ordinary :class:`~lsfa.training.config.TrainConfig` (model, corpus, limits, lora, epochs,
 learning_rate, batch sizes, seed, output_dir, precision, max_length, early_stopping_patience, pack, kernels,
-checkpoint_steps) plus the
-options of :class:`IftOptions`. As a grid system (``systems: [{name: ift, model: smollm2-135m,
-max_new_tokens: 128}]``) the entry's keys that are training-config fields override the grid's base config
-for this system; the others are generation options. ``attention``, ``context`` and ``label_all_subtokens``
-do not apply: a generative model reads its prompt causally.
+checkpoint_steps) plus the options of :class:`IftOptions`. As a grid system (``systems: [{name: ift,
+model: smollm2-135m, max_new_tokens: 128}]``) the entry's keys that are training-config fields override the
+grid's base config for this system; the others are generation options. ``attention``, ``context`` and
+``label_all_subtokens`` do not apply: a generative model reads its prompt causally.
 """
 
 from __future__ import annotations
@@ -282,7 +281,7 @@ def train_ift(
     A run folder with complete checkpoints but no ``metrics.json`` (an interrupted run) resumes from the
     newest checkpoint, as ``lsfa experiment run`` expects of a cell it retries.
     """
-    from transformers import EarlyStoppingCallback, set_seed
+    from transformers import set_seed
 
     from lsfa.inference.predictor import resolve_precision
     from lsfa.training.kernels import use_fast_lora_dropout
@@ -290,8 +289,8 @@ def train_ift(
         EpochTimer,
         last_complete_checkpoint,
         load_training_data,
-        resume_checkpoints,
         resume_from,
+        run_callbacks,
     )
 
     started = time.perf_counter()
@@ -327,9 +326,7 @@ def train_ift(
         log(f"note: {train_too_long} train / {dev_too_long} dev examples longer than max_length left out of training")
     (run_dir / "config.yaml").write_text(dump_config(config))
     timer = EpochTimer()
-    callbacks = [timer.callback, *filter(None, [resume_checkpoints(config.checkpoint_steps)])]
-    if config.early_stopping_patience:
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
+    callbacks = run_callbacks(config, timer)
     collator, batching = ift_collator(model, tokenizer, train_set, config.pack)
     trainer = ift_trainer_class(config.kernels)(
         model=model,

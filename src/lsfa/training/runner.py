@@ -261,12 +261,10 @@ class EpochTimer:
         return True
 
 
-def resume_checkpoints(every_steps: int | None):
-    """A callback that also saves a checkpoint every ``every_steps`` optimiser steps, between the epoch-end ones
-    (None: no callback). A killed run then loses at most that many steps; evaluation and model selection
-    stay once per epoch, and the Trainer's rotation keeps the best epoch checkpoint beside the newest one."""
-    if not every_steps:
-        return None
+def resume_checkpoints(every_steps: int):
+    """A callback that also saves a checkpoint every ``every_steps`` optimiser steps, between the epoch-end ones.
+    A killed run then loses at most that many steps; evaluation and model selection stay as they were, and the
+    Trainer's rotation keeps the best checkpoint beside the newest one."""
     from transformers import TrainerCallback
 
     class _SaveEvery(TrainerCallback):
@@ -275,6 +273,19 @@ def resume_checkpoints(every_steps: int | None):
                 control.should_save = True
 
     return _SaveEvery()
+
+
+def run_callbacks(config: TrainConfig, timer: EpochTimer) -> list[Any]:
+    """The callbacks of every lsfa training run (tagger or IFT): the epoch timer, resume checkpoints every
+    ``checkpoint_steps`` steps when set, and early stopping when ``early_stopping_patience`` is set."""
+    from transformers import EarlyStoppingCallback
+
+    callbacks = [timer.callback]
+    if config.checkpoint_steps:
+        callbacks.append(resume_checkpoints(config.checkpoint_steps))
+    if config.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
+    return callbacks
 
 
 def kernel_trainer_class(kernels: str = "default"):
@@ -412,7 +423,7 @@ def training_arguments(config: TrainConfig, precision: str, run_dir: Path, **ove
 
 def train(config: TrainConfig, resume: bool = False, log=print, extra_callbacks: Sequence[Any] = ()) -> dict[str, Any]:
     """Run one training job end to end and return its ``metrics.json`` content (rank 0)."""
-    from transformers import DataCollatorForTokenClassification, EarlyStoppingCallback, set_seed
+    from transformers import DataCollatorForTokenClassification, set_seed
 
     from lsfa.inference.predictor import resolve_precision
     from lsfa.models.optimise import cast_frozen_linear_weights
@@ -451,10 +462,7 @@ def train(config: TrainConfig, resume: bool = False, log=print, extra_callbacks:
             log(f"note: training batches are padded, not packed: {batching}")
             batching = "padded rows"
     timer = EpochTimer()
-    callbacks = [timer.callback, *filter(None, [resume_checkpoints(config.checkpoint_steps)])]
-    if config.early_stopping_patience:
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
-    callbacks.extend(extra_callbacks)
+    callbacks = [*run_callbacks(config, timer), *extra_callbacks]
     trainer = ner_trainer_class(config.kernels)(
         model=model,
         args=args,
