@@ -205,6 +205,8 @@ def generate_responses(
         prefix_cache = (
             model(input_ids=torch.tensor([shared], device=device), use_cache=True).past_key_values if shared else None
         )
+        if not hasattr(prefix_cache, "batch_repeat_interleave"):  # a cache that cannot be copied per row
+            shared, prefix_cache = [], None
         for start in range(0, len(order), batch_size):
             batch = order[start : start + batch_size]
             input_ids, attention_mask = _left_pad([encoded[index][len(shared) :] for index in batch], pad_id, device)
