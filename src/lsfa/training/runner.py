@@ -110,14 +110,18 @@ def argmax_logits(logits, labels):
     return logits.argmax(-1)
 
 
+def trainer_state(checkpoint: Path) -> dict[str, Any] | None:
+    """A checkpoint's ``trainer_state.json`` (written last, so it also marks the checkpoint complete), or None
+    when it is missing or cut short."""
+    try:
+        return json.loads((Path(checkpoint) / "trainer_state.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
 def checkpoint_is_complete(folder: Path) -> bool:
     """A checkpoint counts only once its ``trainer_state.json`` (written last) parses."""
-    state = folder / "trainer_state.json"
-    try:
-        json.loads(state.read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
-    return True
+    return trainer_state(folder) is not None
 
 
 def _checkpoints(run_dir: Path) -> tuple[list[Path], list[Path]]:
@@ -148,7 +152,7 @@ def resume_point(run_dir: Path) -> dict[str, Any] | None:
     complete, _ = _checkpoints(run_dir)
     if not complete:
         return None
-    state = json.loads((complete[-1] / "trainer_state.json").read_text())
+    state = trainer_state(complete[-1]) or {}
     return {"step": state.get("global_step"), "max_steps": state.get("max_steps"), "epoch": state.get("epoch")}
 
 
@@ -163,7 +167,7 @@ def stopped_at(checkpoint: Path | None) -> int | None:
     """
     if checkpoint is None:
         return None
-    state = json.loads((Path(checkpoint) / "trainer_state.json").read_text())
+    state = trainer_state(checkpoint) or {}
     control = state.get("stateful_callbacks", {}).get("TrainerControl", {}).get("args", {})
     return int(state["global_step"]) if control.get("should_training_stop") else None
 
