@@ -13,7 +13,7 @@ from lsfa.eval.errors import ERROR_CATEGORIES
 from lsfa.experiments.tables import build_tables, collect_cells, format_value, stat, table_markdown, write_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-ALL_TABLES = {"main", "attention_gain", "lora", "set", "time", "inference", "errors", "by_length"}
+ALL_TABLES = {"main", "attention_gain", "paper", "lora", "set", "time", "inference", "errors", "by_length"}
 
 
 def split_result(f1: float, ms: float = 2.0) -> dict:
@@ -218,7 +218,7 @@ def test_report_from_a_real_tiny_grid(tmp_path: Path, monkeypatch, capsys) -> No
     main()
     assert "markdown:" in capsys.readouterr().out
     report = json.loads((tmp_path / "r" / "report.json").read_text())
-    assert set(report["tables"]) == ALL_TABLES
+    assert set(report["tables"]) == ALL_TABLES - {"paper"}, "a synthetic corpus has no published numbers"
     (gain,) = report["tables"]["attention_gain"]["rows"]
     assert gain["model"] == "tiny" and gain["gain"] is not None
     main_rows = report["tables"]["main"]["rows"]
@@ -239,3 +239,29 @@ def test_grid_order_decides_the_row_order(fabricated: Path) -> None:
     assert corpora[0] == "conll2003" and corpora[-1] == "bc5cdr"
     encoders = [row["model"] for row in hinted["main"].rows if row["kind"] == "encoder"]
     assert encoders == ["mpnet-base", "minilm-l6"]
+
+
+def test_paper_table_puts_each_published_number_before_the_lsfa_cells_in_its_role(fabricated: Path) -> None:
+    table = build_tables(collect_cells(fabricated))["paper"]
+    lsfa_fa = rows_of(table, role="decoder LS-FA, LoRA", source="lsfa")
+    assert [row["system"] for row in lsfa_fa] == ["smollm2-135m lora LS-FA"], "layer patterns are not LS-FA"
+    assert lsfa_fa[0]["conll2003"]["mean"] == pytest.approx(0.85)
+    assert lsfa_fa[0]["bc5cdr"] is None, "the bc5cdr cell has no test split: missing, not invented"
+    (qwen, *_) = rows_of(table, role="decoder LS-FA, LoRA", source="paper")
+    assert (qwen["conll2003"], qwen["bc5cdr"]) == (0.891, 0.863)
+    assert table.rows.index(qwen) < table.rows.index(lsfa_fa[0])
+    encoders = rows_of(table, role="encoder, full fine-tuning", source="lsfa")
+    assert {row["system"] for row in encoders} == {"minilm-l6 full", "mpnet-base full"}
+    (ift,) = rows_of(table, role="generative NER (IFT), LoRA", source="lsfa")
+    assert ift["system"] == "(no finished cell yet)"
+    (ratio,) = rows_of(table, role="decoder LS-FA, LoRA (time)", source="lsfa")
+    assert ratio["conll2003"]["mean"] == pytest.approx(3.015)
+    markdown = table_markdown(table)
+    columns = [header for _, header, _ in table.columns][-2:]  # corpora in report order (here alphabetical)
+    assert columns == ["bc5cdr", "conll2003"]
+    assert "| RoBERTa-base | 0.880 | 0.915 |" in markdown and "| 3.3× | 3.3× |" in markdown
+    assert "| smollm2-135m lora LS-FA | - | 3.02× |" in markdown
+
+
+def test_paper_table_only_for_the_papers_corpora_on_test(fabricated: Path) -> None:
+    assert "paper" not in build_tables(collect_cells(fabricated), split="dev")

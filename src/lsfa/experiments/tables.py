@@ -9,7 +9,9 @@ Tables (paper numbering, Yano & Takamura 2026):
 ``main`` (2-3) strict P/R/F1 per model, mode and attention; ``attention_gain`` LS-FA minus LS-CA;
 ``lora`` (4) LoRA settings and trainable parameters; ``set`` (5) set-based P/R/F1; ``time`` (6) seconds per
 training epoch and the ratio to the smallest encoder; ``inference`` (7) ms per sentence; ``errors`` (11-12)
-error taxonomy; ``by_length`` F1 by entity length 1/2/3+; ``layer_patterns`` layer-group patterns ranked on dev.
+error taxonomy; ``by_length`` F1 by entity length 1/2/3+; ``layer_patterns`` layer-group patterns ranked on dev;
+``paper`` every number the paper published, each followed by the lsfa cells in the same role
+(:mod:`lsfa.experiments.paper`).
 """
 
 from __future__ import annotations
@@ -23,15 +25,13 @@ from typing import Any
 
 from lsfa.errors import LsfaError
 from lsfa.eval.errors import ERROR_CATEGORIES
+from lsfa.experiments import paper
 from lsfa.runs import METRICS_FILE, RunFolder, RunMetrics
 
 ATTENTION_NAMES = {"full": "LS-FA", "causal": "LS-CA"}
 KIND_ORDER = {"decoder": 0, "encoder": 1, "peer": 2}
 LENGTH_BUCKETS = ("1", "2", "3+")
 ERROR_COLUMNS = tuple(name for name in ERROR_CATEGORIES if name != "exact_matches")
-# Strict span micro F1 of the smallest decoder the paper ran (Qwen2.5-0.5B, LS-FA, LoRA), shown beside ours.
-PAPER_REFERENCE = {"conll2003": 0.891, "bc5cdr": 0.863}
-PAPER_REFERENCE_SYSTEM = "Qwen2.5-0.5B LS-FA LoRA (Yano & Takamura 2026)"
 
 
 @dataclass
@@ -223,6 +223,7 @@ def build_tables(
     builders: list[Callable[..., Table | None]] = [
         main_table,
         attention_gain_table,
+        paper_table,
         lora_table,
         set_table,
         time_table,
@@ -280,9 +281,12 @@ def main_table(groups, split: str) -> Table:
         table.rows.append(row)
     table.notes += _missing_split_note(groups, split) + _tokens_accuracy_note(groups)
     corpora = sorted({key[0] for key in groups})
-    references = [f"{corpus} {PAPER_REFERENCE[corpus]:.3f}" for corpus in corpora if corpus in PAPER_REFERENCE]
+    references = [f"{corpus} {f1:.3f}" for corpus in corpora if (f1 := paper.reference_f1(corpus)) is not None]
     if references and split == "test":
-        table.notes.append(f"paper reference, {PAPER_REFERENCE_SYSTEM}, test F1: {', '.join(references)}")
+        table.notes.append(
+            f"paper reference, {paper.QWEN} LS-FA LoRA ({paper.PAPER}), test F1: {', '.join(references)}; "
+            "every published number is in the table 'lsfa beside the paper'"
+        )
     return table
 
 
@@ -500,6 +504,62 @@ def layer_patterns_table(groups, split: str) -> Table | None:
     return table
 
 
+def paper_table(groups, split: str) -> Table | None:
+    """Each number the paper published (Tables 2-7), followed by every lsfa cell in the same role.
+
+    Roles, not models, pair the rows: the CPU grid runs smaller models than the paper, so a reader sees the
+    paper's Qwen2.5-0.5B LS-FA beside each lsfa decoder with LS-FA and LoRA. A role without a finished lsfa
+    cell gets a row saying so rather than no row. Only on test (what the paper reports) and only for the
+    paper's corpora.
+    """
+    corpora = [corpus for corpus in dict.fromkeys(key[0] for key in groups) if corpus in paper.PAPER_CORPORA]
+    if split != "test" or not corpora:
+        return None
+    table = Table(
+        "paper",
+        "lsfa beside the paper: each published number, then the lsfa cells in the same role (test)",
+        [("role", "role", "text"), ("measure_name", "measure", "text"), ("source", "source", "text"),
+         ("system", "system", "text"), *[(corpus, corpus, "measure") for corpus in corpora]],
+    )  # fmt: skip
+    encoders = _smallest_encoders(groups)
+    for role in paper.ROLES:
+        base = {"role": role.name, "measure": role.measure, "measure_name": paper.MEASURE_NAMES[role.measure]}
+        for number in (n for n in paper.PAPER_NUMBERS if n.role == role.name):
+            table.rows.append(base | {"source": "paper", "system": number.system}
+                              | {corpus: number.values.get(corpus) for corpus in corpora})  # fmt: skip
+        ours = _role_rows(groups, role, corpora, split, encoders)
+        table.rows += [base | {"source": "lsfa"} | row for row in ours] or [
+            base | {"source": "lsfa", "system": "(no finished cell yet)"}
+        ]
+    table.notes += list(paper.PAPER_NOTES)
+    return table
+
+
+def _role_rows(groups, role: paper.Role, corpora: list[str], split: str, encoders) -> list[dict[str, Any]]:
+    """One row per lsfa system in ``role``, its measure per corpus (mean ± std over seeds)."""
+    rows: dict[str, dict[str, Any]] = {}
+    for (corpus, *_), cells in groups.items():
+        first = cells[0]
+        if corpus not in corpora or not role.matches(first.kind, first.training, first.attention, first.system):
+            continue
+        row = rows.setdefault(system_label(first), {"system": system_label(first)})
+        row[corpus] = _role_measure(role.measure, cells, split, encoders.get(corpus))
+    return list(rows.values())
+
+
+def _role_measure(measure: str, cells: list[CellResult], split: str, encoder) -> dict[str, Any] | None:
+    if measure == "strict_f1":
+        return stat(dig(c.metrics, split, "micro", "f1") for c in cells)
+    if measure == "set_f1":
+        return stat(dig(c.metrics, split, "set", "f1") for c in cells)
+    if measure == "ms_per_sentence":
+        return stat(dig(c.metrics, split, "ms_per_sentence") for c in cells)
+    seconds = stat(c.metrics.get("mean_epoch_seconds") for c in cells)
+    if seconds is None or not encoder or not encoder[1]:
+        return None
+    return {"mean": seconds["mean"] / encoder[1], "std": None, "n": seconds["n"]}
+
+
 # --- rendering -------------------------------------------------------------------------------------------
 def format_value(row: dict[str, Any], key: str, kind: str) -> str:
     """One Markdown cell; ``None`` is '-'."""
@@ -510,6 +570,8 @@ def format_value(row: dict[str, Any], key: str, kind: str) -> str:
         return count if share is None or count == "-" else f"{count} ({share['mean']:.1f}%)"
     if value is None:
         return "-"
+    if kind == "measure":  # the paper table: published numbers as printed, ours as mean ± std
+        return _measure_text(value, str(row.get("measure")))
     if kind == "seconds":  # whole seconds for real runs, decimals for short ones
         kind = "stat0" if value["mean"] >= 100 else "stat1" if value["mean"] >= 10 else "stat2"
     if kind.startswith("stat") or kind == "count":
@@ -525,6 +587,15 @@ def format_value(row: dict[str, Any], key: str, kind: str) -> str:
     if kind == "points":
         return f"{value:+.1f}"
     return f"`{value}`" if key == "attention_setting" else str(value)
+
+
+def _measure_text(value: float | dict[str, Any], measure: str) -> str:
+    """A paper-table value: a published number with its own digits, a stat with the measure's digits."""
+    suffix = "×" if measure == "time_ratio" else ""
+    if not isinstance(value, dict):  # the paper prints F1 with 3 decimals, ratios and milliseconds with 1
+        return f"{value:.{3 if measure.endswith('f1') else 1}f}{suffix}"
+    kind = {"time_ratio": "stat2", "ms_per_sentence": "stat1"}.get(measure, "stat")
+    return format_value({"value": value}, "value", kind) + suffix
 
 
 def table_markdown(table: Table) -> str:
