@@ -28,16 +28,22 @@ def train(
     config: TrainConfig | str | Path | None = None,
     *,
     resume: bool = False,
+    time_limit: str | float | None = None,
     log: Callable[[str], None] = print,
     **overrides: Any,
 ) -> Tagger | None:
     """Train a tagger from a config (object, YAML path or nothing) plus keyword overrides of its keys, e.g.
     ``lsfa.train("configs/main.yaml", epochs=1, attention="causal")``; returns the selected tagger, loaded
-    (``None`` on the non-zero ranks of a multi-process run). The run folder holds ``metrics.json``."""
+    (``None`` on the non-zero ranks of a multi-process run). The run folder holds ``metrics.json``.
+
+    ``time_limit`` ("2h", "115m" or seconds) stops training at a saved checkpoint once it has run that long
+    and raises ``lsfa.training.time_limit.TimeLimitReached``; call again with ``resume=True`` to continue."""
     from lsfa.training.runner import train as run_training
+    from lsfa.training.time_limit import deadline_after, parse_duration
 
     resolved = _config_of(config, overrides)
-    metrics = run_training(resolved, resume=resume, log=log)
+    deadline = deadline_after(parse_duration(time_limit, "time_limit"))
+    metrics = run_training(resolved, resume=resume, log=log, deadline=deadline)
     if not metrics:
         return None
     return Tagger.load(Path(resolved.output_dir) / MODEL, precision="auto")

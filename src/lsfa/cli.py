@@ -12,6 +12,7 @@ from pathlib import Path
 import typer
 
 from lsfa.errors import LsfaError
+from lsfa.training.time_limit import EXIT_TIME_LIMIT, TimeLimitReached
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Decoder LLMs as bidirectional NER taggers.")
 data_app = typer.Typer(no_args_is_help=True, help="Corpora: statistics and conversion.")
@@ -381,6 +382,10 @@ def models_path(name: str = typer.Argument(..., help="Catalogue name.")) -> None
 
 
 # --- train -----------------------------------------------------------------------------------------
+_TIME_LIMIT_HELP = (
+    "Stop training at a saved checkpoint once this much time has passed (115m, 2h, 1h30m, seconds) and exit "
+    "with status 75; the same command (lsfa train: with --resume) continues. Prediction after training is not cut."
+)
 _TRAIN_HELP = """Fine-tune a tagger. Every config key is also a flag (a YAML value; booleans also as
 --pack / --no-pack); flags override the --config file, which overrides the defaults below."""
 
@@ -401,6 +406,7 @@ def train_command(
     ctx: typer.Context,
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML config (configs/*.yaml)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the run's last complete checkpoint."),
+    time_limit: str | None = typer.Option(None, "--time-limit", help=_TIME_LIMIT_HELP),
     list_options: bool = typer.Option(False, "--list-options", help="Print every config key and exit."),
 ) -> None:
     """Train with the transformers Trainer (works under torchrun / accelerate launch unchanged)."""
@@ -412,10 +418,12 @@ def train_command(
         return
     resolved: TrainConfig = load_config(config, parse_overrides(list(ctx.args)))
     from lsfa.training.runner import train
+    from lsfa.training.time_limit import deadline_after, parse_duration
 
     if _is_main_process():
         typer.echo("# lsfa train: resolved config\n" + dump_config(resolved))
-    metrics = train(resolved, resume=resume, log=typer.echo)
+    deadline = deadline_after(parse_duration(time_limit))
+    metrics = train(resolved, resume=resume, log=typer.echo, deadline=deadline)
     if metrics:
         typer.echo(f"run folder: {resolved.output_dir}  (metrics.json, predictions/, model/)")
 
@@ -714,6 +722,7 @@ def experiment_run(
     only: str | None = typer.Option(
         None, "--only", help="Run only cells whose folder matches this glob, e.g. 'conll2003/*/lora*/*/*'."
     ),
+    time_limit: str | None = typer.Option(None, "--time-limit", help=_TIME_LIMIT_HELP),
 ) -> None:
     """Train every cell of a grid (models x attention x modes x corpora x seeds, plus peers).
 
@@ -723,9 +732,11 @@ def experiment_run(
     claims a cell with RUN/running.lock, and the others pass over it.
     """
     from lsfa.experiments.grid import load_grid, run_grid
+    from lsfa.training.time_limit import parse_duration
 
+    seconds = parse_duration(time_limit)
     spec = load_grid(grid_file, output_dir=output_dir)
-    outcome = run_grid(spec, dry_run=dry_run, only=only, log=typer.echo)
+    outcome = run_grid(spec, dry_run=dry_run, only=only, log=typer.echo, time_limit=seconds)
     total = len(outcome.cells)
     if dry_run:
         typer.echo(f"{total} cells, {len(outcome.skipped)} finished, {total - len(outcome.skipped)} to run")
@@ -734,10 +745,14 @@ def experiment_run(
         f"grid {spec.output_dir}: {len(outcome.trained)} trained, {len(outcome.skipped)} already finished, "
         f"{len(outcome.failed)} failed"
         + (f", {len(outcome.busy)} being trained by other processes" if outcome.busy else "")
+        + (f", 1 stopped at the time limit ({outcome.paused})" if outcome.paused else "")
+        + (f", {len(outcome.not_started)} not started (time limit)" if outcome.not_started else "")
     )
     if outcome.failed:
         typer.secho(f"failed cells are listed in {Path(spec.output_dir) / 'failures.json'}", err=True, fg="red")
         sys.exit(1)  # typer.Exit's code is dropped under main()'s standalone_mode=False
+    if outcome.paused or outcome.not_started:
+        sys.exit(EXIT_TIME_LIMIT)
 
 
 @experiment_app.command("report")
@@ -810,6 +825,9 @@ def main() -> None:
     except LsfaError as error:
         typer.secho(f"error: {error}", err=True, fg="red")
         sys.exit(2)
+    except TimeLimitReached as stop:  # lsfa train --time-limit: not an error, a run to resume
+        typer.echo(str(stop))
+        sys.exit(EXIT_TIME_LIMIT)
     except typer.Abort:
         sys.exit(130)
     except Exception as error:  # click usage errors come through here with standalone_mode=False

@@ -235,6 +235,24 @@ def test_tiny_ift_run_writes_lsfa_style_metrics_and_jsonl_predictions(workspace:
         train_ift(config, {}, run_dir)
 
 
+def test_an_ift_run_past_its_deadline_stops_at_a_checkpoint_and_resumes(workspace: Path, corpus: Path) -> None:
+    import time
+
+    from lsfa.training.runner import last_complete_checkpoint
+    from lsfa.training.time_limit import TimeLimitReached
+
+    run_dir = workspace / "run-time-limit"
+    config = tiny_config(tiny_lm(workspace / "lm-time-limit"), corpus)
+    options = {"max_new_tokens": 4, "generation_batch_size": 3}
+    with pytest.raises(TimeLimitReached, match="step 1 of 4"):
+        train_ift(config, options, run_dir, lambda _: None, deadline=time.time() - 1)
+    assert last_complete_checkpoint(run_dir).name == "checkpoint-1" and not (run_dir / "metrics.json").exists()
+    lines: list[str] = []
+    metrics = train_ift(config, options, run_dir, lines.append)
+    assert any(line.startswith("resuming from") and line.endswith("checkpoint-1") for line in lines), lines
+    assert metrics["global_step"] == 4 and metrics["epochs_run"] == 2
+
+
 def test_a_decoder_without_its_language_model_head_is_refused(workspace: Path, corpus: Path) -> None:
     backbone = tiny_lm(workspace / "backbone", tied=False)
     with pytest.raises(LsfaError, match="no trained language-model head"):

@@ -157,7 +157,7 @@ def test_dry_run_says_where_unfinished_cells_stand_and_touches_nothing(tmp_path:
 
 
 # --- peers (dispatch only: the spaCy run itself is tested in test_spacy_peer.py) ----------------------
-def fake_system(config, options, run_dir: Path, log) -> None:
+def fake_system(config, options, run_dir: Path, log, deadline=None) -> None:
     """A stand-in peer: writes a metrics.json as a real one does."""
     (run_dir / "metrics.json").write_text(json.dumps({"system": "fake", "seed": config.seed, "options": options}))
 
@@ -243,7 +243,7 @@ def test_tiny_grid_resumes_without_training_finished_cells(tiny_grid, monkeypatc
 
     trained_models: list[str] = []
 
-    def no_training(config, resume=False, log=print):
+    def no_training(config, resume=False, log=print, deadline=None):
         trained_models.append(config.model)
         raise LsfaError(f"model {config.model} still missing")
 
@@ -265,6 +265,46 @@ def test_a_finished_cell_with_another_config_is_skipped_with_a_note(tiny_grid, m
     outcome = run_grid(changed, only="tiny", log=lines.append)
     assert outcome.skipped == first.trained and not outcome.trained
     assert all("trained with other learning_rate" in line for line in lines), lines
+
+
+# --- time limit --------------------------------------------------------------------------------------------
+def test_a_time_limit_pauses_the_running_cell_starts_no_other_and_the_next_run_finishes(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """The limit runs out during the first cell's first step: it stops at a checkpoint, the second cell is not
+    started; running the grid again resumes the first (it trains its remaining step) and trains the second."""
+    from lsfa.training import time_limit
+
+    torch.set_num_threads(1)
+    spec = load_grid(tiny_grid_file(tmp_path, ["causal", "full"]))
+    lines: list[str] = []
+    with monkeypatch.context() as patch:
+        patch.setattr(time_limit, "_past", lambda deadline, world_size: True)  # the clock inside training only
+        first = run_grid(spec, log=lines.append, time_limit=3600)
+    paused, waiting = "synth/tiny/lora/causal/seed0", "synth/tiny/lora/full/seed0"
+    assert (first.paused, first.not_started, first.trained, first.failed) == (paused, [waiting], [], [])
+    grid_dir = Path(spec.output_dir)
+    assert (grid_dir / paused / "checkpoints" / "checkpoint-1").is_dir()
+    assert not (grid_dir / paused / "metrics.json").exists() and not (grid_dir / waiting).exists()
+    assert not (grid_dir / paused / "running.lock").exists(), "the claim is released"
+    assert any("time limit reached: checkpoint saved at step 1 of 2" in line for line in lines), lines
+    failures = grid_dir / "failures.json"
+    assert not failures.exists() or not json.loads(failures.read_text())["failures"], "a pause is not a failure"
+
+    second = run_grid(spec, log=lines.append)
+    assert second.trained == [paused, waiting] and second.paused is None
+    assert json.loads((grid_dir / paused / "metrics.json").read_text())["global_step"] == 2
+
+
+def test_cli_time_limit_exit_status_and_bad_durations(tmp_path: Path, monkeypatch, capsys) -> None:
+    torch.set_num_threads(1)
+    path = tiny_grid_file(tmp_path, ["full"])
+    code, out = _cli(monkeypatch, capsys, ["experiment", "run", str(path), "--time-limit", "0.000001"])
+    assert code == 75 and "1 not started (time limit)" in out, out
+    code, out = _cli(monkeypatch, capsys, ["experiment", "run", str(path), "--time-limit", "soon"])
+    assert code == 2 and "--time-limit 'soon'" in out
+    code, out = _cli(monkeypatch, capsys, ["experiment", "run", str(path), "--time-limit", "1h"])
+    assert code == 0 and "1 trained" in out, out
 
 
 # --- CLI ---------------------------------------------------------------------------------------------------

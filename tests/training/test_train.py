@@ -12,6 +12,7 @@ import random
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,8 @@ from lsfa.data.conll import read_conll
 from lsfa.errors import LsfaError
 from lsfa.eval.report import evaluate_sentences
 from lsfa.training.config import TrainConfig, load_config
-from lsfa.training.runner import TIMING_FILE, last_complete_checkpoint, train
+from lsfa.training.runner import TIMING_FILE, last_complete_checkpoint, stopped_at, train
+from lsfa.training.time_limit import TimeLimitReached
 from tests.tiny import tiny_decoder_dir
 from tests.training.synthetic import synthetic_sentence
 
@@ -311,11 +313,9 @@ def write_run_config(path: Path, settings: dict[str, Any]) -> Path:
     return path
 
 
-def run_cli(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
+def run_cli(args: list[str], cwd: Path, timeout: int = SUBPROCESS_TIMEOUT, **env: str) -> subprocess.CompletedProcess:
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", **env}
-    return subprocess.run(
-        args, cwd=cwd, env=environment, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT, check=False
-    )
+    return subprocess.run(args, cwd=cwd, env=environment, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def lsfa_train(config: Path, *flags: str) -> list[str]:
@@ -369,6 +369,51 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(
     assert metrics["train_seconds"] > saved_timing["train_seconds"] + metrics["train_seconds_per_epoch"][2]
 
 
+def test_a_run_past_its_deadline_stops_at_a_checkpoint_and_resumes_to_the_same_end(
+    main_run, tiny_model: Path, corpus: Path, tmp_path: Path
+) -> None:
+    """A deadline already passed: the first step saves checkpoint-1 and stops; resuming ends like ``main_run``."""
+    run_dir = tmp_path / "run"
+    config = load_config(None, settings_for(tiny_model, corpus, run_dir))
+    with pytest.raises(TimeLimitReached) as stop:
+        train(config, log=lambda _: None, deadline=time.time() - 1)
+    assert (stop.value.step, stop.value.max_steps) == (1, EPOCHS * STEPS_PER_EPOCH)
+    assert "run the same command to resume" in str(stop.value)
+    assert not (run_dir / "metrics.json").exists(), "a stopped run is not a finished one"
+    checkpoint = last_complete_checkpoint(run_dir)
+    assert checkpoint is not None and checkpoint.name == "checkpoint-1"
+    assert stopped_at(checkpoint) is None, "the stop is not recorded as the end of training"
+    assert json.loads((checkpoint / TIMING_FILE).read_text())["train_seconds"] > 0, "the timer saved first"
+
+    metrics = train(config, resume=True, log=lambda _: None, deadline=time.time() + 3600)
+    reference = main_run["metrics"]
+    assert metrics["global_step"] == reference["global_step"] == EPOCHS * STEPS_PER_EPOCH
+    assert metrics["dev"]["micro"]["f1"] == pytest.approx(reference["dev"]["micro"]["f1"], abs=0.005)
+    assert metrics["epochs_run"] == EPOCHS
+
+
+def test_cli_train_time_limit_exits_75_and_resume_finishes(
+    tiny_model: Path, corpus: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    from lsfa.cli import main
+
+    config = write_run_config(tmp_path / "run.yaml", settings_for(tiny_model, corpus, tmp_path / "run", epochs=1))
+
+    def cli(*flags: str) -> tuple[int, str]:
+        monkeypatch.setattr(sys, "argv", ["lsfa", "train", "--config", str(config), *flags])
+        try:
+            main()
+            code = 0
+        except SystemExit as exit_:
+            code = int(exit_.code or 0)
+        return code, capsys.readouterr().out
+
+    code, out = cli("--time-limit", "0.000001")
+    assert code == 75 and "time limit reached: checkpoint saved at step 1" in out, out
+    code, out = cli("--resume", "--time-limit", "1h")
+    assert code == 0 and json.loads((tmp_path / "run" / "metrics.json").read_text())["global_step"] == STEPS_PER_EPOCH
+
+
 def test_torchrun_two_ranks_agree(tiny_model: Path, corpus: Path, tmp_path: Path) -> None:
     """Two CPU ranks (gloo) train one model: rank 0 writes the run folder, both hold identical weights."""
     run_dir = tmp_path / "run"
@@ -385,6 +430,21 @@ def test_torchrun_two_ranks_agree(tiny_model: Path, corpus: Path, tmp_path: Path
     assert (run_dir / "predictions" / "test.conll").is_file()
     assert (run_dir / "model" / "lsfa.json").is_file()
     assert result.stdout.count("run folder:") == 1, "only rank 0 reports and writes the run folder"
+
+
+def test_torchrun_ranks_stop_at_the_time_limit_together(tiny_model: Path, corpus: Path, tmp_path: Path) -> None:
+    """Rank 1's clock never reaches the deadline (skewed_clock_train.py): rank 0's decision stops both at the
+    same step, with a checkpoint and no hang."""
+    run_dir = tmp_path / "run"
+    config = write_run_config(tmp_path / "run.yaml", settings_for(tiny_model, corpus, run_dir, epochs=2))
+    script = Path(__file__).with_name("skewed_clock_train.py")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)]
+    # Ranks that disagree hang in a collective: a short timeout makes that a failure, not a 10-minute wait.
+    result = run_cli([*command, "--config", str(config), "--time-limit", "0.000001"], cwd=tmp_path, timeout=180)
+    assert result.returncode != 0 and result.stdout.count("time limit reached: checkpoint saved at step 1") == 2, (
+        describe(result)
+    )
+    assert last_complete_checkpoint(run_dir).name == "checkpoint-1" and not (run_dir / "metrics.json").exists()
 
 
 def test_bf16_lora_run_casts_frozen_weights_and_its_saved_model_predicts_the_same(

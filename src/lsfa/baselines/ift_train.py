@@ -274,12 +274,17 @@ def ift_trainer_class(kernels: str):
 
 # --- the run -------------------------------------------------------------------------------------------
 def train_ift(
-    config: TrainConfig, options: dict[str, Any] | None, run_dir: str | Path, log: Callable[[str], None] = print
+    config: TrainConfig,
+    options: dict[str, Any] | None,
+    run_dir: str | Path,
+    log: Callable[[str], None] = print,
+    deadline: float | None = None,
 ) -> dict[str, Any]:
     """Train the IFT baseline for one grid cell (or on its own) and write ``run_dir/metrics.json``.
 
     A run folder with complete checkpoints but no ``metrics.json`` (an interrupted run) resumes from the
-    newest checkpoint, as ``lsfa experiment run`` expects of a cell it retries.
+    newest checkpoint, as ``lsfa experiment run`` expects of a cell it retries. Past ``deadline`` training
+    stops at a saved checkpoint (:mod:`lsfa.training.time_limit`).
     """
     from transformers import set_seed
 
@@ -326,7 +331,7 @@ def train_ift(
         log(f"note: {train_too_long} train / {dev_too_long} dev examples longer than max_length left out of training")
     (run_dir / "config.yaml").write_text(dump_config(config))
     timer = EpochTimer()
-    callbacks = run_callbacks(config, timer)
+    callbacks = run_callbacks(config, timer, deadline)
     collator, batching = ift_collator(model, tokenizer, train_set, config.pack)
     trainer = ift_trainer_class(config.kernels)(
         model=model,

@@ -147,9 +147,18 @@ def epoch_timing(progress: list[dict[str, Any]], train_words: int, train_seconds
 
 
 def train_spacy(
-    config: TrainConfig, options: dict[str, Any], run_dir: Path, log: Callable[[str], None] = print
+    config: TrainConfig,
+    options: dict[str, Any],
+    run_dir: Path,
+    log: Callable[[str], None] = print,
+    deadline: float | None = None,
 ) -> dict[str, Any]:
-    """Train the spaCy peer for one grid cell and write ``run_dir/metrics.json``; returns the metrics."""
+    """Train the spaCy peer for one grid cell and write ``run_dir/metrics.json``; returns the metrics.
+
+    ``deadline`` is accepted for the grid's sake and not enforced: spaCy's own loop has no resumable stop,
+    and its cells take minutes (the grid starts no cell after its deadline).
+    """
+    del deadline
     spacy = require_spacy()
     check_options(options)
     from lsfa.training.runner import load_training_data

@@ -48,6 +48,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from lsfa.errors import LsfaError
 from lsfa.runs import RunFolder, RunMetrics
 from lsfa.training.config import TrainConfig, deep_merge, load_config
+from lsfa.training.time_limit import TimeLimitReached, deadline_after
 from lsfa.yaml_files import read_yaml_mapping
 
 CELL_FILE = "cell.json"
@@ -58,7 +59,9 @@ GRID_KEYS = ("models", "attention", "modes", "corpora", "seeds", "systems", "out
 LAYER_GROUPS_PREFIX = "layer-groups:"
 
 # Peers and baselines that are not lsfa token classifiers: name -> (module, function, mode label).
-# The function is called as ``function(config, options, run_dir, log)`` and must write ``metrics.json``.
+# The function is called as ``function(config, options, run_dir, log, deadline=...)`` and must write
+# ``metrics.json``; past ``deadline`` (``time.time()`` scale, or None) it may stop at a saved checkpoint by
+# raising ``TimeLimitReached`` (lsfa.training.time_limit), and is then called again to resume.
 SYSTEMS: dict[str, tuple[str, str, str]] = {
     "spacy": ("lsfa.baselines.spacy_peer", "train_spacy", "tok2vec"),
     "ift": ("lsfa.baselines.ift_train", "train_ift", "lora"),
@@ -188,6 +191,8 @@ class GridOutcome:
     skipped: list[str] = field(default_factory=list)
     failed: list[dict[str, Any]] = field(default_factory=list)
     busy: list[str] = field(default_factory=list)
+    paused: str | None = None  # the cell stopped at the time limit (a checkpoint saved; the next run resumes it)
+    not_started: list[str] = field(default_factory=list)  # cells left because the time limit had passed
 
 
 # --- reading a grid file -----------------------------------------------------------------------------
@@ -381,9 +386,18 @@ def select_cells(cells: list[Cell], only: str | None) -> list[Cell]:
 
 # --- running -----------------------------------------------------------------------------------------
 def run_grid(
-    spec: GridSpec, dry_run: bool = False, only: str | None = None, log: Callable[[str], None] = print
+    spec: GridSpec,
+    dry_run: bool = False,
+    only: str | None = None,
+    log: Callable[[str], None] = print,
+    time_limit: float | None = None,
 ) -> GridOutcome:
-    """Train every unfinished cell; skip finished ones; record failures and go on."""
+    """Train every unfinished cell; skip finished ones; record failures and go on.
+
+    ``time_limit`` (seconds) bounds this call: the cell training when it runs out stops at a saved checkpoint
+    (``outcome.paused``), and no further cell starts (``outcome.not_started``); running again resumes.
+    """
+    deadline = deadline_after(time_limit)
     cells = select_cells(expand_cells(spec), only)
     outcome = GridOutcome(cells)
     grid_dir = Path(spec.output_dir)
@@ -404,6 +418,9 @@ def run_grid(
         if dry_run:
             log(f"{prefix}: {unfinished_state(folder)} ({describe_config(cell)})")
             continue
+        if deadline is not None and (outcome.paused or time.time() >= deadline):
+            outcome.not_started.append(cell.key)
+            continue
         holder = claim_cell(folder)
         if holder is not None:
             outcome.busy.append(cell.key)
@@ -411,7 +428,11 @@ def run_grid(
             continue
         log(f"{prefix}: training")
         try:
-            failure = _run_one(cell, folder, log)
+            failure = _run_one(cell, folder, log, deadline)
+        except TimeLimitReached as stop:
+            outcome.paused = cell.key
+            log(f"{prefix}: {stop}")
+            continue
         finally:
             release_cell(folder)
         if failure is None:
@@ -420,6 +441,8 @@ def run_grid(
             outcome.failed.append(failure)
             log(f"{prefix}: FAILED ({failure['error_type']}: {failure['error']}); going on")
         _update_failures(grid_dir, cells, outcome)
+    if outcome.not_started:
+        log(f"time limit reached: {len(outcome.not_started)} cells not started; run the same command to go on")
     if not dry_run:
         _update_failures(grid_dir, cells, outcome)
     return outcome
@@ -513,15 +536,19 @@ def describe_config(cell: Cell) -> str:
     )
 
 
-def _run_one(cell: Cell, folder: Path, log: Callable[[str], None]) -> dict[str, Any] | None:
-    """Train one cell; any exception becomes a failure record (Ctrl-C still stops the grid)."""
+def _run_one(
+    cell: Cell, folder: Path, log: Callable[[str], None], deadline: float | None = None
+) -> dict[str, Any] | None:
+    """Train one cell; any exception becomes a failure record (Ctrl-C and the time limit still stop the grid)."""
     started = time.time()
     try:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / CELL_FILE).write_text(json.dumps(cell.describe(), indent=2) + "\n")
-        run_cell(cell, folder, log)
+        run_cell(cell, folder, log, deadline)
         if not RunFolder(folder).finished:
             raise LsfaError("the run ended without writing metrics.json")
+    except TimeLimitReached:
+        raise
     except Exception as error:
         return {
             "cell": cell.key,
@@ -535,19 +562,19 @@ def _run_one(cell: Cell, folder: Path, log: Callable[[str], None]) -> dict[str, 
     return None
 
 
-def run_cell(cell: Cell, folder: Path, log: Callable[[str], None]) -> None:
+def run_cell(cell: Cell, folder: Path, log: Callable[[str], None], deadline: float | None = None) -> None:
     """One cell: an lsfa training run (resumed from its last checkpoint if it was cut short) or a peer."""
     if cell.system == "lsfa":
         from lsfa.training import runner
 
         resume = (folder / "checkpoints").is_dir()
-        runner.train(cell.config, resume=resume, log=log)
+        runner.train(cell.config, resume=resume, log=log, deadline=deadline)
         return
     import importlib
 
     module_name, function_name, _ = SYSTEMS[cell.system]
     function = getattr(importlib.import_module(module_name), function_name)
-    function(cell.config, cell.options, folder, log)
+    function(cell.config, cell.options, folder, log, deadline=deadline)
 
 
 def _write_grid_file(spec: GridSpec, grid_dir: Path) -> None:

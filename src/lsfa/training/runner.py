@@ -27,6 +27,7 @@ from lsfa.models.classifier import quiet_transformers
 from lsfa.runs import CHECKPOINTS_DIR, MODEL_DIR, RunFolder, epoch_timing, machine_info
 from lsfa.training.card import write_model_card
 from lsfa.training.config import TrainConfig, dump_config
+from lsfa.training.time_limit import time_limit_callback
 
 CHECKPOINTS = CHECKPOINTS_DIR
 MODEL = MODEL_DIR
@@ -279,9 +280,10 @@ def resume_checkpoints(every_steps: int):
     return _SaveEvery()
 
 
-def run_callbacks(config: TrainConfig, timer: EpochTimer) -> list[Any]:
+def run_callbacks(config: TrainConfig, timer: EpochTimer, deadline: float | None = None) -> list[Any]:
     """The callbacks of every lsfa training run (tagger or IFT): the epoch timer, resume checkpoints every
-    ``checkpoint_steps`` steps when set, and early stopping when ``early_stopping_patience`` is set."""
+    ``checkpoint_steps`` steps when set, early stopping when ``early_stopping_patience`` is set, and a stop at
+    a saved checkpoint past ``deadline`` (:mod:`lsfa.training.time_limit`; last, so the timer has saved first)."""
     from transformers import EarlyStoppingCallback
 
     callbacks = [timer.callback]
@@ -289,6 +291,8 @@ def run_callbacks(config: TrainConfig, timer: EpochTimer) -> list[Any]:
         callbacks.append(resume_checkpoints(config.checkpoint_steps))
     if config.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
+    if deadline is not None:
+        callbacks.append(time_limit_callback(deadline))
     return callbacks
 
 
@@ -425,8 +429,18 @@ def training_arguments(config: TrainConfig, precision: str, run_dir: Path, **ove
     return TrainingArguments(**arguments)
 
 
-def train(config: TrainConfig, resume: bool = False, log=print, extra_callbacks: Sequence[Any] = ()) -> dict[str, Any]:
-    """Run one training job end to end and return its ``metrics.json`` content (rank 0)."""
+def train(
+    config: TrainConfig,
+    resume: bool = False,
+    log=print,
+    extra_callbacks: Sequence[Any] = (),
+    deadline: float | None = None,
+) -> dict[str, Any]:
+    """Run one training job end to end and return its ``metrics.json`` content (rank 0).
+
+    With a ``deadline`` (``time.time()`` scale) training stops at a saved checkpoint once it has passed and
+    :class:`~lsfa.training.time_limit.TimeLimitReached` is raised; ``resume=True`` continues the run.
+    """
     from transformers import DataCollatorForTokenClassification, set_seed
 
     from lsfa.inference.predictor import resolve_precision
@@ -466,7 +480,7 @@ def train(config: TrainConfig, resume: bool = False, log=print, extra_callbacks:
             log(f"note: training batches are padded, not packed: {batching}")
             batching = "padded rows"
     timer = EpochTimer()
-    callbacks = [*run_callbacks(config, timer), *extra_callbacks]
+    callbacks = [*run_callbacks(config, timer, deadline), *extra_callbacks]
     trainer = ner_trainer_class(config.kernels)(
         model=model,
         args=args,
