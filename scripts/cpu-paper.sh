@@ -4,7 +4,8 @@
 # second core stays free (or start two workers: they share cells through the grid's cell locks):
 #   OMP_NUM_THREADS=1 nohup scripts/cpu-paper.sh > runs/experiments/cpu-paper-worker-1.log 2>&1 &
 # Re-running resumes: finished cells (metrics.json) are skipped. PRIORITY picks the groups to run (default 1),
-# e.g. PRIORITY="2 3".
+# e.g. PRIORITY="2 3". TIME_LIMIT (seconds, for the whole worker, e.g. TIME_LIMIT=6900) makes training stop at a
+# saved checkpoint when it runs out (lsfa experiment run --time-limit, exit 75), and the worker then stops.
 set -u
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
@@ -20,11 +21,20 @@ declare -A cells=(
   [7]='cpu-paper-table4:*'
   [8]='cpu-paper:*/gemma3-270m/full/*'
 )
+deadline=$(( $(date +%s) + ${TIME_LIMIT:-0} ))
 for priority in ${PRIORITY:-1}; do
   for entry in ${cells[$priority]}; do
     grid=configs/experiments/${entry%%:*}.yaml pattern=${entry#*:}
-    echo "== $(date -u +%FT%TZ) priority $priority: $grid $pattern"
-    lsfa experiment run "$grid" --only "$pattern"
+    limit=()
+    if [ -n "${TIME_LIMIT:-}" ]; then
+      left=$(( deadline - $(date +%s) ))
+      [ "$left" -gt 0 ] || { echo "== time limit spent"; exit 75; }
+      limit=(--time-limit "${left}s")
+    fi
+    echo "== $(date -u +%FT%TZ) priority $priority: $grid $pattern ${limit[*]}"
+    lsfa experiment run "$grid" --only "$pattern" "${limit[@]}"
+    status=$?
+    [ "$status" -eq 75 ] && { echo "== $(date -u +%FT%TZ) time limit reached: run again to resume"; exit 75; }
   done
 done
 echo "== $(date -u +%FT%TZ) done"
