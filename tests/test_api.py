@@ -17,7 +17,7 @@ from tests.training.synthetic import write_synthetic_corpus
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 FRONT_DOOR = ["Tagger", "Entity", "train", "evaluate", "TrainConfig", "load_config", "load_corpus",
-              "set_attention", "restore_attention", "LsfaError"]  # fmt: skip
+              "set_attention", "restore_attention", "LsfaError", "TimeLimitReached"]  # fmt: skip
 
 
 def readme_example() -> str:

@@ -31,12 +31,14 @@ _EXPORTS = {
     "set_attention": "lsfa.models.attention",
     "restore_attention": "lsfa.models.attention",
     "LsfaError": "lsfa.errors",
+    "TimeLimitReached": "lsfa.training.time_limit",
 }
 
 __all__ = [
     "Entity",
     "LsfaError",
     "Tagger",
+    "TimeLimitReached",
     "TrainConfig",
     "__version__",
     "evaluate",
@@ -54,6 +56,7 @@ if TYPE_CHECKING:
     from lsfa.inference.tagger import Entity, Tagger
     from lsfa.models.attention import restore_attention, set_attention
     from lsfa.training.config import TrainConfig, load_config
+    from lsfa.training.time_limit import TimeLimitReached
 
 
 def __getattr__(name: str) -> Any:
