@@ -757,14 +757,19 @@ def experiment_run(
 
 @experiment_app.command("report")
 def experiment_report(
-    grid_dir: Path = typer.Argument(..., help="Grid folder written by `lsfa experiment run`."),
-    out: Path | None = typer.Option(None, "--out", help="Report folder (default GRID_DIR/report)."),
+    grid_dirs: list[Path] = typer.Argument(
+        ..., help="Grid folder(s) written by `lsfa experiment run`; several make one report (e.g. more seeds)."
+    ),
+    out: Path | None = typer.Option(None, "--out", help="Report folder (default: the first GRID_DIR/report)."),
     split: str = typer.Option("test", "--split", help="Split the tables score (test or dev)."),
+    only: str | None = typer.Option(
+        None, "--only", help="Only cells whose folder below its grid matches this glob, e.g. 'bc5cdr/gemma3-270m/*'."
+    ),
 ) -> None:
-    """Collect the grid's cells into Markdown + JSON tables shaped like the paper's, and PNG plots."""
+    """Collect the grids' cells into Markdown + JSON tables shaped like the paper's, and PNG plots."""
     from lsfa.experiments.tables import write_report
 
-    paths = write_report(grid_dir, out, split=split)
+    paths = write_report(grid_dirs, out, split=split, only=only)
     for name, path in paths.items():
         typer.echo(f"{name}: {path}")
 

@@ -265,3 +265,34 @@ def test_paper_table_puts_each_published_number_before_the_lsfa_cells_in_its_rol
 
 def test_paper_table_only_for_the_papers_corpora_on_test(fabricated: Path) -> None:
     assert "paper" not in build_tables(collect_cells(fabricated), split="dev")
+
+
+def test_several_grid_folders_make_one_report_and_only_selects_cells(fabricated: Path, tmp_path: Path) -> None:
+    """A second grid with two more seeds of the LS-FA decoder: one row of four seeds; --only narrows both."""
+    extra = tmp_path / "seeds"
+    for seed, f1 in ((3, 0.70), (4, 1.00)):
+        metrics = lsfa_metrics("smollm2-135m", "lora", "full", seed, f1, 135_000_000, 300.0)
+        write_cell(extra, f"conll2003/smollm2-135m/lora/full/seed{seed}", None, metrics)
+    cells = collect_cells([fabricated, extra], only="conll2003/smollm2-135m/lora/full/*")
+    assert sorted(cell.seed for cell in cells) == [1, 2, 3, 4]
+    (row,) = build_tables(cells)["main"].rows
+    assert row["seeds"] == 4 and row["f1"]["mean"] == pytest.approx(0.85)
+    assert len(collect_cells([fabricated, extra], only="mpnet")) == 1, "a plain word matches as a substring"
+
+    paths = write_report([fabricated, extra], tmp_path / "out", only="conll2003/smollm2-135m/lora/*")
+    markdown = paths["markdown"].read_text()
+    assert f"# Experiment report: {fabricated} + {extra}" in markdown and "cells matching" in markdown
+    report = json.loads(paths["json"].read_text())
+    assert report["grids"] == [str(fabricated), str(extra)] and len(report["cells"]) == 4 + 3 + 2  # + layer groups
+    with pytest.raises(LsfaError, match="no finished cells matching 'nothing'"):
+        write_report([fabricated, extra], tmp_path / "none", only="nothing")
+
+
+def test_the_same_cell_in_two_folders_is_refused_not_counted_twice(fabricated: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(fabricated / "conll2003/mpnet-base", copy / "conll2003/mpnet-base")
+    with pytest.raises(LsfaError, match="the same cell as"):
+        collect_cells([fabricated, copy])
+    assert len(collect_cells([fabricated, copy], only="minilm")) == 1, "only the selected cells are compared"

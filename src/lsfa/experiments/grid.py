@@ -374,14 +374,19 @@ def _check_unique_folders(spec: GridSpec, cells: list[Cell]) -> None:
         seen[cell.key] = cell
 
 
-def select_cells(cells: list[Cell], only: str | None) -> list[Cell]:
-    """Cells whose key matches the glob ``only`` (e.g. ``conll2003/*/lora*/*``), all cells when None."""
+def key_matches(key: str, only: str | None) -> bool:
+    """Whether a cell key (its folder below the grid, e.g. ``conll2003/smollm2-135m/lora/full/seed42``) matches
+    ``only``: a glob when it has ``*?[``, else a substring; everything matches None."""
     if not only:
-        return cells
+        return True
     from fnmatch import fnmatch
 
-    pattern = only if any(ch in only for ch in "*?[") else f"*{only}*"
-    return [cell for cell in cells if fnmatch(cell.key, pattern)]
+    return fnmatch(key, only if any(ch in only for ch in "*?[") else f"*{only}*")
+
+
+def select_cells(cells: list[Cell], only: str | None) -> list[Cell]:
+    """Cells whose key matches the glob ``only`` (e.g. ``conll2003/*/lora*/*``), all cells when None."""
+    return [cell for cell in cells if key_matches(cell.key, only)]
 
 
 # --- running -----------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import statistics
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from typing import Any
 from lsfa.errors import LsfaError
 from lsfa.eval.errors import ERROR_CATEGORIES
 from lsfa.experiments import paper
+from lsfa.experiments.grid import key_matches
 from lsfa.runs import METRICS_FILE, RunFolder, RunMetrics
 
 ATTENTION_NAMES = {"full": "LS-FA", "causal": "LS-CA"}
@@ -75,18 +76,38 @@ class Table:
 
 
 # --- collecting ----------------------------------------------------------------------------------------
-def collect_cells(grid_dir: str | Path) -> list[CellResult]:
-    """Every ``metrics.json`` under ``grid_dir`` with its axes (from ``cell.json``, else from the config)."""
-    root = Path(grid_dir)
-    if not root.is_dir():
-        raise LsfaError(f"{root}: no such folder (expected an `lsfa experiment run` output folder)")
-    cells = []
-    for path in sorted(root.rglob(METRICS_FILE)):
-        if "checkpoints" in path.parts:
-            continue
-        metrics = RunMetrics.read(path).model_dump(exclude_unset=True)  # the typed record, its extra keys kept
-        cells.append(_cell_result(path.parent, metrics))
+def collect_cells(grid_dirs: str | Path | Sequence[str | Path], only: str | None = None) -> list[CellResult]:
+    """Every ``metrics.json`` under the grid folder(s) with its axes (from ``cell.json``, else from the config).
+
+    Several folders make one report (seeds or configurations run as separate grids, or a cell already
+    published with another grid); ``only`` keeps the cells whose folder below its grid matches (a glob, or a
+    substring, as ``lsfa experiment run --only``). The same cell (corpus, model, mode, attention, seed) found
+    twice is refused: it would count as two seeds.
+    """
+    roots = [Path(grid_dirs)] if isinstance(grid_dirs, str | Path) else [Path(d) for d in grid_dirs]
+    cells: list[CellResult] = []
+    for root in roots:
+        if not root.is_dir():
+            raise LsfaError(f"{root}: no such folder (expected an `lsfa experiment run` output folder)")
+        for path in sorted(root.rglob(METRICS_FILE)):
+            if "checkpoints" in path.parts or not key_matches(path.parent.relative_to(root).as_posix(), only):
+                continue
+            metrics = RunMetrics.read(path).model_dump(exclude_unset=True)  # the typed record, its extra keys kept
+            cells.append(_cell_result(path.parent, metrics))
+    _refuse_repeated_cells(cells)
     return cells
+
+
+def _refuse_repeated_cells(cells: list[CellResult]) -> None:
+    seen: dict[tuple[Any, ...], Path] = {}
+    for cell in cells:
+        key = (*cell.group, cell.seed)
+        if key in seen:
+            raise LsfaError(
+                f"{cell.folder}: the same cell as {seen[key]} ({'/'.join(map(str, key))}); "
+                "leave one of the folders out or narrow --only"
+            )
+        seen[key] = cell.folder
 
 
 def _cell_result(folder: Path, metrics: dict[str, Any]) -> CellResult:
@@ -655,20 +676,34 @@ def grid_summary(grid_dir: Path) -> list[str]:
     return lines
 
 
-def write_report(grid_dir: str | Path, out_dir: str | Path | None = None, split: str = "test") -> dict[str, Path]:
-    """Write ``report.md``, ``report.json`` and the PNG plots; returns their paths."""
+def write_report(
+    grid_dirs: str | Path | Sequence[str | Path],
+    out_dir: str | Path | None = None,
+    split: str = "test",
+    only: str | None = None,
+) -> dict[str, Path]:
+    """Write ``report.md``, ``report.json`` and the PNG plots; returns their paths.
+
+    With several grid folders (see :func:`collect_cells`) the first one gives the schedule in the header, the
+    row order and the default output folder; the others are named in the header.
+    """
     from lsfa.experiments import plots
 
-    grid_dir = Path(grid_dir)
+    roots = [Path(grid_dirs)] if isinstance(grid_dirs, str | Path) else [Path(d) for d in grid_dirs]
+    grid_dir = roots[0]
     out = Path(out_dir) if out_dir is not None else grid_dir / "report"
-    cells = collect_cells(grid_dir)
+    cells = collect_cells(roots, only)
     if not cells:
-        raise LsfaError(f"{grid_dir}: no finished cells (no metrics.json below this folder)")
+        where = f" matching {only!r}" if only else ""
+        raise LsfaError(f"{', '.join(map(str, roots))}: no finished cells{where} (no metrics.json below)")
     tables = build_tables(cells, split, grid_order(grid_dir))
-    failures = load_failures(grid_dir)
+    failures = [f for root in roots for f in load_failures(root)]
     out.mkdir(parents=True, exist_ok=True)
     pngs = plots.write_plots(tables, out)
-    header = [f"# Experiment report: {grid_dir}", "", *grid_summary(grid_dir), ""]
+    header = [f"# Experiment report: {' + '.join(map(str, roots))}", "", *grid_summary(grid_dir), ""]
+    if len(roots) > 1 or only:
+        selection = f"; cells matching `{only}`" if only else ""
+        header.append(f"Cells from {', '.join(f'`{root}`' for root in roots)}{selection}.\n")
     header.append(f"{len(cells)} finished cells; scores on the {split} split; mean ± sample std over seeds.")
     body = [table_markdown(table) for table in tables.values()]
     if failures:
@@ -678,6 +713,8 @@ def write_report(grid_dir: str | Path, out_dir: str | Path | None = None, split:
     paths["markdown"].write_text("\n".join(header) + "\n\n" + "\n".join(body))
     report = {
         "grid": str(grid_dir),
+        "grids": [str(root) for root in roots],
+        "only": only,
         "split": split,
         "cells": [{**_identity(c), "seed": c.seed, "folder": str(c.folder)} for c in cells],
         "tables": {name: table.to_json() for name, table in tables.items()},
