@@ -50,7 +50,8 @@ class SplitResult(BaseModel):
     model_config = ConfigDict(extra="allow")
     micro: Scores | None = None
     set: Scores | None = None
-    ms_per_sentence: float | None = None
+    ms_per_sentence: float | None = None  # batched throughput: the split's tagging time / its sentences
+    latency_ms: dict[str, Any] | None = None  # one sentence at a time: mean, std, ... (lsfa.inference.latency)
 
 
 class RunMetrics(BaseModel):

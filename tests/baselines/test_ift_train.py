@@ -225,6 +225,7 @@ def test_tiny_ift_run_writes_lsfa_style_metrics_and_jsonl_predictions(workspace:
     assert (run_dir / "model" / "adapter_config.json").is_file() and (run_dir / "model" / "lsfa-ift.json").is_file()
     assert metrics["test"]["set"] == written["test"]["set"]
     assert any(line.startswith("test: set P") for line in lines)
+    assert written["test"]["latency_ms"]["n"] == 5 and "latency_ms" not in written["dev"]
 
     from lsfa.experiments.tables import build_tables, collect_cells
 

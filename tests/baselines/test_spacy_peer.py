@@ -73,6 +73,7 @@ def test_tiny_spacy_training_writes_lsfa_style_metrics(tmp_path: Path) -> None:
         assert written[key] is not None, key
     for split in ("dev", "test"):
         assert set(written[split]) >= {"micro", "set", "by_length", "errors", "ms_per_sentence"}
+        assert ("latency_ms" in written[split]) == (split == "test"), "one-at-a-time timing on test only"
     assert metrics["test"]["micro"]["f1"] > 0.5, "a trivially learnable corpus should be learnt in 40 steps"
     assert written["epoch_log"][-1]["step"] == 40
     predictions = (tmp_path / "run" / "predictions" / "test.conll").read_text().split("\n\n")

@@ -70,6 +70,7 @@ def fabricated(tmp_path: Path) -> Path:
             cell = {"corpus": "conll2003", "model": "smollm2-135m", "mode": "lora", "training": "lora",
                     "attention": attention, "seed": seed, "system": "lsfa"}  # fmt: skip
             metrics = lsfa_metrics("smollm2-135m", "lora", attention, seed, f1, 135_000_000, 300.0 + seed, ms)
+            metrics["test"]["latency_ms"] = {"mean": 30.0 + 20 * (seed - 1), "std": 5.0 + 2 * (seed - 1), "n": 200}
             write_cell(root, f"conll2003/smollm2-135m/lora/{attention}/seed{seed}", cell, metrics)
     # encoders without cell.json: the axes come from metrics.json's config
     write_cell(root, "conll2003/minilm-l6/full/full/seed1", None,
@@ -158,6 +159,10 @@ def test_inference_errors_set_and_length_tables(fabricated: Path) -> None:
     tables = build_tables(collect_cells(fabricated))
     (row,) = rows_of(tables["inference"], corpus="conll2003", model="smollm2-135m", attention="LS-CA")
     assert row["ms_per_sentence"]["mean"] == pytest.approx(5.0) and row["ms_per_sentence"]["std"] > 0
+    assert row["latency"] == {"mean": pytest.approx(40.0), "std": pytest.approx(6.0), "n": 2}, "means over seeds"
+    assert row["latency_n"] == 200 and format_value(row, "latency", "stat1") == "40.0 ± 6.0"
+    (spacy,) = rows_of(tables["inference"], model="spacy")
+    assert spacy["latency"] is None and format_value(spacy, "latency", "stat1") == "-", "not measured: missing"
     (errors,) = rows_of(tables["errors"], model="spacy")
     assert errors["too_short"]["mean"] == 4 and format_value(errors, "too_short", "count_pct") == "4 (40.0%)"
     (set_row,) = rows_of(tables["set"], model="mpnet-base")

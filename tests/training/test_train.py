@@ -145,8 +145,10 @@ def test_metrics_hold_evaluation_reports_and_timings(main_run) -> None:
     metrics = main_run["metrics"]
     gold = read_conll(main_run["run_dir"] / "predictions" / "dev.conll").sentences
     report_keys = set(evaluate_sentences([s.tags for s in gold], [s.tags for s in gold], [s.tokens for s in gold]))
-    for split in ("dev", "test"):
-        assert set(metrics[split]) == report_keys | SPLIT_EXTRA_KEYS, split
+    assert set(metrics["dev"]) == report_keys | SPLIT_EXTRA_KEYS
+    assert set(metrics["test"]) == report_keys | SPLIT_EXTRA_KEYS | {"latency_ms"}, "batch-of-one timing on test"
+    latency = metrics["test"]["latency_ms"]
+    assert latency["n"] == SENTENCES["test"] and latency["batch_size"] == 1 and latency["mean"] > 0
     assert set(metrics) >= TIMING_KEYS
     assert len(metrics["train_seconds_per_epoch"]) == metrics["epochs_run"] == EPOCHS
     assert metrics["global_step"] == EPOCHS * STEPS_PER_EPOCH

@@ -40,6 +40,7 @@ from lsfa.data.align import IGNORE_INDEX
 from lsfa.data.schemes import entity_types
 from lsfa.data.types import Sentence
 from lsfa.errors import LsfaError
+from lsfa.inference.latency import sentence_latency
 from lsfa.runs import CHECKPOINTS_DIR, MODEL_DIR, RunFolder, machine_info
 from lsfa.training.config import TrainConfig, dump_config, load_config
 
@@ -408,6 +409,13 @@ def _finish(model, tokenizer, dev_sentences, facts, extra, context) -> dict[str,
             model, tokenizer, sentences, types, settings.max_new_tokens, batch_size, precision, settings.prompt
         )
         metrics[split] = generative.score_prediction(sentences, prediction)
+        if split == "test":
+            metrics[split]["latency_ms"] = sentence_latency(
+                lambda sentence: generative.predict_entities(
+                    model, tokenizer, [sentence], types, settings.max_new_tokens, 1, precision, settings.prompt
+                ),
+                sentences,
+            )
         _write_jsonl(
             RunFolder(run_dir).predictions(split, "jsonl"), generative.prediction_records(sentences, prediction)
         )

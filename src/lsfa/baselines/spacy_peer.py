@@ -31,6 +31,7 @@ from typing import Any
 from lsfa.data.docbin import doc_tags, require_spacy, sentences_to_docs, spacy_words, write_docbin  # noqa: F401
 from lsfa.data.types import Sentence
 from lsfa.errors import LsfaError
+from lsfa.inference.latency import sentence_latency
 from lsfa.training.config import TrainConfig
 
 OPTIONS = ("optimize", "max_steps", "patience", "eval_frequency", "overrides", "batch_size")
@@ -218,6 +219,8 @@ def _evaluate_splits(nlp, config, dev_sentences, run_dir: Path, options, log) ->
         result.update(
             {"inference_seconds": seconds, "ms_per_sentence": 1000 * seconds / max(len(sentences), 1), "cut_words": 0}
         )
+        if split == "test":
+            result["latency_ms"] = sentence_latency(lambda sentence: predict_tags(nlp, [sentence], 1), sentences)
         results[split] = result
         micro = result["micro"]
         log(f"{split}: P {micro['precision']:.4f}  R {micro['recall']:.4f}  F1 {micro['f1']:.4f}")

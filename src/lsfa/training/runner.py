@@ -563,6 +563,8 @@ def _finish(config, trainer, tokenizer, labels, attention, precision, run_dir, d
         )
         if split == "dev":
             metrics["temperature"] = _calibrate(run_dir / MODEL, predicted, sentences, labels)
+        if split == "test" and config.context == "sentence":  # with context a sentence needs its document
+            metrics[split]["latency_ms"] = _latency(model, tokenizer, config, precision, sentences)
         log(f"{split}: P {metrics[split]['micro']['precision']:.4f}  R {metrics[split]['micro']['recall']:.4f}"
             f"  F1 {metrics[split]['micro']['f1']:.4f}")  # fmt: skip
     metrics.update(_timing(facts, config))
@@ -613,6 +615,17 @@ def _evaluate_split(model, tokenizer, config, precision, sentences, run_dir, spl
         predicted, gold, [s.tokens for s in sentences], list(model.config.id2label.values())
     )
     return result, predicted
+
+
+def _latency(model, tokenizer, config: TrainConfig, precision: str, sentences) -> dict[str, Any] | None:
+    """Batch-of-one tagging time per sentence (:mod:`lsfa.inference.latency`) with the evaluation's settings."""
+    from lsfa.inference.latency import sentence_latency
+    from lsfa.inference.predictor import predict_words
+
+    def tag_one(words: list[str]):
+        return predict_words(model, tokenizer, [words], max_length=config.max_length, batch_size=1, precision=precision)
+
+    return sentence_latency(tag_one, [s.tokens for s in sentences])
 
 
 def _calibrate(folder: Path, predicted, sentences, labels: list[str]) -> float:
