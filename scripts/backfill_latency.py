@@ -83,7 +83,8 @@ def main(published: Path, run_roots: list[Path]) -> None:
         }
         test["latency_ms"] = latency
         path.write_text(json.dumps(metrics, indent=2) + "\n")
-        print(f"{key}: {latency['mean']:.1f} ± {latency['std']:.1f} ms over {latency['n']} ({time.perf_counter() - start:.0f} s)")
+        seconds = time.perf_counter() - start
+        print(f"{key}: {latency['mean']:.1f} ± {latency['std']:.1f} ms over {latency['n']} sentences ({seconds:.0f} s)")
 
 
 if __name__ == "__main__":
