@@ -20,32 +20,17 @@ from pathlib import Path
 
 import torch
 
+from lsfa.baselines.spacy_peer import spacy_latency
 from lsfa.data.corpora import load_split
-from lsfa.inference.latency import sentence_latency
+from lsfa.inference.latency import tagger_latency
+from lsfa.models.saving import load_tagger
 from lsfa.runs import machine_info
 
 
-def tagger_latency(run: Path, metrics: dict, sentences) -> dict | None:
-    from lsfa.inference.predictor import predict_words
-    from lsfa.models.saving import load_tagger
-
+def tagger_run_latency(run: Path, metrics: dict, sentences) -> dict | None:
     model, tokenizer, meta = load_tagger(run / "model")
     max_length = metrics["config"].get("max_length") or meta.max_length
-    precision = metrics.get("precision", "fp32")
-
-    def tag_one(words: list[str]):
-        return predict_words(model, tokenizer, [words], max_length=max_length, batch_size=1, precision=precision)
-
-    return sentence_latency(tag_one, [s.tokens for s in sentences])
-
-
-def spacy_latency(run: Path, sentences) -> dict | None:
-    import spacy
-
-    from lsfa.baselines.spacy_peer import predict_tags
-
-    nlp = spacy.load(run / "spacy" / "output" / "model-best")
-    return sentence_latency(lambda sentence: predict_tags(nlp, [sentence], 1), sentences)
+    return tagger_latency(model, tokenizer, [s.tokens for s in sentences], max_length, metrics.get("precision", "fp32"))
 
 
 def main(published: Path, run_roots: list[Path]) -> None:
@@ -69,9 +54,11 @@ def main(published: Path, run_roots: list[Path]) -> None:
         sentences = sentences.sentences
         start = time.perf_counter()
         if metrics.get("system") == "spacy":
-            latency = spacy_latency(run, sentences)
+            import spacy
+
+            latency = spacy_latency(spacy.load(run / "spacy" / "output" / "model-best"), sentences)
         elif (run / "model").is_dir():
-            latency = tagger_latency(run, metrics, sentences)
+            latency = tagger_run_latency(run, metrics, sentences)
         else:
             print(f"{key}: no saved model, left")
             continue

@@ -44,6 +44,11 @@ def predict_tags(nlp, sentences: Sequence[Sentence], batch_size: int = 256) -> l
     return [doc_tags(doc) for doc in nlp.pipe(docs, batch_size=batch_size)]
 
 
+def spacy_latency(nlp, sentences: Sequence[Sentence]) -> dict[str, Any] | None:
+    """:func:`~lsfa.inference.latency.sentence_latency` of a trained pipeline, one sentence per ``nlp.pipe``."""
+    return sentence_latency(lambda sentence: predict_tags(nlp, [sentence], 1), sentences)
+
+
 def write_spacy_config(path: Path, progress_file: Path, optimize: str = "efficiency") -> None:
     """spaCy's own recommended CPU NER config, with lsfa's timing logger plugged in."""
     require_spacy()
@@ -220,7 +225,7 @@ def _evaluate_splits(nlp, config, dev_sentences, run_dir: Path, options, log) ->
             {"inference_seconds": seconds, "ms_per_sentence": 1000 * seconds / max(len(sentences), 1), "cut_words": 0}
         )
         if split == "test":
-            result["latency_ms"] = sentence_latency(lambda sentence: predict_tags(nlp, [sentence], 1), sentences)
+            result["latency_ms"] = spacy_latency(nlp, sentences)
         results[split] = result
         micro = result["micro"]
         log(f"{split}: P {micro['precision']:.4f}  R {micro['recall']:.4f}  F1 {micro['f1']:.4f}")

@@ -84,7 +84,7 @@ def collect_cells(grid_dirs: str | Path | Sequence[str | Path], only: str | None
     substring, as ``lsfa experiment run --only``). The same cell (corpus, model, mode, attention, seed) found
     twice is refused: it would count as two seeds.
     """
-    roots = [Path(grid_dirs)] if isinstance(grid_dirs, str | Path) else [Path(d) for d in grid_dirs]
+    roots = _roots(grid_dirs)
     cells: list[CellResult] = []
     for root in roots:
         if not root.is_dir():
@@ -96,6 +96,11 @@ def collect_cells(grid_dirs: str | Path | Sequence[str | Path], only: str | None
             cells.append(_cell_result(path.parent, metrics))
     _refuse_repeated_cells(cells)
     return cells
+
+
+def _roots(grid_dirs: str | Path | Sequence[str | Path]) -> list[Path]:
+    """One grid folder or several, as a list of paths."""
+    return [Path(grid_dirs)] if isinstance(grid_dirs, str | Path) else [Path(d) for d in grid_dirs]
 
 
 def _refuse_repeated_cells(cells: list[CellResult]) -> None:
@@ -410,8 +415,7 @@ def time_table(groups, split: str) -> Table:
         row["epochs"] = stat(c.metrics.get("epochs_run") for c in cells)
         row["seconds_per_epoch"] = stat(c.metrics.get("mean_epoch_seconds") for c in cells)
         reference = references.get(corpus)
-        seconds = row["seconds_per_epoch"]
-        row["ratio"] = seconds["mean"] / reference[1] if reference and seconds and reference[1] else None
+        row["ratio"] = _ratio_to_encoder(row["seconds_per_epoch"], reference)
         row["ratio_reference"] = reference[0] if reference else None
         table.rows.append(row)
     for corpus in dict.fromkeys(key[0] for key in groups):
@@ -423,6 +427,11 @@ def time_table(groups, split: str) -> Table:
         table.notes.append("peers (spaCy): seconds per pass over the training words, including spaCy's dev evaluations")
     table.notes.append("times are wall-clock on the machine in each metrics.json (shared CPU: expect noise)")
     return table
+
+
+def _ratio_to_encoder(seconds: dict[str, Any] | None, encoder: tuple[str, float] | None) -> float | None:
+    """Mean seconds per epoch over the reference encoder's (label, seconds); None when either is missing."""
+    return seconds["mean"] / encoder[1] if seconds and encoder and encoder[1] else None
 
 
 def _smallest_encoders(groups) -> dict[str, tuple[str, float]]:
@@ -593,9 +602,8 @@ def _role_measure(measure: str, cells: list[CellResult], split: str, encoder) ->
     if measure == "ms_per_sentence":
         return stat(dig(c.metrics, split, "ms_per_sentence") for c in cells)
     seconds = stat(c.metrics.get("mean_epoch_seconds") for c in cells)
-    if seconds is None or not encoder or not encoder[1]:
-        return None
-    return {"mean": seconds["mean"] / encoder[1], "std": None, "n": seconds["n"]}
+    ratio = _ratio_to_encoder(seconds, encoder)
+    return None if ratio is None else {"mean": ratio, "std": None, "n": seconds["n"]}
 
 
 # --- rendering -------------------------------------------------------------------------------------------
@@ -706,7 +714,7 @@ def write_report(
     """
     from lsfa.experiments import plots
 
-    roots = [Path(grid_dirs)] if isinstance(grid_dirs, str | Path) else [Path(d) for d in grid_dirs]
+    roots = _roots(grid_dirs)
     grid_dir = roots[0]
     out = Path(out_dir) if out_dir is not None else grid_dir / "report"
     cells = collect_cells(roots, only)

@@ -23,6 +23,7 @@ import torch
 from lsfa.data.align import IGNORE_INDEX
 from lsfa.data.encode import EncodedSet, encode_sentences, scatter_to_words
 from lsfa.data.types import Sentence
+from lsfa.inference.latency import tagger_latency
 from lsfa.models.classifier import quiet_transformers
 from lsfa.runs import CHECKPOINTS_DIR, MODEL_DIR, RunFolder, epoch_timing, machine_info
 from lsfa.training.card import write_model_card
@@ -564,7 +565,9 @@ def _finish(config, trainer, tokenizer, labels, attention, precision, run_dir, d
         if split == "dev":
             metrics["temperature"] = _calibrate(run_dir / MODEL, predicted, sentences, labels)
         if split == "test" and config.context == "sentence":  # with context a sentence needs its document
-            metrics[split]["latency_ms"] = _latency(model, tokenizer, config, precision, sentences)
+            metrics[split]["latency_ms"] = tagger_latency(
+                model, tokenizer, [s.tokens for s in sentences], config.max_length, precision
+            )
         log(f"{split}: P {metrics[split]['micro']['precision']:.4f}  R {metrics[split]['micro']['recall']:.4f}"
             f"  F1 {metrics[split]['micro']['f1']:.4f}")  # fmt: skip
     metrics.update(_timing(facts, config))
@@ -615,17 +618,6 @@ def _evaluate_split(model, tokenizer, config, precision, sentences, run_dir, spl
         predicted, gold, [s.tokens for s in sentences], list(model.config.id2label.values())
     )
     return result, predicted
-
-
-def _latency(model, tokenizer, config: TrainConfig, precision: str, sentences) -> dict[str, Any] | None:
-    """Batch-of-one tagging time per sentence (:mod:`lsfa.inference.latency`) with the evaluation's settings."""
-    from lsfa.inference.latency import sentence_latency
-    from lsfa.inference.predictor import predict_words
-
-    def tag_one(words: list[str]):
-        return predict_words(model, tokenizer, [words], max_length=config.max_length, batch_size=1, precision=precision)
-
-    return sentence_latency(tag_one, [s.tokens for s in sentences])
 
 
 def _calibrate(folder: Path, predicted, sentences, labels: list[str]) -> float:
