@@ -10,14 +10,15 @@ set -u
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 export LSFA_DATA_DIR="${LSFA_DATA_DIR:-$(cd ../shared/data && pwd)}"
-# Each entry: GRID:PATTERN, GRID a file of configs/experiments/. Priority 7 leaves out Table 4's r32-all, which is
-# priority 2's gemma3-270m BC5CDR LS-FA cell (see cpu-paper-table4.yaml).
+# Each entry: GRID:PATTERN, GRID a file of configs/experiments/. The cells of priorities 4 and 5 train with two
+# threads each (`threads: 2` in their grids, sized to two hours a cell): run one worker for them. Priority 7
+# leaves out Table 4's r32-all, which is priority 2's gemma3-270m BC5CDR LS-FA cell (see cpu-paper-table4.yaml).
 declare -A cells=(
   [1]='cpu-paper:*/smollm2-135m/lora/full/* cpu-paper:*/smollm2-135m/lora/causal/*'
   [2]='cpu-paper:*/gemma3-270m/lora/full/* cpu-paper:*/gemma3-270m/lora/causal/*'
   [3]='cpu-paper:*/minilm-l6/* cpu-paper:*/mpnet-base/* cpu-paper:*/spacy/*'
-  [4]='cpu-paper:*/ift/*'
-  [5]='cpu-paper:*/qwen2.5-0.5b/lora/full/* cpu-paper:*/qwen2.5-0.5b/lora/causal/*'
+  [4]='cpu-paper-ift:bc5cdr/* cpu-paper-ift:conll2003/*'
+  [5]='cpu-paper-qwen:*/lora/full/* cpu-paper-qwen:*/lora/causal/*'
   [6]='cpu-paper-context:*'
   [7]='cpu-paper-table4:*/r8-qkvo/* cpu-paper-table4:*/r16-qkvo/* cpu-paper-table4:*/r64-all/* cpu-paper-table4:*/r128-all/*'
   [8]='cpu-paper:*/gemma3-270m/full/*'

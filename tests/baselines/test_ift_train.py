@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from lsfa.baselines.ift import build_prompt
-from lsfa.baselines.ift_train import encode_example, split_options, train_ift
+from lsfa.baselines.ift_train import encode_example, loss_sample, split_options, train_ift
 from lsfa.data.align import IGNORE_INDEX
 from lsfa.errors import LsfaError
 from lsfa.training.config import load_config
@@ -201,7 +201,8 @@ def test_tiny_ift_run_writes_lsfa_style_metrics_and_jsonl_predictions(workspace:
     written = json.loads((run_dir / "metrics.json").read_text())
     assert written["system"] == "ift" and written["config"]["model"] == str(model)
     options = {"max_new_tokens": 4, "generation_batch_size": 3, "prompt": "paper", "eval_steps": None}
-    assert written["ift"]["options"] == options
+    assert written["ift"]["options"] == {**options, "dev_loss_sentences": None}
+    assert written["ift"]["dev_loss_examples"] == 6, "the stopping loss covers the whole dev split by default"
     assert written["ift"]["prompt_example"].startswith("### Instruction:\nplease extract named entities")
     assert written["ift"]["types"] == ["LOC", "ORG", "PER"], "the corpus's sorted types are the options"
     for split, count in (("dev", 6), ("test", 5)):
@@ -252,6 +253,26 @@ def test_an_ift_run_past_its_deadline_stops_at_a_checkpoint_and_resumes(workspac
     metrics = train_ift(config, options, run_dir, lines.append)
     assert any(line.startswith("resuming from") and line.endswith("checkpoint-1") for line in lines), lines
     assert metrics["global_step"] == 4 and metrics["epochs_run"] == 2
+
+
+def test_the_dev_loss_sample_is_fixed_by_the_seed_and_keeps_file_order() -> None:
+    sentences = [f"sentence {index}" for index in range(50)]
+    sample = loss_sample(sentences, 10, seed=42)
+    assert sample == loss_sample(sentences, 10, seed=42) and len(set(sample)) == 10
+    assert sample == sorted(sample, key=sentences.index), "drawn sentences keep their order in the file"
+    assert loss_sample(sentences, 10, seed=43) != sample
+    assert loss_sample(sentences, None, seed=42) == sentences == loss_sample(sentences, 80, seed=42)
+
+
+def test_a_dev_loss_sample_stops_on_fewer_sentences_but_scores_all_of_dev(workspace: Path, corpus: Path) -> None:
+    run_dir = workspace / "run-loss-sample"
+    config = tiny_config(tiny_lm(workspace / "lm-loss-sample"), corpus)
+    options = {"max_new_tokens": 4, "generation_batch_size": 3, "dev_loss_sentences": 3}
+    metrics = train_ift(config, options, run_dir, lambda _: None)
+    assert metrics["ift"]["dev_loss_examples"] == 3 and metrics["ift"]["options"]["dev_loss_sentences"] == 3
+    assert metrics["dev"]["n_sentences"] == 6, "dev is still answered and scored in full"
+    with pytest.raises(LsfaError, match="dev_loss_sentences"):
+        split_options(config, {"dev_loss_sentences": 0})
 
 
 def test_a_decoder_without_its_language_model_head_is_refused(workspace: Path, corpus: Path) -> None:

@@ -350,3 +350,8 @@ def test_every_committed_grid_loads_and_expands(grid_file: Path) -> None:
     cells = expand_cells(spec)
     assert cells
     assert len({cell.folder(spec.output_dir) for cell in cells}) == len(cells)
+    from lsfa.baselines.ift_train import split_options
+
+    for cell in cells:
+        if cell.system == "ift":  # its options are checked when the cell starts: a typo must not wait for that
+            split_options(cell.config, cell.options)
