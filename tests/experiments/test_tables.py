@@ -301,3 +301,25 @@ def test_the_same_cell_in_two_folders_is_refused_not_counted_twice(fabricated: P
     with pytest.raises(LsfaError, match="the same cell as"):
         collect_cells([fabricated, copy])
     assert len(collect_cells([fabricated, copy], only="minilm")) == 1, "only the selected cells are compared"
+
+
+def test_cells_with_their_own_epoch_budget_or_machine_are_named_in_notes(fabricated: Path) -> None:
+    """Cells sized to a time budget (fewer epochs) or run on another CPU/precision get a note; alike cells none."""
+    tables = build_tables(collect_cells(fabricated))
+    assert not any("epoch budget" in note or note.startswith("run on") for t in tables.values() for note in t.notes)
+
+    for key, epochs in (("conll2003/minilm-l6/full/full/seed1", 3), ("conll2003/mpnet-base/full/full/seed1", 1)):
+        path = fabricated / key / "metrics.json"
+        metrics = json.loads(path.read_text())
+        metrics["config"]["epochs"] = epochs
+        metrics["machine"] = {"cpu_model": "AMD EPYC", "torch_threads": 2}
+        metrics["precision"] = "bf16"
+        path.write_text(json.dumps(metrics))
+    tables = build_tables(collect_cells(fabricated))
+    (budget,) = [note for note in tables["main"].notes if note.startswith("epoch budget")]
+    assert budget == "epoch budget: up to 3 epochs, except (epochs: cells) 1: conll2003 mpnet-base full"
+    assert budget in tables["set"].notes and budget in tables["paper"].notes
+    (machine,) = [note for note in tables["time"].notes if note.startswith("run on")]
+    assert machine.startswith("run on a CPU not recorded, ?, ? thread(s), except AMD EPYC, bf16, 2 thread(s): ")
+    assert "conll2003 minilm-l6 full" in machine and "conll2003 mpnet-base full" in machine
+    assert machine in tables["inference"].notes and machine in tables["paper"].notes

@@ -273,6 +273,43 @@ def _missing_split_note(groups, split: str) -> list[str]:
     return [f"no {split} results in: {', '.join(missing)} (e.g. test_split: null); shown as '-'"]
 
 
+def _schedule_note(groups) -> list[str]:
+    """Which cells had a smaller epoch budget than most, when they differ (e.g. cells sized to a time budget).
+
+    Peers train on their own schedule (spaCy's steps), so they are left out. The budget is the configured
+    maximum (``epochs``); early stopping may have ended a cell sooner (Table 6 gives the epochs run).
+    """
+    budgets: dict[float, list[str]] = {}
+    for (corpus, *_), cells in groups.items():
+        first = cells[0]
+        epochs = dig(first.metrics, "ift", "effective_config", "epochs") or dig(first.metrics, "config", "epochs")
+        if first.kind != "peer" and epochs is not None:
+            budgets.setdefault(float(epochs), []).append(f"{corpus} {system_label(first)}")
+    if len(budgets) < 2:
+        return []
+    usual = max(budgets, key=lambda epochs: len(budgets[epochs]))
+    others = "; ".join(f"{epochs:g}: {', '.join(budgets[epochs])}" for epochs in sorted(budgets) if epochs != usual)
+    return [f"epoch budget: up to {usual:g} epochs, except (epochs: cells) {others}"]
+
+
+def _machine_note(groups) -> list[str]:
+    """The CPU, precision and threads each cell ran with, when the cells did not all run alike: times measured on
+    different machines or precisions are not comparable row by row."""
+    conditions: dict[str, list[str]] = {}
+    for (corpus, *_), cells in groups.items():
+        for cell in cells:
+            machine = cell.metrics.get("machine") or {}
+            precision = cell.metrics.get("precision") or "?"
+            cpu = machine.get("cpu_model") or "a CPU not recorded"  # metrics.json before cpu_model was recorded
+            where = f"{cpu}, {precision}, {machine.get('torch_threads') or '?'} thread(s)"
+            conditions.setdefault(where, []).append(f"{corpus} {system_label(cell)}")
+    if len(conditions) < 2:
+        return []
+    usual = max(conditions, key=lambda where: len(conditions[where]))
+    others = "; ".join(f"{where}: {', '.join(cells)}" for where, cells in conditions.items() if where != usual)
+    return [f"run on {usual}, except {others}"]
+
+
 def _tokens_corpora(groups) -> list[str]:
     """Corpora of ``tokens`` tasks (a flat tag per word, e.g. part of speech): scored by token accuracy."""
     return sorted({key[0] for key, cells in groups.items() if any(c.metrics.get("task") == "tokens" for c in cells)})
@@ -305,7 +342,7 @@ def main_table(groups, split: str) -> Table:
         for key in ("precision", "recall", "f1"):
             row[key] = stat(dig(c.metrics, split, "micro", key) for c in cells)
         table.rows.append(row)
-    table.notes += _missing_split_note(groups, split) + _tokens_accuracy_note(groups)
+    table.notes += _missing_split_note(groups, split) + _tokens_accuracy_note(groups) + _schedule_note(groups)
     corpora = sorted({key[0] for key in groups})
     references = [f"{corpus} {f1:.3f}" for corpus in corpora if (f1 := paper.reference_f1(corpus)) is not None]
     if references and split == "test":
@@ -396,7 +433,7 @@ def set_table(groups, split: str) -> Table:
             row[key] = stat(dig(c.metrics, split, "set", key) for c in cells)
         row["strict_f1"] = stat(dig(c.metrics, split, "micro", "f1") for c in cells)
         table.rows.append(row)
-    table.notes += _missing_split_note(groups, split) + _no_spans_note(groups)
+    table.notes += _missing_split_note(groups, split) + _no_spans_note(groups) + _schedule_note(groups)
     return table
 
 
@@ -426,6 +463,7 @@ def time_table(groups, split: str) -> Table:
     if any(c.kind == "peer" for cells in groups.values() for c in cells):
         table.notes.append("peers (spaCy): seconds per pass over the training words, including spaCy's dev evaluations")
     table.notes.append("times are wall-clock on the machine in each metrics.json (shared CPU: expect noise)")
+    table.notes += _machine_note(groups)
     return table
 
 
@@ -470,6 +508,7 @@ def inference_table(groups, split: str) -> Table:
         "std over those sentences (mean over seeds); '-' for cells run before it was measured or with document "
         "context"
     )
+    table.notes += _machine_note(groups)
     return table
 
 
@@ -578,7 +617,7 @@ def paper_table(groups, split: str) -> Table | None:
         table.rows += [base | {"source": "lsfa"} | row for row in ours] or [
             base | {"source": "lsfa", "system": "(no finished cell yet)"}
         ]
-    table.notes += list(paper.PAPER_NOTES)
+    table.notes += list(paper.PAPER_NOTES) + _schedule_note(groups) + _machine_note(groups)
     return table
 
 
