@@ -54,3 +54,12 @@ def test_timing_and_machine_facts() -> None:
     machine = machine_info()
     assert {"cpu_model", "cpu_flags", "cpu_capability", "torch", "lsfa", "git_commit"} <= set(machine)
     json.dumps(machine)
+
+
+def test_an_epoch_cut_short_counts_as_the_part_that_ran() -> None:
+    """max_train_time (or max_steps) can end training inside an epoch: 1.5 epochs in 15 s is 10 s an epoch."""
+    timing = epoch_timing([{"epoch": 1.0, "seconds": 10.0}, {"epoch": 1.5, "seconds": 5.0}], 15.0, 1500, 0.0)
+    assert timing["epochs_run"] == 1.5 and timing["mean_epoch_seconds"] == pytest.approx(10.0)
+    only_part = epoch_timing([{"epoch": 0.25, "seconds": 3.0}], 3.0, 300, 0.0)
+    assert only_part["epochs_run"] == 0.25 and only_part["mean_epoch_seconds"] == pytest.approx(12.0)
+    assert epoch_timing([{"seconds": 2.0}], 2.0, 200, 0.0)["epochs_run"] == 1, "entries without a count"

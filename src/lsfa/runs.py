@@ -173,16 +173,39 @@ def git_commit() -> str | None:
     return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
+def epochs_run(epochs: list[dict[str, Any]]) -> float | int:
+    """How many epochs a timer's record reaches: its last entry's ``epoch`` (the Trainer's count, fractional when
+    training ended inside an epoch, e.g. 2.43), or the number of entries when they carry no count."""
+    if not epochs:
+        return 0
+    last = epochs[-1].get("epoch")
+    if last is None:
+        return len(epochs)
+    return round(last) if abs(last - round(last)) < 1e-6 else round(last, 4)
+
+
+def _epoch_fraction(entry: dict[str, Any]) -> float:
+    """The share of an epoch a timer entry covers: 1 for an epoch run to its end, the part run for a cut one."""
+    epoch = entry.get("epoch")
+    part = 0.0 if epoch is None else epoch - round(epoch)
+    return 1.0 if abs(part) < 1e-6 else part % 1.0
+
+
 def epoch_timing(
     epochs: list[dict[str, Any]], train_seconds: float, train_tokens: int, wall_start: float
 ) -> dict[str, Any]:
-    """The timing keys every run records: seconds per epoch and their mean, tokens per second, peak memory."""
+    """The timing keys every run records: seconds per epoch and their mean, tokens per second, peak memory.
+
+    A last epoch cut short (``max_train_time``, ``max_steps``) counts as the part of it that ran, so the mean
+    stays seconds per whole epoch.
+    """
+    covered = sum(_epoch_fraction(entry) for entry in epochs)
     return {
-        "epochs_run": len(epochs),
+        "epochs_run": epochs_run(epochs),
         "epoch_log": epochs,
         "train_seconds": train_seconds,
         "train_seconds_per_epoch": [e["seconds"] for e in epochs],
-        "mean_epoch_seconds": sum(e["seconds"] for e in epochs) / len(epochs) if epochs else None,
+        "mean_epoch_seconds": sum(e["seconds"] for e in epochs) / covered if covered else None,
         "train_tokens_per_second": train_tokens / train_seconds if train_seconds > 0 else None,
         "peak_memory_mb": peak_memory_mb(),
         "wall_seconds": time.perf_counter() - wall_start,

@@ -275,6 +275,16 @@ def test_a_dev_loss_sample_stops_on_fewer_sentences_but_scores_all_of_dev(worksp
         split_options(config, {"dev_loss_sentences": 0})
 
 
+def test_max_train_time_ends_ift_training_with_a_dev_loss_at_the_stop(workspace: Path, corpus: Path) -> None:
+    """Under per-step evaluation the stop must be evaluated and saved at its step, to be the kept checkpoint."""
+    run_dir = workspace / "run-max-time"
+    config = tiny_config(tiny_lm(workspace / "lm-max-time"), corpus, max_train_time=1e-6)
+    options = {"max_new_tokens": 4, "generation_batch_size": 3, "eval_steps": 3}
+    metrics = train_ift(config, options, run_dir, lambda _: None)
+    assert metrics["global_step"] == 1 and metrics["stopped_by_max_train_time"] == 1
+    assert metrics["best_checkpoint"].endswith("checkpoint-1") and metrics["test"]["n_sentences"] == 5
+
+
 def test_a_decoder_without_its_language_model_head_is_refused(workspace: Path, corpus: Path) -> None:
     backbone = tiny_lm(workspace / "backbone", tied=False)
     with pytest.raises(LsfaError, match="no trained language-model head"):

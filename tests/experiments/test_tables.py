@@ -319,6 +319,11 @@ def test_cells_with_their_own_epoch_budget_or_machine_are_named_in_notes(fabrica
     (budget,) = [note for note in tables["main"].notes if note.startswith("epoch budget")]
     assert budget == "epoch budget: up to 3 epochs, except (epochs: cells) 1: conll2003 mpnet-base full"
     assert budget in tables["set"].notes and budget in tables["paper"].notes
+    assert not any("time budget" in note for note in tables["main"].notes)
+    path = fabricated / "conll2003/mpnet-base/full/full/seed1/metrics.json"
+    path.write_text(json.dumps(json.loads(path.read_text()) | {"stopped_by_max_train_time": 40, "epochs_run": 0.4}))
+    notes = build_tables(collect_cells(fabricated))["main"].notes
+    assert "training ended by its time budget (max_train_time): conll2003 mpnet-base full (after 0.4 epochs)" in notes
     (machine,) = [note for note in tables["time"].notes if note.startswith("run on")]
     assert machine.startswith("run on a CPU not recorded, ?, ? thread(s), except AMD EPYC, bf16, 2 thread(s): ")
     assert "conll2003 minilm-l6 full" in machine and "conll2003 mpnet-base full" in machine

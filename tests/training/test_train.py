@@ -394,6 +394,21 @@ def test_a_run_past_its_deadline_stops_at_a_checkpoint_and_resumes_to_the_same_e
     assert metrics["epochs_run"] == EPOCHS
 
 
+def test_max_train_time_ends_the_run_at_the_state_reached_and_finishes_it(
+    tiny_model: Path, corpus: Path, tmp_path: Path
+) -> None:
+    """A budget spent by the first step: training ends there (a tenth into epoch 1), that state is evaluated on
+    dev, kept as the best checkpoint and scored on test; the run is finished, not paused."""
+    run_dir = tmp_path / "run"
+    config = load_config(None, settings_for(tiny_model, corpus, run_dir, max_train_time=1e-6))
+    metrics = train(config, log=lambda _: None)
+    assert metrics["global_step"] == 1 and metrics["stopped_by_max_train_time"] == 1
+    assert metrics["epochs_run"] == pytest.approx(1 / STEPS_PER_EPOCH)
+    assert metrics["best_checkpoint"].endswith("checkpoint-1") and "eval_f1" in metrics["epoch_log"][-1]
+    assert metrics["mean_epoch_seconds"] == pytest.approx(metrics["train_seconds_per_epoch"][0] * STEPS_PER_EPOCH)
+    assert (run_dir / "metrics.json").is_file() and (run_dir / "predictions" / "test.conll").is_file()
+
+
 def test_cli_train_time_limit_exits_75_and_resume_finishes(
     tiny_model: Path, corpus: Path, tmp_path: Path, monkeypatch, capsys
 ) -> None:

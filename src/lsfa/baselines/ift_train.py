@@ -318,6 +318,7 @@ def train_ift(
         load_training_data,
         resume_from,
         run_callbacks,
+        stopped_by_train_time,
     )
 
     started = time.perf_counter()
@@ -386,6 +387,7 @@ def train_ift(
         "ranks": {"world_size": trainer.args.world_size},
         "best_checkpoint": trainer.state.best_model_checkpoint,
         "batching": batching,
+        "stopped_by_max_train_time": stopped_by_train_time(callbacks),
     }
     extra = {"train_too_long": train_too_long, "dev_too_long": dev_too_long, "dev_loss_examples": len(dev_set),
              "types": types, "machine": machine}  # fmt: skip

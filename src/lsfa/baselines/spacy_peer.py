@@ -167,6 +167,8 @@ def train_spacy(
     del deadline
     spacy = require_spacy()
     check_options(options)
+    if config.max_train_time:
+        log("note: max_train_time does not apply to the spaCy peer, which trains on its own schedule (max_steps)")
     from lsfa.training.runner import load_training_data
 
     wall_start = time.perf_counter()

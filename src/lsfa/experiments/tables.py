@@ -274,7 +274,8 @@ def _missing_split_note(groups, split: str) -> list[str]:
 
 
 def _schedule_note(groups) -> list[str]:
-    """Which cells had a smaller epoch budget than most, when they differ (e.g. cells sized to a time budget).
+    """Which cells had a smaller epoch budget than most, when they differ (e.g. cells sized to a time budget),
+    and which had training ended by ``max_train_time``.
 
     Peers train on their own schedule (spaCy's steps), so they are left out. The budget is the configured
     maximum (``epochs``); early stopping may have ended a cell sooner (Table 6 gives the epochs run).
@@ -285,11 +286,20 @@ def _schedule_note(groups) -> list[str]:
         epochs = dig(first.metrics, "ift", "effective_config", "epochs") or dig(first.metrics, "config", "epochs")
         if first.kind != "peer" and epochs is not None:
             budgets.setdefault(float(epochs), []).append(f"{corpus} {system_label(first)}")
-    if len(budgets) < 2:
-        return []
-    usual = max(budgets, key=lambda epochs: len(budgets[epochs]))
-    others = "; ".join(f"{epochs:g}: {', '.join(budgets[epochs])}" for epochs in sorted(budgets) if epochs != usual)
-    return [f"epoch budget: up to {usual:g} epochs, except (epochs: cells) {others}"]
+    notes = []
+    if len(budgets) > 1:
+        usual = max(budgets, key=lambda epochs: len(budgets[epochs]))
+        others = "; ".join(f"{e:g}: {', '.join(budgets[e])}" for e in sorted(budgets) if e != usual)
+        notes.append(f"epoch budget: up to {usual:g} epochs, except (epochs: cells) {others}")
+    stopped = [
+        f"{corpus} {system_label(cell)} (after {cell.metrics.get('epochs_run')} epochs)"
+        for (corpus, *_), cells in groups.items()
+        for cell in cells
+        if cell.metrics.get("stopped_by_max_train_time")
+    ]
+    if stopped:
+        notes.append(f"training ended by its time budget (max_train_time): {', '.join(stopped)}")
+    return notes
 
 
 def _machine_note(groups) -> list[str]:

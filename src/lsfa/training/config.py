@@ -86,6 +86,24 @@ class TrainConfig(BaseModel):
         None, gt=0, description="also save a resume checkpoint every N steps (epochs longer than a job's time)"
     )
     threads: int | None = Field(None, description="torch CPU threads (default: all cores)")
+    max_train_time: float | None = Field(
+        None,
+        gt=0,
+        description="end training after this much training time (seconds, or 100m, 2h, 1h30m): the state reached "
+        "is evaluated on dev, the best checkpoint kept and the run finished (--time-limit pauses instead)",
+    )
+
+    @field_validator("max_train_time", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        from lsfa.training.time_limit import parse_duration
+
+        if value is None or isinstance(value, int | float):
+            return value
+        try:
+            return parse_duration(value, "max_train_time")
+        except LsfaError as error:
+            raise ValueError(str(error)) from None
 
     @field_validator("attention")
     @classmethod
@@ -100,8 +118,8 @@ CONFIG_GROUPS: dict[str, tuple[str, ...]] = {
     "data": ("corpus", "data_dir", "train_split", "dev_split", "test_split", "train_limit", "dev_limit",
              "test_limit", "tag_column", "task", "max_length", "label_all_subtokens", "context", "misaligned",
              "overlaps"),
-    "schedule": ("epochs", "max_steps", "learning_rate", "scheduler", "warmup_ratio", "weight_decay",
-                 "batch_size", "gradient_accumulation", "early_stopping_patience", "seed"),
+    "schedule": ("epochs", "max_steps", "max_train_time", "learning_rate", "scheduler", "warmup_ratio",
+                 "weight_decay", "batch_size", "gradient_accumulation", "early_stopping_patience", "seed"),
     "speed": ("precision", "pack", "group_by_length", "kernels", "eval_batch_size", "threads"),
     "output": ("output_dir", "save_merged", "logging_steps", "checkpoint_steps"),
 }  # fmt: skip

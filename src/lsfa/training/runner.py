@@ -25,10 +25,10 @@ from lsfa.data.encode import EncodedSet, encode_sentences, scatter_to_words
 from lsfa.data.types import Sentence
 from lsfa.inference.latency import tagger_latency
 from lsfa.models.classifier import quiet_transformers
-from lsfa.runs import CHECKPOINTS_DIR, MODEL_DIR, RunFolder, epoch_timing, machine_info
+from lsfa.runs import CHECKPOINTS_DIR, MODEL_DIR, RunFolder, epoch_timing, epochs_run, machine_info
 from lsfa.training.card import write_model_card
 from lsfa.training.config import TrainConfig, dump_config
-from lsfa.training.time_limit import time_limit_callback
+from lsfa.training.time_limit import time_limit_callback, train_time_callback
 
 CHECKPOINTS = CHECKPOINTS_DIR
 MODEL = MODEL_DIR
@@ -292,9 +292,16 @@ def run_callbacks(config: TrainConfig, timer: EpochTimer, deadline: float | None
         callbacks.append(resume_checkpoints(config.checkpoint_steps))
     if config.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
+    if config.max_train_time:
+        callbacks.append(train_time_callback(timer, config.max_train_time))
     if deadline is not None:
         callbacks.append(time_limit_callback(deadline))
     return callbacks
+
+
+def stopped_by_train_time(callbacks: Sequence[Any]) -> int | None:
+    """The step at which ``max_train_time`` ended training, or None when the schedule ran its course."""
+    return next((c.stopped_at for c in callbacks if getattr(c, "stopped_at", None) is not None), None)
 
 
 def kernel_trainer_class(kernels: str = "default"):
@@ -508,7 +515,8 @@ def train(
                    {"train_seconds": train_seconds, "wall_start": started, "epochs": timer.epochs,
                     "global_step": output.global_step, "train_tokens": train_rows.n_subtokens,
                     "ranks": final_fingerprint, "best_checkpoint": trainer.state.best_model_checkpoint,
-                    "machine": machine, "batching": batching, "task": corpus.task},
+                    "machine": machine, "batching": batching, "task": corpus.task,
+                    "stopped_by_max_train_time": stopped_by_train_time(callbacks)},
                    log)  # fmt: skip
 
 
@@ -635,10 +643,11 @@ def _calibrate(folder: Path, predicted, sentences, labels: list[str]) -> float:
 
 def _timing(facts: dict[str, Any], config: TrainConfig) -> dict[str, Any]:
     epochs = facts["epochs"]
-    tokens = facts["train_tokens"] * len(epochs)
+    tokens = facts["train_tokens"] * epochs_run(epochs)
     return {
         "global_step": facts["global_step"],
         "best_checkpoint": facts["best_checkpoint"],
+        "stopped_by_max_train_time": facts.get("stopped_by_max_train_time"),
         **epoch_timing(epochs, facts["train_seconds"], tokens, facts["wall_start"]),
         "ranks": facts["ranks"],
         "train_batching": facts.get("batching"),

@@ -87,9 +87,44 @@ def time_limit_callback(deadline: float):
     return _TimeLimit()
 
 
+def train_time_callback(timer, seconds: float):
+    """A Trainer callback that *ends* training once ``timer.train_seconds`` reaches ``seconds`` (``max_train_time``).
+
+    Unlike the deadline above, which pauses a run to be resumed, this is part of the schedule: a run that must
+    finish inside a budget (a cell on a machine that may be gone tomorrow) stops at the first step past it, the
+    state reached is evaluated on dev like any other (at the epoch end the stop causes, or at the step under a
+    step-wise evaluation), and the best checkpoint on dev is what the run keeps and scores, as with
+    ``max_steps``. ``stopped_at`` records the step (None while within budget).
+    """
+    from transformers import TrainerCallback
+
+    class _MaxTrainTime(TrainerCallback):
+        def __init__(self) -> None:
+            self.stopped_at: int | None = None
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if control.should_training_stop or not _agreed(timer.train_seconds >= seconds, args.world_size):
+                return
+            self.stopped_at = state.global_step
+            control.should_training_stop = True
+            # The loop then ends the epoch, which evaluates and saves under per-epoch strategies; per-step
+            # strategies need it asked for here (as the Trainer does itself when max_steps is reached).
+            if args.eval_strategy == "steps":  # str enums: IntervalStrategy.STEPS == "steps"
+                control.should_evaluate = True
+            if args.save_strategy == "steps":
+                control.should_save = True
+
+    return _MaxTrainTime()
+
+
 def _past(deadline: float, world_size: int) -> bool:
     """Whether the deadline has passed, by rank 0's clock when several processes train together."""
-    past = time.time() >= deadline
+    return _agreed(time.time() >= deadline, world_size)
+
+
+def _agreed(flag: bool, world_size: int) -> bool:
+    """Rank 0's ``flag`` on every rank when several processes train together (each rank's own otherwise)."""
+    past = flag
     if world_size <= 1:
         return past
     import torch
