@@ -124,15 +124,14 @@ def _past(deadline: float, world_size: int) -> bool:
 
 def _agreed(flag: bool, world_size: int) -> bool:
     """Rank 0's ``flag`` on every rank when several processes train together (each rank's own otherwise)."""
-    past = flag
     if world_size <= 1:
-        return past
+        return flag
     import torch
     import torch.distributed as dist
 
     if not dist.is_available() or not dist.is_initialized():
-        return past
+        return flag
     device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
-    flag = torch.tensor([1.0 if past else 0.0], device=device)
-    dist.broadcast(flag, src=0)
-    return bool(flag.item())
+    decided = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.broadcast(decided, src=0)
+    return bool(decided.item())
