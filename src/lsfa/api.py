@@ -37,7 +37,9 @@ def train(
     (``None`` on the non-zero ranks of a multi-process run). The run folder holds ``metrics.json``.
 
     ``time_limit`` ("2h", "115m" or seconds) stops training at a saved checkpoint once it has run that long
-    and raises ``lsfa.TimeLimitReached``; call again with ``resume=True`` to continue."""
+    and raises ``lsfa.TimeLimitReached``; call again with ``resume=True`` to continue. Under torchrun, call
+    ``torch.distributed.destroy_process_group()`` on every rank when done (``lsfa train`` does), or a rank may
+    abort as Python exits."""
     from lsfa.training.runner import train as run_training
     from lsfa.training.time_limit import deadline_after, parse_duration
 

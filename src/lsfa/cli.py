@@ -417,13 +417,14 @@ def train_command(
             typer.echo(f"{flag:28s} {key}")
         return
     resolved: TrainConfig = load_config(config, parse_overrides(list(ctx.args)))
-    from lsfa.training.runner import train
+    from lsfa.training.runner import leave_process_group, train
     from lsfa.training.time_limit import deadline_after, parse_duration
 
     if _is_main_process():
         typer.echo("# lsfa train: resolved config\n" + dump_config(resolved))
     deadline = deadline_after(parse_duration(time_limit))
     metrics = train(resolved, resume=resume, log=typer.echo, deadline=deadline)
+    leave_process_group()  # torchrun: each rank, once the run's objects are freed
     if metrics:
         typer.echo(f"run folder: {resolved.output_dir}  (metrics.json, predictions/, model/)")
 

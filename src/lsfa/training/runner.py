@@ -520,6 +520,23 @@ def train(
                    log)  # fmt: skip
 
 
+def leave_process_group() -> None:
+    """Shut this process's torch.distributed group down, once the run's objects are gone (call it after
+    :func:`train` has returned, on every rank).
+
+    Left to the interpreter's exit, gloo's worker threads could still hold tensors while Python finalises,
+    and a rank now and then died with SIGABRT after a successful run. Called inside :func:`train`, before its
+    trainer and DDP-wrapped model were freed, the DDP reducer's teardown waited on the destroyed group forever.
+    """
+    import gc
+
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        gc.collect()
+        dist.destroy_process_group()
+
+
 def _ranks_agree(trainer) -> dict[str, Any]:
     """Gather every rank's weight fingerprint; DDP ranks must hold identical weights after training."""
     value = fingerprint(trainer.model)
