@@ -533,11 +533,15 @@ def describe_config(cell: Cell) -> str:
     """A short line of what a cell will train, for ``--dry-run``."""
     config = cell.config
     if cell.system != "lsfa":
-        return f"system {cell.system}, corpus {config.corpus}, seed {config.seed}"
+        # Systems keep their own schedules (spaCy's steps) or take the grid's through their options, so only
+        # the options are shown, not the base config's epochs.
+        options = ", ".join(f"{key} {value}" for key, value in cell.options.items() if not isinstance(value, dict))
+        return f"system {cell.system}, corpus {config.corpus}, seed {config.seed}" + (f", {options}" if options else "")
     lora = f" r={config.lora.r}" if config.mode == "lora" else ""
     return (
         f"model {config.model}, {config.mode}{lora}, attention {config.attention}, lr {config.learning_rate}, "
         f"epochs {config.epochs}, train_limit {config.train_limit or 'all'}"
+        + (f", max_train_time {config.max_train_time:g}s" if config.max_train_time else "")
     )
 
 
