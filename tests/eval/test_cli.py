@@ -161,3 +161,31 @@ def test_baseline_with_a_tag_foreign_to_the_scheme_names_file_and_line(run, gold
     )
     code, _, err = run(["evaluate", "--gold", str(gold_file), "--pred", str(gold_file), "--baseline", str(other)])
     assert code == 2 and f"{other}:1: tag 'S-ORG' is not allowed in strict IOB2" in err and "Traceback" not in err
+
+
+def test_tags_only_predictions_are_laid_onto_the_gold_words(run, gold_file, tmp_path):
+    """A published .tags file (tags alone, blank line between sentences) scores like the CoNLL file it came from."""
+    tags = write(tmp_path, "pred.tags", ["B-ORG", "O", "O", "O", "", "B-PER", "I-PER", ""])
+    conll = write(tmp_path, "pred.txt", ["EU B-ORG", "rejects O", "German O", "call O", "", "Peter B-PER",
+                                         "Blackburn I-PER"])  # fmt: skip
+    scores = [
+        json.loads(run(["evaluate", "--gold", str(gold_file), "--pred", str(p), "--json"])[1]) for p in (tags, conll)
+    ]
+    assert scores[0]["micro"] == scores[1]["micro"] and scores[0]["micro"]["recall"] == pytest.approx(2 / 3)
+    args = ["evaluate", "--gold", str(gold_file), "--pred", str(tags), "--baseline", str(conll), "--json"]
+    code, out, _ = run([*args, "--bootstrap", "100"])
+    assert code == 0 and json.loads(out)["delta"] == 0
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        (["B-ORG", "O", "O", "", "B-PER", "I-PER"], "pred.tags:1: 3 tags but the gold sentence at"),
+        (["B-ORG", "O", "O", "O", "", "B-PER", "I-PER", "", "O"], "has 2 sentences but"),
+        (["B-ORG", "O", "O", "O", "", "Peter B-PER", "I-PER"], "pred.tags:6: expected one tag per line"),
+    ],
+)
+def test_a_tags_only_file_that_does_not_fit_the_gold_names_the_line(run, gold_file, tmp_path, lines, message):
+    tags = write(tmp_path, "pred.tags", lines)
+    code, _, err = run(["evaluate", "--gold", str(gold_file), "--pred", str(tags)])
+    assert code != 0 and message in err and "Traceback" not in err

@@ -3,7 +3,10 @@
 The two files must hold the same words in the same sentences: a prediction file that dropped or
 re-tokenised a word would otherwise shift every later tag onto the wrong word and still produce a
 plausible-looking score. Any difference is an error naming the first differing line in both files.
-The tag is the last column of each file; other columns are ignored.
+The tag is the last column of each file; other columns are ignored. A prediction file may also hold tags
+alone (``.tags``: one tag per line, a blank line after each sentence, how lsfa publishes the predictions of
+runs on corpora whose text may not be republished): its tags are laid onto the gold file's words, and a
+sentence of another length is an error naming both lines.
 """
 
 from __future__ import annotations
@@ -81,7 +84,8 @@ def _read_aligned(
     every file's tags belong to the scheme. What the reader tolerated goes to ``warn``."""
     allowed_prefixes(scheme, mode)  # refuse a bad scheme or mode before reading large files
     canonical = normalise_scheme(scheme)
-    files = [_read(path, canonical) for path in paths]
+    gold = _read(paths[0], canonical)
+    files = [gold, *(_read(path, canonical, gold) for path in paths[1:])]
     for warning in (warning for conll in files for warning in conll.warnings):
         if warn is not None:
             warn(warning)
@@ -92,13 +96,57 @@ def _read_aligned(
     return files
 
 
-def _read(path: str | Path, scheme: str) -> ConllFile:
-    """A CoNLL file in ``scheme``, or a span JSONL / spaCy DocBin file (those hold entities, read as IOB2)."""
+def _read(path: str | Path, scheme: str, gold: ConllFile | None = None) -> ConllFile:
+    """A CoNLL file in ``scheme``, a span JSONL / spaCy DocBin file (those hold entities, read as IOB2), or for
+    a prediction (``gold`` given) a tags-only ``.tags`` file."""
     from lsfa.data.corpora import CONLL_SUFFIXES, read_split_file
 
+    if gold is not None and Path(path).suffix.lower() == TAGS_ONLY_SUFFIX:
+        return read_tags_only(path, gold)
     if Path(path).suffix.lower() in CONLL_SUFFIXES or scheme != "IOB2":
         return read_conll(path, scheme=scheme)
     return read_split_file(path)
+
+
+TAGS_ONLY_SUFFIX = ".tags"
+
+
+def read_tags_only(path: str | Path, gold: ConllFile) -> ConllFile:
+    """A tags-only prediction file laid onto ``gold``'s words: sentence k's tags are the k-th block of lines.
+
+    Raises :class:`DataFormatError` for a line holding more than a tag and for a block whose length differs
+    from its gold sentence's, and :class:`LsfaError` when the counts of sentences differ.
+    """
+    from lsfa.data.conll import _read_text_lines
+
+    blocks: list[tuple[int, list[str]]] = []  # (line of the first tag, tags)
+    current: list[str] | None = None
+    for number, raw in enumerate(_read_text_lines(Path(path)), 1):
+        fields = raw.split()
+        if len(fields) > 1:
+            raise DataFormatError(f"expected one tag per line ({TAGS_ONLY_SUFFIX} file), found {raw!r}", path, number)
+        if not fields:
+            current = None
+        elif current is None:
+            current = [fields[0]]
+            blocks.append((number, current))
+        else:
+            current.append(fields[0])
+    if len(blocks) != len(gold.sentences):
+        raise LsfaError(
+            f"{gold.path} has {len(gold.sentences):,} sentences but {path} has {len(blocks):,} blocks of tags"
+        )
+    sentences = []
+    for (line, tags), sentence in zip(blocks, gold.sentences, strict=True):
+        if len(tags) != len(sentence):
+            raise DataFormatError(
+                f"{len(tags)} tags but the gold sentence at {gold.path}:{sentence.line} has {len(sentence)} words",
+                path,
+                line,
+            )
+        sentences.append(Sentence(list(sentence.tokens), tags, doc_id=sentence.doc_id, line=line))
+    return ConllFile(sentences, str(path), gold.n_documents, gold.has_docstart, scheme=gold.scheme,
+                     tag_scheme=gold.tag_scheme)  # fmt: skip
 
 
 def check_same_words(gold: ConllFile, pred: ConllFile) -> None:
