@@ -10,8 +10,9 @@ set -u
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 export LSFA_DATA_DIR="${LSFA_DATA_DIR:-$(cd ../shared/data && pwd)}"
-# Each entry: GRID:PATTERN, GRID a file of configs/experiments/. The cells of priorities 4 and 5 train with two
-# threads each (`threads: 2` in their grids, sized to two hours a cell): run one worker for them. Priority 7
+# Each entry: GRID:PATTERN, GRID a file of configs/experiments/. The cells of priority 5 train with two threads
+# each (`threads: 2` in their grid, sized to two hours a cell): run one worker for them; those of priority 4
+# train with one thread each since session 11 (two workers, or the two cells side by side). Priority 7
 # leaves out Table 4's r32-all, which is priority 2's gemma3-270m BC5CDR LS-FA cell (see cpu-paper-table4.yaml).
 declare -A cells=(
   [1]='cpu-paper:*/smollm2-135m/lora/full/* cpu-paper:*/smollm2-135m/lora/causal/*'
