@@ -15,6 +15,7 @@ from lsfa.baselines.ift import (
     format_response,
     generate_responses,
     parse_response,
+    place_entities,
     prediction_records,
     score_prediction,
 )
@@ -217,3 +218,28 @@ def test_scores_are_set_based_with_malformed_counts_and_records() -> None:
         "index": 1, "line": 0, "doc_id": 0, "sentence": "Paris !", "response": "None",
         "predicted": [], "gold": [["Paris", "LOC"]], "malformed": 0,
     }  # fmt: skip
+
+
+# --- publishing answers as tags ------------------------------------------------------------------------------
+def test_answers_are_laid_on_every_occurrence_and_read_back_as_the_same_set() -> None:
+    answer = {("Peter Smith", "PER"), ("Acme", "ORG"), ("New York", "LOC")}
+    placement = place_entities(SENTENCE.tokens, answer)
+    assert placement.tags == SENTENCE.tags
+    assert (placement.placed, placement.not_in_sentence, placement.overlapping) == (3, 0, 0)
+    assert entity_set(SENTENCE.tokens, placement.tags) == answer
+
+
+def test_answers_that_cannot_be_laid_on_the_words_are_counted_not_lost() -> None:
+    """A pair matching no words, and one hidden under a longer answer, are counted, so a score read back from
+    the tags can be told apart from the answers' own set score."""
+    answer = {("New York", "LOC"), ("York", "ORG"), ("Paris", "LOC"), ("Peter", "PER")}
+    placement = place_entities(SENTENCE.tokens, answer)
+    assert placement.tags[8:10] == ["B-LOC", "I-LOC"]
+    assert placement.tags[0] == placement.tags[5] == "B-PER" and placement.tags[1] == "O"
+    assert (placement.placed, placement.not_in_sentence, placement.overlapping) == (2, 1, 1)
+    assert entity_set(SENTENCE.tokens, placement.tags) == {("New York", "LOC"), ("Peter", "PER")}
+
+
+def test_one_surface_answered_with_two_types_places_one_and_counts_the_other() -> None:
+    placement = place_entities(["in", "Paris", "."], {("Paris", "LOC"), ("Paris", "ORG")})
+    assert placement.tags == ["O", "B-LOC", "O"] and (placement.placed, placement.overlapping) == (1, 1)

@@ -343,3 +343,50 @@ def prediction_records(sentences: Sequence[Sentence], prediction: GenerativePred
             }
         )
     return records
+
+
+# --- publishing answers without words --------------------------------------------------------------------
+@dataclass
+class Placement:
+    """How a sentence's (surface, type) answer set was laid onto its words as IOB2 tags.
+
+    ``placed`` pairs have at least one occurrence in the tags; ``not_in_sentence`` pairs match no run of the
+    sentence's words (always false positives in set scoring); ``overlapping`` pairs occur, but every
+    occurrence overlaps a longer (or earlier) placed one, so the tags cannot show them.
+    """
+
+    tags: list[str]
+    placed: int = 0
+    not_in_sentence: int = 0
+    overlapping: int = 0
+
+
+def place_entities(tokens: Sequence[str], entities: set[Entity] | Sequence[Sequence[str]]) -> Placement:
+    """Tags marking every occurrence of every answered entity in ``tokens``, longest first, none overlapping.
+
+    A generative answer names entities without positions; published as tags (one per word, no words: the
+    corpus text is not republished) it can be read back with ``lsfa evaluate`` like a tagger's predictions.
+    Its set of (surface, type) pairs is the answer's set minus the pairs counted as not placed, so the
+    counts say exactly how far a score from the tags may differ from the set-based score of the answers.
+    """
+    tags = ["O"] * len(tokens)
+    occurrences = []  # (-length, start, surface, type): longest first, then leftmost
+    pairs = sorted({(str(surface), str(entity_type)) for surface, entity_type in entities})
+    for surface, entity_type in pairs:
+        length = len(surface.split(" "))
+        for start in range(len(tokens) - length + 1):
+            if sentence_text(tokens[start : start + length]) == surface:
+                occurrences.append((-length, start, surface, entity_type))
+    placed: set[Entity] = set()
+    for negative_length, start, surface, entity_type in sorted(occurrences):
+        end = start - negative_length
+        if all(tag == "O" for tag in tags[start:end]):
+            tags[start:end] = [f"B-{entity_type}"] + [f"I-{entity_type}"] * (end - start - 1)
+            placed.add((surface, entity_type))
+    found = {(surface, entity_type) for _, _, surface, entity_type in occurrences}
+    return Placement(
+        tags=tags,
+        placed=len(placed),
+        not_in_sentence=len(pairs) - len(found),
+        overlapping=len(found - placed),
+    )
