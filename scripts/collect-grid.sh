@@ -11,7 +11,15 @@ out=$2
 shift 2
 target=$out/cells
 mkdir -p "$target"
-[ -f "$source_dir/grid.yaml" ] && cp "$source_dir/grid.yaml" "$target/"
+# Several grids may write into one folder (cpu-paper-ift, cpu-paper-qwen into cpu-paper's): the grid.yaml there
+# is whichever ran last, so a published grid.yaml is replaced only by one of the same name.
+if [ -f "$source_dir/grid.yaml" ]; then
+  if [ ! -f "$target/grid.yaml" ] || [ "$(grep -m1 '^name:' "$source_dir/grid.yaml")" = "$(grep -m1 '^name:' "$target/grid.yaml")" ]; then
+    cp "$source_dir/grid.yaml" "$target/"
+  else
+    echo "kept $target/grid.yaml ($(grep -m1 '^name:' "$target/grid.yaml")); $source_dir/grid.yaml is another grid's"
+  fi
+fi
 [ -f "$source_dir/failures.json" ] && cp "$source_dir/failures.json" "$target/"
 find "$source_dir" -name metrics.json -not -path '*/checkpoints/*' -not -path '*/model/*' | sort | while read -r metrics; do
   cell=$(dirname "$metrics")
