@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -356,12 +356,12 @@ class Placement:
     """
 
     tags: list[str]
-    placed: int = 0
-    not_in_sentence: int = 0
-    overlapping: int = 0
+    placed: int
+    not_in_sentence: int
+    overlapping: int
 
 
-def place_entities(tokens: Sequence[str], entities: set[Entity] | Sequence[Sequence[str]]) -> Placement:
+def place_entities(tokens: Sequence[str], entities: Iterable[Entity]) -> Placement:
     """Tags marking every occurrence of every answered entity in ``tokens``, longest first, none overlapping.
 
     A generative answer names entities without positions; published as tags (one per word, no words: the
@@ -371,7 +371,7 @@ def place_entities(tokens: Sequence[str], entities: set[Entity] | Sequence[Seque
     """
     tags = ["O"] * len(tokens)
     occurrences = []  # (-length, start, surface, type): longest first, then leftmost
-    pairs = sorted({(str(surface), str(entity_type)) for surface, entity_type in entities})
+    pairs = sorted(set(entities))
     for surface, entity_type in pairs:
         length = len(surface.split(" "))
         for start in range(len(tokens) - length + 1):
