@@ -328,3 +328,10 @@ def test_cells_with_their_own_epoch_budget_or_machine_are_named_in_notes(fabrica
     assert machine.startswith("run on a CPU not recorded, ?, ? thread(s), except AMD EPYC, bf16, 2 thread(s): ")
     assert "conll2003 minilm-l6 full" in machine and "conll2003 mpnet-base full" in machine
     assert machine in tables["inference"].notes and machine in tables["paper"].notes
+
+    path = fabricated / "conll2003/minilm-l6/full/full/seed1/metrics.json"
+    metrics = json.loads(path.read_text())
+    metrics["machine"] = {"cpu_model": "Intel Xeon", "cpu_flags": ["avx512f", "amx_bf16"], "torch_threads": 1}
+    path.write_text(json.dumps(metrics))
+    (machine,) = [n for n in build_tables(collect_cells(fabricated))["time"].notes if n.startswith("run on")]
+    assert "Intel Xeon with AMX, bf16, 1 thread(s): conll2003 minilm-l6 full" in machine, "AMX Xeons named apart"

@@ -311,6 +311,8 @@ def _machine_note(groups) -> list[str]:
             machine = cell.metrics.get("machine") or {}
             precision = cell.metrics.get("precision") or "?"
             cpu = machine.get("cpu_model") or "a CPU not recorded"  # metrics.json before cpu_model was recorded
+            if "amx_bf16" in (machine.get("cpu_flags") or []):  # one model name covers Xeons with and without AMX
+                cpu += " with AMX"
             where = f"{cpu}, {precision}, {machine.get('torch_threads') or '?'} thread(s)"
             conditions.setdefault(where, []).append(f"{corpus} {system_label(cell)}")
     if len(conditions) < 2:
