@@ -33,6 +33,14 @@ def cpu_model() -> str:
     return _cpuinfo().get("model name") or platform.processor() or platform.machine()
 
 
+def cpu_label(summary: dict[str, Any]) -> str:
+    """A recorded machine's CPU model, with " with AMX" where its flags say so: one model name (``Intel(R) Xeon(R)
+    Processor``) covers Xeons with and without AMX, whose bf16 speeds differ several-fold, so times measured on
+    the two must not read as one machine's. ``a CPU not recorded`` for records from before ``cpu_model``."""
+    cpu = summary.get("cpu_model") or "a CPU not recorded"
+    return cpu + (" with AMX" if "amx_bf16" in (summary.get("cpu_flags") or []) else "")
+
+
 def cpu_flags() -> dict[str, bool]:
     """Which of :data:`SPEED_FLAGS` this CPU reports."""
     present = set(_cpuinfo().get("flags", "").split())

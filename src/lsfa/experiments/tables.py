@@ -27,6 +27,7 @@ from lsfa.errors import LsfaError
 from lsfa.eval.errors import ERROR_CATEGORIES
 from lsfa.experiments import paper
 from lsfa.experiments.grid import key_matches
+from lsfa.machine import cpu_label
 from lsfa.runs import METRICS_FILE, RunFolder, RunMetrics
 
 ATTENTION_NAMES = {"full": "LS-FA", "causal": "LS-CA"}
@@ -310,10 +311,7 @@ def _machine_note(groups) -> list[str]:
         for cell in cells:
             machine = cell.metrics.get("machine") or {}
             precision = cell.metrics.get("precision") or "?"
-            cpu = machine.get("cpu_model") or "a CPU not recorded"  # metrics.json before cpu_model was recorded
-            if "amx_bf16" in (machine.get("cpu_flags") or []):  # one model name covers Xeons with and without AMX
-                cpu += " with AMX"
-            where = f"{cpu}, {precision}, {machine.get('torch_threads') or '?'} thread(s)"
+            where = f"{cpu_label(machine)}, {precision}, {machine.get('torch_threads') or '?'} thread(s)"
             conditions.setdefault(where, []).append(f"{corpus} {system_label(cell)}")
     if len(conditions) < 2:
         return []
