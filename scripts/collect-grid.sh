@@ -14,10 +14,11 @@ mkdir -p "$target"
 # Several grids may write into one folder (cpu-paper-ift, cpu-paper-qwen into cpu-paper's): the grid.yaml there
 # is whichever ran last, so a published grid.yaml is replaced only by one of the same name.
 if [ -f "$source_dir/grid.yaml" ]; then
-  if [ ! -f "$target/grid.yaml" ] || [ "$(grep -m1 '^name:' "$source_dir/grid.yaml")" = "$(grep -m1 '^name:' "$target/grid.yaml")" ]; then
+  published=$(grep -m1 '^name:' "$target/grid.yaml" 2>/dev/null || true)
+  if [ ! -f "$target/grid.yaml" ] || [ "$published" = "$(grep -m1 '^name:' "$source_dir/grid.yaml")" ]; then
     cp "$source_dir/grid.yaml" "$target/"
   else
-    echo "kept $target/grid.yaml ($(grep -m1 '^name:' "$target/grid.yaml")); $source_dir/grid.yaml is another grid's"
+    echo "kept $target/grid.yaml ($published); $source_dir/grid.yaml is another grid's"
   fi
 fi
 [ -f "$source_dir/failures.json" ] && cp "$source_dir/failures.json" "$target/"
