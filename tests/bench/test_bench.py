@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from lsfa.cli import app
 from lsfa.data.encode import encode_sentences
 from lsfa.inference.predictor import predict_encoded, predict_words
+from lsfa.machine import cpu_label
 from lsfa.models import packing
 from lsfa.models.classifier import apply_lora, build_token_classifier, load_tokenizer
 from lsfa.models.optimise import optimise_for_inference
@@ -123,7 +124,7 @@ def test_bench_json_has_every_figure(workspace, tmp_path):
     assert set(result["targets"]) >= {"inference_speedup", "inference_f1", "training_speedup", "mfu"}
     assert "Targets" in outcome.output  # the readable table is printed too
     report = markdown.read_text()
-    assert "## Targets" in report and "## Training" in report and result["machine"]["cpu_model"] in report
+    assert "## Targets" in report and "## Training" in report and cpu_label(result["machine"]) in report
     _check_pareto_table(out, tmp_path / "pareto")
 
 

@@ -23,6 +23,7 @@ import yaml
 from lsfa.data.conll import read_conll
 from lsfa.errors import LsfaError
 from lsfa.eval.report import evaluate_sentences
+from lsfa.machine import cpu_label
 from lsfa.training.config import TrainConfig, load_config
 from lsfa.training.runner import TIMING_FILE, last_complete_checkpoint, stopped_at, train
 from lsfa.training.time_limit import TimeLimitReached
@@ -510,7 +511,8 @@ def test_the_saved_tagger_has_a_model_card(main_run) -> None:
     metrics = main_run["metrics"]
     assert card.startswith("---\nlibrary_name: transformers\npipeline_tag: token-classification")
     for needle in ("attention: `full`", "LoRA r=4, alpha=8", "## Scores", f"{metrics['test']['micro']['f1']:.4f}",
-                   "calibrated temperature", "- command: `", "## Intended use and limits", "lsfa 0.1.0"):  # fmt: skip
+                   "calibrated temperature", "- command: `", "## Intended use and limits", "lsfa 0.1.0",
+                   f"machine {cpu_label(metrics['machine'])}"):  # fmt: skip
         assert needle in card, needle
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from lsfa.machine import cpu_label
+
 TARGETS = {
     "inference_speedup": 6.0,
     "inference_f1_points": 0.3,
@@ -67,7 +69,7 @@ def render_bench(result: dict[str, Any]):
     header.add_row("model", f"{model['dir']} ({model['base_model']}, attention {model['attention']})")
     header.add_row("data", f"{result['data']['corpus']}/{result['data']['split']}: {result['data']['sentences']:,} "
                    f"sentences, {result['data']['words']:,} words")  # fmt: skip
-    cpu = f"{machine.get('cpu_model')} ({machine.get('cores')} cores)"
+    cpu = f"{cpu_label(machine)} ({machine.get('cores')} cores)"
     header.add_row("machine", f"{cpu}, device {machine.get('device')}")
     bf16 = peak.get("bf16")
     header.add_row("matmul peak", f"fp32 {_num(peak['fp32']['gflops'])} GFLOP/s, "
@@ -178,7 +180,7 @@ def render_markdown(result: dict[str, Any], command: str | None = None) -> str:
     out += [
         f"- command: `{command or result.get('command') or 'lsfa bench ...'}`",
         f"- date: {result.get('date')}; commit: `{machine.get('git_commit')}`",
-        f"- machine: {machine.get('cpu_model')}, {machine.get('cores')} cores, device {machine.get('device')}; "
+        f"- machine: {cpu_label(machine)}, {machine.get('cores')} cores, device {machine.get('device')}; "
         f"torch {machine.get('torch')}, transformers {machine.get('transformers')}",
         f"- model: `{result['model']['dir']}` ({result['model']['base_model']}, attention "
         f"{result['model']['attention']}, {result['model']['weights']} weights)",

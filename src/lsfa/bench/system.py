@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import platform
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -151,17 +150,6 @@ class PeakMemory:
                 "source": self.source}  # fmt: skip
 
 
-def cpu_model_name() -> str:
-    """The CPU model as ``lscpu`` names it (``/proc/cpuinfo``), else what ``platform`` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def thread_settings() -> dict[str, Any]:
     """The thread configuration in force: torch intra/inter-op threads and the environment that sets them."""
     names = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TORCH_NUM_THREADS")
@@ -173,11 +161,12 @@ def thread_settings() -> dict[str, Any]:
 
 
 def machine_description(device: torch.device) -> dict[str, Any]:
-    """Where the numbers come from: CPU model and cores, GPU, library versions, commit."""
+    """Where the numbers come from: CPU model, flags and cores, GPU, library versions, commit (the run record's
+    :func:`lsfa.runs.machine_info`, so a bench and a training run name a machine the same way)."""
     from lsfa.runs import machine_info
 
     info = machine_info()
-    info.update({"cpu_model": cpu_model_name(), "cores": os.cpu_count(), "device": str(device)})
+    info.update({"cores": os.cpu_count(), "device": str(device)})
     with contextlib.suppress(AttributeError, OSError):
         info["affinity_cores"] = len(os.sched_getaffinity(0))
     import transformers

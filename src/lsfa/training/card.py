@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from lsfa.machine import cpu_label
 from lsfa.models.catalogue import CATALOGUE
 from lsfa.training.config import TrainConfig
 from lsfa.version import __version__
@@ -51,7 +52,7 @@ def model_card(config: TrainConfig, metrics: dict[str, Any], command: list[str])
         f"- precision: {metrics.get('precision', config.precision)}; epochs run: {metrics.get('epochs_run', '?')}",
         f"- command: `{shlex.join(command)}`",
         f"- lsfa {__version__}, commit {metrics.get('machine', {}).get('git_commit')}, machine "
-        f"{metrics.get('machine', {}).get('cpu_model') or metrics.get('machine', {}).get('processor')}", "",
+        f"{_machine(metrics.get('machine', {}))}", "",
         "## Scores (seqeval-strict span micro P/R/F1)", "",
         "| split | precision | recall | F1 |", "|---|---|---|---|",
     ]  # fmt: skip
@@ -90,3 +91,11 @@ def _schedule(config: TrainConfig) -> str:
         f"{config.warmup_ratio:g}), batch {config.batch_size}, early stopping patience "
         f"{config.early_stopping_patience}, seed {config.seed}"
     )
+
+
+def _machine(machine: dict[str, Any]) -> str:
+    """The training machine's CPU (with " with AMX" where it had it: bf16 times differ several-fold between Xeons
+    of one model name); runs recorded before ``cpu_model`` existed name only ``processor``."""
+    if machine.get("cpu_model"):
+        return cpu_label(machine)
+    return machine.get("processor") or "not recorded"
