@@ -49,3 +49,23 @@ def test_a_cpu_without_bf16_kernels_is_never_timed(monkeypatch) -> None:
 
 def test_the_measurement_is_a_positive_ratio() -> None:
     assert precision.bf16_speedup() > 0
+
+
+def test_the_measurement_runs_on_one_thread_and_restores_the_count(monkeypatch) -> None:
+    """Two threads on a busy CPU made the ratio swing from 1.6 to 747; one thread keeps it to the kernels."""
+    seen: list[int] = []
+    real_matmul = torch.matmul
+
+    def recording_matmul(left, right):
+        seen.append(torch.get_num_threads())
+        return real_matmul(left, right)
+
+    monkeypatch.setattr(torch, "matmul", recording_matmul)
+    precision.bf16_speedup.cache_clear()
+    torch.set_num_threads(2)
+    try:
+        precision.bf16_speedup()
+        assert torch.get_num_threads() == 2
+    finally:
+        precision.bf16_speedup.cache_clear()
+    assert seen and set(seen) == {1}
