@@ -85,8 +85,8 @@ def bf16_speedup(rows: int = 512, inner: int = 576, cols: int = 1536, repeats: i
     call overhead, decides the time. The two are timed in turns and the best of each kept, so that other
     work on a busy machine slows both alike instead of tilting the answer. They run on one thread: the
     question is which kernel is faster, and a multi-threaded product on cores busy with other work waits on
-    preempted threads. On an AMX Xeon with one core busy training, the ratio at two threads read 5.6, 1.6 and
-    747 in three calls; at one thread, 6.6 each time."""
+    preempted threads. On an AMX Xeon with training jobs on its cores, the ratio at two threads read 5.6 and 1.6
+    (one core busy) and 747 (both busy); at one thread, 6.6 each time."""
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
