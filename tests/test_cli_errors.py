@@ -26,8 +26,9 @@ def files(tmp_path: Path) -> dict[str, str]:
     (tmp_path / "corpus").mkdir()
     for split in ("train", "dev"):
         (tmp_path / "corpus" / f"{split}.txt").write_text("EU B-ORG\n\n")
-    return {name: str(tmp_path / name) for name in ("broken.yaml", "unknown.yaml", "list.yaml", "binary.yaml",
-            "folder.yaml", "gold.conll", "missing.yaml", "no-tagger", "corpus")}  # fmt: skip
+    names = {name: str(tmp_path / name) for name in ("broken.yaml", "unknown.yaml", "list.yaml", "binary.yaml",
+             "folder.yaml", "gold.conll", "missing.yaml", "no-tagger", "corpus")}  # fmt: skip
+    return {**names, "in-a-file": str(tmp_path / "gold.conll" / "out")}  # an output path under a file
 
 
 CASES = {
@@ -56,6 +57,20 @@ CASES = {
     "experiment run: missing grid": (["experiment", "run", "{missing.yaml}"], "grid file not found"),
     "experiment report: missing folder": (["experiment", "report", "{no-tagger}"], "no such folder"),
     "data stats: wrong corpus": (["data", "stats", "no-such-corpus"], "no corpus 'no-such-corpus'"),
+    # Outputs that cannot be written fail before any work (issue #37 item 2): here under a file, not a folder.
+    "train: output not writable": (
+        ["train", "--model", "{corpus}", "--corpus", "{corpus}", "--output-dir", "{in-a-file}"],
+        "gold.conll/out: cannot write (Not a directory)",
+    ),
+    "data convert: output not writable": (
+        ["data", "convert", "{gold.conll}", "{in-a-file}"],
+        "gold.conll: cannot write (not a folder)",
+    ),
+    "export: output not writable": (["export", "{no-tagger}", "{in-a-file}"], "gold.conll: cannot write"),
+    "evaluate --calibration: output not writable": (
+        ["evaluate", "--model-dir", "{no-tagger}", "--corpus", "{corpus}", "--calibration", "{in-a-file}"],
+        "gold.conll/out: cannot write (Not a directory)",
+    ),
 }
 
 
@@ -98,3 +113,50 @@ def test_usage_errors_show_usage_not_a_traceback(args: list[str], expected: str,
     error = capsys.readouterr().err
     assert exit_.value.code == 2, error
     assert expected in error and "Usage:" in error and "Traceback" not in error
+
+
+def _run_main(args: list[str], monkeypatch, capsys) -> tuple[int, list[str]]:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(sys, "argv", ["lsfa", *args])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    return exit_.value.code, [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+
+
+def test_a_second_train_into_one_output_dir_is_refused_in_one_line(tmp_path: Path, monkeypatch, capsys) -> None:
+    """Another live process holds the run folder's lock (issue #37 item 1): exit 2, one line, its lock kept."""
+    import os
+    import socket
+
+    from lsfa.runs import LOCK_FILE
+
+    for split in ("train", "dev"):
+        (tmp_path / f"{split}.txt").write_text("EU B-ORG\n\n")
+    run = tmp_path / "run"
+    run.mkdir()
+    owner = f"{socket.gethostname()}:{os.getppid()}"  # alive: our parent
+    (run / LOCK_FILE).write_text(owner + "\n")
+    args = ["train", "--model", "nonexistent-model", "--corpus", str(tmp_path), "--output-dir", str(run)]
+    code, errors = _run_main(args, monkeypatch, capsys)
+    assert code == 2 and len(errors) == 1, errors
+    assert f"{run}: another lsfa process ({owner}) is writing this run" in errors[0]
+    assert (run / LOCK_FILE).read_text().strip() == owner
+
+
+def test_a_full_disk_while_converting_is_one_line(tmp_path: Path, monkeypatch, capsys) -> None:
+    """An OS error in the middle of writing (no space left) names the file, exit 2, no traceback."""
+    import errno
+
+    import lsfa.data.jsonl
+
+    def full_disk(sentences, path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    import os
+
+    monkeypatch.setattr(lsfa.data.jsonl, "write_span_jsonl", full_disk)
+    (tmp_path / "gold.conll").write_text("EU B-ORG\n\n")
+    code, errors = _run_main(["data", "convert", str(tmp_path / "gold.conll"), str(tmp_path / "out.jsonl")],
+                             monkeypatch, capsys)  # fmt: skip
+    assert code == 2 and len(errors) == 1, errors
+    assert errors[0] == f"error: {tmp_path / 'out.jsonl'}: cannot write (No space left on device)"

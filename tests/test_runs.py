@@ -63,3 +63,48 @@ def test_an_epoch_cut_short_counts_as_the_part_that_ran() -> None:
     only_part = epoch_timing([{"epoch": 0.25, "seconds": 3.0}], 3.0, 300, 0.0)
     assert only_part["epochs_run"] == 0.25 and only_part["mean_epoch_seconds"] == pytest.approx(12.0)
     assert epoch_timing([{"seconds": 2.0}], 2.0, 200, 0.0)["epochs_run"] == 1, "entries without a count"
+
+
+def test_a_held_folder_refuses_a_second_writer_and_is_released(tmp_path: Path) -> None:
+    """One writer per run folder (issue #37 item 1): another live process's lock refuses, ours is released."""
+    import os
+    import socket
+
+    from lsfa.runs import LOCK_FILE, claim_folder, lock_owner
+
+    run = RunFolder(tmp_path / "run")
+    with run.hold():
+        assert (run.path / LOCK_FILE).read_text().strip() == lock_owner()
+    assert not (run.path / LOCK_FILE).exists()
+    assert claim_folder(run.path) is None  # a grid claims its cell, then trains it: the hold is ours already
+    with run.hold():
+        pass
+    assert (run.path / LOCK_FILE).exists(), "left for the grid, which took it, to release"
+    other = f"{socket.gethostname()}:{os.getppid()}"
+    (run.path / LOCK_FILE).write_text(other + "\n")
+    with pytest.raises(LsfaError, match=rf"another lsfa process \({other}\) is writing this run"), run.hold():
+        pytest.fail("entered a folder another process holds")
+    assert (run.path / LOCK_FILE).read_text().strip() == other
+
+
+def test_an_unwritable_folder_is_one_error_and_a_failed_record_leaves_nothing(tmp_path: Path, monkeypatch) -> None:
+    import errno
+    import os
+
+    from lsfa.errors import WriteError
+    from lsfa.runs import ensure_writable
+
+    (tmp_path / "file").write_text("x\n")
+    with pytest.raises(WriteError, match=r"file/run: cannot write \(Not a directory\)"):
+        RunFolder(tmp_path / "file" / "run").prepare(resume=False)
+    with pytest.raises(WriteError, match=r"file: cannot write \(not a folder\)"):
+        ensure_writable(tmp_path / "file")
+    folder = RunFolder(tmp_path / "run").prepare(resume=False)
+
+    def full_disk(source, target):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(target))
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    with pytest.raises(WriteError, match=r"metrics.json: cannot write \(No space left on device\)"):
+        folder.write_metrics(RECORD)
+    assert not folder.finished and not list(folder.path.iterdir()), "no record and no temporary file"

@@ -9,6 +9,11 @@
 One skeleton for all of them: the file names as constants, preparing (or resuming) a folder, atomic writes,
 the machine and commit a run came from, timing per epoch, and :class:`RunMetrics`, the typed record of
 ``metrics.json`` that grids and reports read.
+
+One writer per folder: a process claims a run folder by creating ``RUN/running.lock`` exclusively (its
+``host:pid`` inside), ``lsfa train`` for its whole run and ``lsfa experiment run`` per cell. A second writer is
+refused, so it can neither overwrite the first one's results nor delete the checkpoint it is writing. A lock
+whose process is gone (same host, dead pid) is stale and taken over, so a killed run does not block its folder.
 """
 
 from __future__ import annotations
@@ -17,14 +22,18 @@ import json
 import os
 import platform
 import resource
+import socket
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lsfa.errors import LsfaError
+from lsfa.errors import LsfaError, WriteError, cannot_write, writing
 from lsfa.machine import cpu_model, machine_summary
 from lsfa.version import __version__
 
@@ -33,6 +42,7 @@ CONFIG_FILE = "config.yaml"
 MODEL_DIR = "model"
 PREDICTIONS_DIR = "predictions"
 CHECKPOINTS_DIR = "checkpoints"
+LOCK_FILE = "running.lock"
 
 
 class Scores(BaseModel):
@@ -116,8 +126,28 @@ class RunFolder:
             raise LsfaError(
                 f"{self.path}: a finished run is already there; choose another --output-dir or pass --resume"
             )
-        self.path.mkdir(parents=True, exist_ok=True)
+        ensure_writable(self.path)
         return self
+
+    @contextmanager
+    def hold(self) -> Iterator[RunFolder]:
+        """Hold this folder's lock for the block: checks it is writable first (before any model is loaded),
+        refuses a second writer in one line, and releases the lock at the end. A lock this process already
+        holds (a grid claims its cell, then trains it) is kept, and left for its taker to release."""
+        ensure_writable(self.path)
+        holder = claim_folder(self.path)
+        if holder == lock_owner():
+            yield self
+            return
+        if holder is not None:
+            raise LsfaError(
+                f"{self.path}: another lsfa process ({holder}) is writing this run; wait for it to end or "
+                "choose another --output-dir"
+            )
+        try:
+            yield self
+        finally:
+            release_folder(self.path)
 
     def write_metrics(self, metrics: dict[str, Any]) -> None:
         """Validate the record against :class:`RunMetrics`, then write it atomically."""
@@ -125,11 +155,99 @@ class RunFolder:
         write_json_atomic(self.metrics, metrics)
 
 
+def ensure_writable(folder: str | Path) -> Path:
+    """Create ``folder`` (and its parents) and check a file can be written in it, so a read-only or missing
+    output location fails at once, in one line, not after the model has loaded and trained."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise WriteError(f"{folder}: cannot write (not a folder)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(prefix=".lsfa-write-check-", dir=folder)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as error:
+        raise cannot_write(folder, error) from None
+    return folder
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON through a temporary file and a rename, so a reader never sees half a file."""
+    """Write JSON through a temporary file and a rename, so a reader never sees half a file; a failed write
+    leaves neither half a file nor its temporary behind."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    with writing(path):
+        try:
+            tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+
+def lock_owner() -> str:
+    """This process as a lock names it: ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def lock_alive(owner: str) -> bool:
+    """Whether a lock's ``host:pid`` may still be running (always True for another host: we cannot tell)."""
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def claim_folder(folder: str | Path) -> str | None:
+    """Claim a run folder for this process: None when claimed, else the ``host:pid`` holding it (this
+    process's own when it holds it already). A lock of a dead process is taken over."""
+    folder = Path(folder)
+    with writing(folder):
+        folder.mkdir(parents=True, exist_ok=True)
+    lock = folder / LOCK_FILE
+    for _ in range(2):
+        try:
+            handle = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                owner = lock.read_text().strip()
+                age = time.time() - lock.stat().st_mtime
+            except OSError:
+                continue  # released meanwhile: try again
+            if (owner and lock_alive(owner)) or (not owner and age < 60):
+                return owner or "a process still writing its lock"
+            lock.unlink(missing_ok=True)  # stale: its process is gone, take it over
+            continue
+        except OSError as error:
+            raise cannot_write(lock, error) from None
+        with os.fdopen(handle, "w") as stream:
+            stream.write(lock_owner() + "\n")
+        return None
+    return "unknown (the lock could not be taken)"
+
+
+def release_folder(folder: str | Path) -> None:
+    """Remove this process's claim on a folder (another process's lock is left alone)."""
+    lock = Path(folder) / LOCK_FILE
+    try:
+        if lock.read_text().strip() == lock_owner():
+            lock.unlink()
+    except OSError:
+        pass
+
+
+def lock_holder(folder: str | Path) -> str | None:
+    """The live ``host:pid`` holding a folder's lock, or None (no lock, or a stale one). Read-only."""
+    try:
+        owner = (Path(folder) / LOCK_FILE).read_text().strip()
+    except OSError:
+        return None
+    return owner if owner and lock_alive(owner) else None
 
 
 def peak_memory_mb() -> float:

@@ -523,3 +523,95 @@ def test_a_shallow_tagger_trains_saves_and_reloads_with_its_k_layers(tiny_model:
     tagger = lsfa.train(TrainConfig.model_validate(settings), log=lambda _: None)
     assert tagger.meta.layers == 1 and tagger.model.config.num_hidden_layers == 1
     assert json.loads((tmp_path / "shallow" / "metrics.json").read_text())["config"]["layers"] == 1
+
+
+# --------------------------------------------------------------------------------------------------------------
+# One writer per run folder, write errors, an idempotent final save (issue #37 items 1, 2, 6)
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_a_second_writer_is_refused_before_any_work(tmp_path: Path, corpus: Path) -> None:
+    """A live process's lock in the output folder: refused in one line, before the (missing) model is loaded,
+    and the other process's lock and checkpoints are left alone."""
+    import socket
+
+    from lsfa.runs import LOCK_FILE
+
+    run_dir = tmp_path / "run"
+    partial = run_dir / "checkpoints" / "checkpoint-3"  # the other process is writing it
+    partial.mkdir(parents=True)
+    owner = f"{socket.gethostname()}:{os.getppid()}"  # alive: our parent
+    (run_dir / LOCK_FILE).write_text(owner + "\n")
+    config = load_config(None, settings_for(tmp_path / "no-such-model", corpus, run_dir))
+    with pytest.raises(LsfaError, match=f"another lsfa process \\({owner}\\) is writing this run"):
+        train(config, resume=True, log=lambda message: None)
+    assert (run_dir / LOCK_FILE).read_text().strip() == owner
+    assert partial.is_dir(), "--resume must not remove a checkpoint another process is writing"
+
+
+def test_the_lock_is_released_when_a_run_ends(tmp_path: Path, tiny_model: Path, corpus: Path) -> None:
+    from lsfa.runs import LOCK_FILE
+
+    run_dir = tmp_path / "run"
+    config = load_config(None, settings_for(tiny_model, corpus, run_dir, max_steps=1, test_split=None))
+    seen: list[bool] = []
+    train(config, log=lambda message: seen.append((run_dir / LOCK_FILE).exists()))
+    assert seen and all(seen), "held while the run writes"
+    assert not (run_dir / LOCK_FILE).exists()
+
+
+def test_an_output_folder_that_cannot_be_written_fails_before_loading(tmp_path: Path, corpus: Path) -> None:
+    (tmp_path / "a-file").write_text("not a folder\n")
+    config = load_config(None, settings_for(tmp_path / "no-such-model", corpus, tmp_path / "a-file" / "run"))
+    with pytest.raises(LsfaError, match=r"a-file/run: cannot write \(Not a directory\)"):
+        train(config, log=lambda message: None)
+
+
+def _no_space_in_final_save(monkeypatch) -> None:
+    """The final save of the selected tagger fails as on a full disk, after writing part of the folder."""
+    import errno
+
+    import lsfa.models.saving
+
+    def full_disk(model, tokenizer, folder, meta, merge=False):
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        (Path(folder) / "adapter_model.safetensors").write_bytes(b"half")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(Path(folder) / "adapter_model.safetensors"))
+
+    monkeypatch.setattr(lsfa.models.saving, "save_tagger", full_disk)
+
+
+def test_a_write_error_is_one_line_and_leaves_no_finished_record(
+    tmp_path: Path, tiny_model: Path, corpus: Path, monkeypatch
+) -> None:
+    from lsfa.errors import WriteError
+    from lsfa.runs import LOCK_FILE
+
+    run_dir = tmp_path / "run"
+    config = load_config(None, settings_for(tiny_model, corpus, run_dir, max_steps=2, test_split=None))
+    _no_space_in_final_save(monkeypatch)
+    with pytest.raises(WriteError, match=r"model/adapter_model.safetensors: cannot write \(No space left on device\)"):
+        train(config, log=lambda message: None)
+    assert not (run_dir / "metrics.json").exists(), "a later --resume must not take the run as finished"
+    assert not (run_dir / LOCK_FILE).exists()
+
+
+def test_a_resume_after_a_failed_final_save_reports_the_run_as_it_ended(
+    tmp_path: Path, tiny_model: Path, corpus: Path, monkeypatch
+) -> None:
+    """Training ended inside an epoch (``max_steps`` 4 of 10 per epoch), then the final save failed: the
+    resumed run restores that state, and takes no further step (it used to report step 5 and 0.5 epochs)."""
+    run_dir = tmp_path / "run"
+    steps = 4
+    config = load_config(None, settings_for(tiny_model, corpus, run_dir, max_steps=steps, test_split=None))
+    with monkeypatch.context() as patch:
+        _no_space_in_final_save(patch)
+        with pytest.raises((LsfaError, OSError)):  # a WriteError; OSError before issue #37
+            train(config, log=lambda message: None)
+    saved = json.loads((run_dir / "checkpoints" / f"checkpoint-{steps}" / TIMING_FILE).read_text())
+    metrics = train(config, resume=True, log=lambda message: None)
+    assert metrics["global_step"] == steps
+    assert metrics["epochs_run"] == pytest.approx(steps / STEPS_PER_EPOCH)
+    assert len(metrics["epoch_log"]) == len(saved["epochs"]) == 1
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == [f"checkpoint-{steps}"]
+    assert (run_dir / "model" / "lsfa.json").is_file()

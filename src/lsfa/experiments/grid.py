@@ -20,8 +20,9 @@ path or an out-of-memory cell should not cost a night of other runs.
 
 Several ``lsfa experiment run`` processes may work on the same grid at once (two chains on a 2-core CPU,
 or one per GPU or machine on a shared folder): a process claims a cell by creating ``<cell>/running.lock``
-(exclusively) and the others pass over it. A lock whose process is gone (same host, dead pid) is stale and
-taken over, so a killed run does not block its cell forever.
+(exclusively, :func:`lsfa.runs.claim_folder`: the same lock ``lsfa train`` takes on its output folder) and the
+others pass over it. A lock whose process is gone (same host, dead pid) is stale and taken over, so a killed
+run does not block its cell forever.
 
 Extra keys in a model, mode or corpus entry are training-config overrides for that entry (encoders usually want
 a smaller learning rate than LoRA). Catalogue encoders get only ``attention: full`` unless their entry
@@ -32,9 +33,7 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import re
-import socket
 import time
 import traceback
 from collections.abc import Callable
@@ -46,13 +45,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lsfa.errors import LsfaError
-from lsfa.runs import RunFolder, RunMetrics
+from lsfa.runs import LOCK_FILE as LOCK_FILE  # the cell lock, by its name here too
+from lsfa.runs import RunFolder, RunMetrics, claim_folder, lock_holder, release_folder
 from lsfa.training.config import TrainConfig, deep_merge, load_config
 from lsfa.training.time_limit import TimeLimitReached, deadline_after
 from lsfa.yaml_files import read_yaml_mapping
 
 CELL_FILE = "cell.json"
-LOCK_FILE = "running.lock"
 FAILURES_FILE = "failures.json"
 GRID_FILE = "grid.yaml"
 GRID_KEYS = ("models", "attention", "modes", "corpora", "seeds", "systems", "output_dir", "name", "description")
@@ -459,64 +458,16 @@ def unfinished_state(folder: Path) -> str:
 
     point = resume_point(folder)
     saved = f"step {point['step']} of {point['max_steps']} saved (epoch {point['epoch']:.2f})" if point else ""
-    try:
-        owner = (folder / LOCK_FILE).read_text().strip()
-    except OSError:
-        owner = ""
-    if owner and _alive(owner):
+    owner = lock_holder(folder)
+    if owner:
         return f"being trained by {owner}" + (f", {saved}" if saved else "")
     return f"to resume, {saved}" if saved else "to run"
 
 
-def _lock_owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _alive(owner: str) -> bool:
-    """Whether a lock's ``host:pid`` may still be running (always True for another host: we cannot tell)."""
-    host, _, pid = owner.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def claim_cell(folder: Path) -> str | None:
-    """Claim a cell for this process: None when claimed, else the ``host:pid`` of the process holding it."""
-    folder.mkdir(parents=True, exist_ok=True)
-    lock = folder / LOCK_FILE
-    for _ in range(2):
-        try:
-            handle = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            try:
-                owner = lock.read_text().strip()
-                age = time.time() - lock.stat().st_mtime
-            except OSError:
-                continue  # released meanwhile: try again
-            if (owner and _alive(owner)) or (not owner and age < 60):
-                return owner or "a process still writing its lock"
-            lock.unlink(missing_ok=True)  # stale: its process is gone, take it over
-            continue
-        with os.fdopen(handle, "w") as stream:
-            stream.write(_lock_owner() + "\n")
-        return None
-    return "unknown (the lock could not be taken)"
-
-
-def release_cell(folder: Path) -> None:
-    """Remove this process's claim on a cell."""
-    lock = folder / LOCK_FILE
-    try:
-        if lock.read_text().strip() == _lock_owner():
-            lock.unlink()
-    except OSError:
-        pass
+claim_cell = claim_folder
+"""Claim a cell for this process: None when claimed, else the ``host:pid`` of the process holding it
+(:func:`lsfa.runs.claim_folder`, the lock ``lsfa train`` takes too)."""
+release_cell = release_folder
 
 
 def config_drift(folder: Path, cell: Cell) -> list[str]:

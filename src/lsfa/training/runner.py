@@ -11,9 +11,11 @@ and timings.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,9 +25,18 @@ import torch
 from lsfa.data.align import IGNORE_INDEX
 from lsfa.data.encode import EncodedSet, encode_sentences, scatter_to_words
 from lsfa.data.types import Sentence
+from lsfa.errors import WriteError, writing
 from lsfa.inference.latency import tagger_latency
 from lsfa.models.classifier import quiet_transformers
-from lsfa.runs import CHECKPOINTS_DIR, MODEL_DIR, RunFolder, epoch_timing, epochs_run, machine_info
+from lsfa.runs import (
+    CHECKPOINTS_DIR,
+    MODEL_DIR,
+    RunFolder,
+    epoch_timing,
+    epochs_run,
+    machine_info,
+    write_json_atomic,
+)
 from lsfa.training.card import write_model_card
 from lsfa.training.config import TrainConfig, dump_config
 from lsfa.training.time_limit import time_limit_callback, train_time_callback
@@ -190,6 +201,44 @@ def resume_from(trainer, checkpoint: Path | None, timer: EpochTimer, log) -> str
     return str(checkpoint)
 
 
+def train_or_restore(trainer, checkpoint: Path | None, timer: EpochTimer, log) -> int:
+    """Train (from ``checkpoint`` when resuming) and return the final global step; a run whose training had
+    already ended at ``checkpoint`` (killed while it saved or predicted) is restored instead, not trained.
+
+    Why not ``train()`` capped at the stop: resumed mid-epoch (``max_steps`` or a train-time budget inside an
+    epoch), the Trainer skips the epoch's steps already run and then takes one more before it checks the cap,
+    so a run of 40 steps became one of 41, with a ``checkpoint-41`` and an extra ``epoch_log`` entry. Restoring
+    makes the resume idempotent: the same weights, step and record as the run would have finished with.
+    """
+
+    ended = stopped_at(checkpoint)
+    if checkpoint is not None and ended is not None:
+        log(f"note: training had ended at step {ended}; the resumed run only restores the selected checkpoint")
+        return restore_ended_run(trainer, checkpoint, timer, log)
+    resume_path = resume_from(trainer, checkpoint, timer, log)
+    with quiet_transformers():  # transformers' own deprecation notes are not the user's business
+        return trainer.train(resume_from_checkpoint=resume_path).global_step
+
+
+def restore_ended_run(trainer, checkpoint: Path, timer: EpochTimer, log) -> int:
+    """Load the state and the selected weights a finished training left in ``checkpoint``, without a step.
+
+    The selected checkpoint is found by name beside ``checkpoint`` (the run folder may have moved since)."""
+    from transformers import TrainerState
+
+    if not timer.restore(checkpoint):
+        log(f"note: {checkpoint.name} has no timing record: the time before it is not counted")
+    trainer.state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
+    best = trainer.state.best_model_checkpoint
+    best_here = checkpoint.parent / Path(best).name if best else None
+    if trainer.args.load_best_model_at_end and best_here is not None and best_here.is_dir():
+        trainer.state.best_model_checkpoint = str(best_here)
+        trainer._load_best_model()
+    else:
+        trainer._load_from_checkpoint(str(checkpoint))
+    return int(trainer.state.global_step)
+
+
 def fingerprint(model) -> float:
     """A cheap checksum of the trainable weights (DDP ranks must agree on it)."""
     with torch.no_grad():
@@ -198,6 +247,17 @@ def fingerprint(model) -> float:
 
 TIMING_FILE = "lsfa_timing.json"
 """The :class:`EpochTimer` record saved inside every checkpoint, so a resumed run still reports each epoch."""
+
+
+def save_timing(checkpoint: Path, snapshot: dict[str, Any]) -> None:
+    """Write the timer's record into a checkpoint the Trainer has just completed. If that fails (no space
+    left), the checkpoint's ``trainer_state.json`` is removed before the error goes on, so a later ``--resume``
+    does not trust a checkpoint that lacks part of its record."""
+    try:
+        write_json_atomic(checkpoint / TIMING_FILE, snapshot)
+    except BaseException:
+        (checkpoint / "trainer_state.json").unlink(missing_ok=True)
+        raise
 
 
 class EpochTimer:
@@ -238,7 +298,7 @@ class EpochTimer:
                 if state.is_world_process_zero:
                     folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
                     if folder.is_dir():
-                        (folder / TIMING_FILE).write_text(json.dumps(timer.snapshot()))
+                        save_timing(folder, timer.snapshot())
 
         self.callback = _Callback()
 
@@ -448,7 +508,33 @@ def train(
 
     With a ``deadline`` (``time.time()`` scale) training stops at a saved checkpoint once it has passed and
     :class:`~lsfa.training.time_limit.TimeLimitReached` is raised; ``resume=True`` continues the run.
+
+    The output folder is checked for writing and locked first (rank 0: one writer per run folder, see
+    :mod:`lsfa.runs`), before any data or model is loaded; an OS error while writing (a full disk, a folder
+    made read-only meanwhile) is one :class:`~lsfa.errors.WriteError` line naming the path.
     """
+    run = RunFolder(config.output_dir)
+    if os.environ.get("RANK", "0") != "0":
+        return _train(config, resume, log, extra_callbacks, deadline)
+    with run.hold(), writing(run.path), _torch_write_errors(run.path):
+        return _train(config, resume, log, extra_callbacks, deadline)
+
+
+@contextmanager
+def _torch_write_errors(path: Path) -> Iterator[None]:
+    """torch.save reports a failed write (no space left) as a RuntimeError of its zip writer: name the path."""
+    try:
+        yield
+    except RuntimeError as error:
+        if "PytorchStreamWriter failed" not in str(error) and "file write failed" not in str(error):
+            raise
+        raise WriteError(f"{path}: cannot write ({str(error).strip().splitlines()[0]})") from None
+
+
+def _train(
+    config: TrainConfig, resume: bool, log, extra_callbacks: Sequence[Any], deadline: float | None
+) -> dict[str, Any]:
+    """The body of :func:`train`, inside the folder's lock."""
     from transformers import DataCollatorForTokenClassification, set_seed
 
     from lsfa.inference.predictor import resolve_precision
@@ -467,6 +553,8 @@ def train(
     corpus, train_sentences, dev_sentences, labels = load_training_data(config)
     for warning in corpus.warnings:
         log(f"note: {warning}")
+    distillation = _distillation(config, train_sentences, precision, log)
+    labels = distillation.labels if distillation else labels
     model, tokenizer, attention = build_model(config, labels)
     log(f"note: a new token-classification head over {len(labels)} labels on {config.model} (attention {attention})")
     if precision == "bf16" and config.mode == "lora" and not config.save_merged:
@@ -476,6 +564,8 @@ def train(
     if config.kernels == "fast" and not torch.cuda.is_available():
         use_fast_lora_dropout(model)
     train_rows = encode_split(tokenizer, train_sentences, labels, config, train=True)
+    if distillation:
+        train_rows = distillation.training_rows(train_rows, tokenizer, config)
     dev_rows = sort_rows_by_length(encode_split(tokenizer, dev_sentences, labels, config, train=False))
     args = training_arguments(config, precision, run_dir)
     if args.process_index == 0:
@@ -489,10 +579,16 @@ def train(
             batching = "padded rows"
     timer = EpochTimer()
     callbacks = [*run_callbacks(config, timer, deadline), *extra_callbacks]
-    trainer = ner_trainer_class(config.kernels)(
+    trainer_class, train_dataset = ner_trainer_class(config.kernels), RowDataset(train_rows)
+    if distillation:
+        trainer_class, train_dataset = distillation.trainer_class(trainer_class), distillation.dataset(train_rows)
+        train_collator = distillation.collator(
+            train_collator or DataCollatorForTokenClassification(tokenizer, label_pad_token_id=IGNORE_INDEX)
+        )
+    trainer = trainer_class(
         model=model,
         args=args,
-        train_dataset=RowDataset(train_rows),
+        train_dataset=train_dataset,
         eval_dataset=RowDataset(dev_rows),
         data_collator=DataCollatorForTokenClassification(tokenizer, label_pad_token_id=IGNORE_INDEX),
         processing_class=tokenizer,
@@ -504,18 +600,17 @@ def train(
     checkpoint = last_complete_checkpoint(run_dir) if resume else None
     if resume:
         log(f"resuming from {checkpoint}" if checkpoint else "no complete checkpoint found: starting fresh")
-    resume_path = resume_from(trainer, checkpoint, timer, log)
-    with quiet_transformers():  # transformers' own deprecation notes are not the user's business
-        output = trainer.train(resume_from_checkpoint=resume_path)
+    global_step = train_or_restore(trainer, checkpoint, timer, log)
     train_seconds = timer.train_seconds
     final_fingerprint = _ranks_agree(trainer)
     if not trainer.is_world_process_zero():
         return {}
     return _finish(config, trainer, tokenizer, labels, attention, precision, run_dir, dev_sentences,
                    {"train_seconds": train_seconds, "wall_start": started, "epochs": timer.epochs,
-                    "global_step": output.global_step, "train_tokens": train_rows.n_subtokens,
+                    "global_step": global_step, "train_tokens": train_rows.n_subtokens,
                     "ranks": final_fingerprint, "best_checkpoint": trainer.state.best_model_checkpoint,
                     "machine": machine, "batching": batching, "task": corpus.task,
+                    "distillation": distillation.record() if distillation else None,
                     "stopped_by_max_train_time": stopped_by_train_time(callbacks)},
                    log)  # fmt: skip
 
@@ -568,13 +663,14 @@ def _finish(config, trainer, tokenizer, labels, attention, precision, run_dir, d
         context=config.context,
         layers=config.layers,
         task=facts["task"],
-        extra={"parameters": count_parameters(model)},
+        extra={"parameters": count_parameters(model), **_distilled(facts)},
     )
     task = facts["task"]
     save_tagger(model, tokenizer, run_dir / MODEL, meta, merge=config.save_merged)
     model.eval()
     metrics: dict[str, Any] = {"config": config.model_dump(), "attention": attention, "precision": precision}
     metrics["task"] = task
+    metrics.update(_distilled(facts))
     splits = {"dev": dev_sentences}
     if config.test_split:
         from lsfa.data.corpora import load_split
@@ -601,6 +697,20 @@ def _finish(config, trainer, tokenizer, labels, attention, precision, run_dir, d
     RunFolder(run_dir).write_metrics(metrics)
     write_model_card(run_dir / MODEL, config, {**metrics, "labels": labels})
     return metrics
+
+
+def _distillation(config: TrainConfig, train_sentences, precision: str, log):
+    """The run's :class:`~lsfa.training.distill.Distillation` (its teacher's cached distributions), or None."""
+    if config.distill.teacher is None:
+        return None
+    from lsfa.training.distill import prepare_distillation
+
+    return prepare_distillation(config, train_sentences, precision, log)
+
+
+def _distilled(facts: dict[str, Any]) -> dict[str, Any]:
+    """``{"distillation": record}`` for a distilled student's metadata and metrics, else nothing."""
+    return {"distillation": facts["distillation"]} if facts.get("distillation") else {}
 
 
 def _unwrap(model):
