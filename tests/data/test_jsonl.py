@@ -79,6 +79,28 @@ def test_bad_records_name_file_and_line(tmp_path: Path, record, problem) -> None
         read_span_jsonl(path)
 
 
+@pytest.mark.parametrize(
+    ("record", "problem"),
+    [({"text": TEXT, "entites": [[0, 13, "PER"]]}, 'key "entites" holds spans, but lsfa reads spans only from'),
+     ({"text": TEXT, "tokens": ["Angela"], "ents": [{"start": 0, "end": 13, "label": "PER"}]}, 'key "ents"'),
+     ({"text": TEXT, "entities": [[0, 13, "PER"]], "label": [[22, 30, "LOC"]]},
+      'both "entities" and "label" hold spans, and they differ'),
+     ({"text": TEXT, "entities": [], "label": [[22, 30, "LOC"]]}, 'both "entities" and "label"')],
+)  # fmt: skip
+def test_annotations_that_would_be_lost_are_an_error_at_file_and_line(tmp_path: Path, record, problem) -> None:
+    """Issue #37 item 3: a misspelt span key used to give 0 entities, two span keys silently dropped one."""
+    path = write_lines(tmp_path / "bad.jsonl", {"text": TEXT, "entities": []}, record)
+    with pytest.raises(DataFormatError, match=rf"bad\.jsonl:2: {problem}"):
+        read_span_jsonl(path)
+
+
+def test_the_same_spans_under_two_keys_and_other_lists_are_read(tmp_path: Path) -> None:
+    spans = [[0, 13, "PER"]]
+    path = write_lines(tmp_path / "ok.jsonl", {"text": TEXT, "entities": spans, "label": spans},
+                       {"text": TEXT, "entities": spans, "labels": ["news"], "meta": {"ids": [1, 2, 3]}})  # fmt: skip
+    assert [s.tags for s in read_span_jsonl(path).sentences] == [["B-PER", "I-PER", "O", "O", "O", "O"]] * 2
+
+
 def test_conll_jsonl_conll_round_trip_is_lossless(tmp_path: Path) -> None:
     corpus = write_synthetic_corpus(tmp_path / "c", train=30, dev=2, test=2)
     original = read_conll(corpus / "train.txt").sentences

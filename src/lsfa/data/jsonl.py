@@ -3,7 +3,8 @@
 One record per line (or a ``.json`` file holding a list of records, as Label Studio exports). Each record has
 the text and its entities as character offsets, in any of the common shapes:
 
-- ``{"text": ..., "entities" | "spans" | "label": [[start, end, "PER"], ...]}`` (doccano's ``label``);
+- ``{"text": ..., "entities" | "spans" | "label": [[start, end, "PER"], ...]}`` (doccano's ``label``); two of
+  these keys with different spans, or spans under any other key (a misspelt ``"entites"``), are an error;
 - ``... [{"start": 0, "end": 5, "label": "PER"}, ...]`` (spaCy / Prodigy ``spans``);
 - Label Studio: ``{"data": {"text": ...}, "annotations": [{"result": [{"value": {"start", "end",
   "labels": ["PER"]}}]}]}`` (the first annotation; ``predictions`` are ignored).
@@ -118,7 +119,7 @@ def _text_and_spans(record: dict, path: Path, line: int) -> tuple[str, list[tupl
         spans = [(v.get("start"), v.get("end"), (v.get("labels") or [None])[0]) for v in raw if "start" in v]
     else:
         text = record.get("text")
-        key = next((k for k in SPAN_KEYS if k in record), None)
+        key = _span_key(record, path, line)
         spans = [_span_of(item, path, line) for item in (record.get(key) or [] if key else [])]
     if not isinstance(text, str):
         raise DataFormatError(
@@ -128,6 +129,39 @@ def _text_and_spans(record: dict, path: Path, line: int) -> tuple[str, list[tupl
         if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= len(text) and label):
             raise DataFormatError(f"span {[start, end, label]} is not [start, end, label] inside the text", path, line)
     return text, spans
+
+
+def _span_key(record: dict, path: Path, line: int) -> str | None:
+    """The one key of ``record`` holding its span list. Two span keys with different lists (``entities`` and
+    doccano's ``label``), or a list of spans under a key lsfa does not read (a misspelt ``"entites"``), would
+    silently lose annotations, so both are errors at file:line."""
+    unread = [k for k, value in record.items() if k not in SPAN_KEYS and k != "tokens" and _looks_like_spans(value)]
+    if unread:
+        raise DataFormatError(
+            f'key "{unread[0]}" holds spans, but lsfa reads spans only from {", ".join(SPAN_KEYS)}: rename it '
+            "(or remove it)",
+            path,
+            line,
+        )
+    present = [k for k in SPAN_KEYS if record.get(k) == [] or _looks_like_spans(record.get(k))]
+    if any(record[k] != record[present[0]] for k in present[1:]):
+        raise DataFormatError(
+            f'both "{present[0]}" and "{present[1]}" hold spans, and they differ: keep the spans under one key',
+            path,
+            line,
+        )
+    return present[0] if present else next((k for k in SPAN_KEYS if k in record), None)
+
+
+def _looks_like_spans(value: Any) -> bool:
+    """A non-empty list whose items are all ``[start, end, label]`` or ``{start, end, ...}``."""
+
+    def span_like(item: Any) -> bool:
+        if isinstance(item, dict):
+            return "start" in item and "end" in item
+        return isinstance(item, (list, tuple)) and len(item) == 3 and all(isinstance(x, int) for x in item[:2])
+
+    return isinstance(value, list) and bool(value) and all(span_like(item) for item in value)
 
 
 def _span_of(item: Any, path: Path, line: int) -> tuple[Any, Any, Any]:
