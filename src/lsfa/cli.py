@@ -423,6 +423,33 @@ def train_command(
     list_options: bool = typer.Option(False, "--list-options", help="Print every config key and exit."),
 ) -> None:
     """Train with the transformers Trainer (works under torchrun / accelerate launch unchanged)."""
+    _train_run(ctx, config, resume, time_limit, list_options, "train")
+
+
+_DISTILL_HELP = """Train a student on a teacher tagger's word distributions (KL at --distill-temperature, weighted
+by --distill-weight against the gold cross-entropy), optionally also on --distill-unlabelled text: `lsfa train`
+with --distill-teacher required. The saved student is an ordinary tagger folder naming its teacher."""
+
+
+@app.command(
+    "distill",
+    help=_DISTILL_HELP,
+    epilog=_train_epilog(),
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def distill_command(
+    ctx: typer.Context,
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML config (configs/*.yaml)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the run's last complete checkpoint."),
+    time_limit: str | None = typer.Option(None, "--time-limit", help=_TIME_LIMIT_HELP),
+    list_options: bool = typer.Option(False, "--list-options", help="Print every config key and exit."),
+) -> None:
+    """Distil a teacher tagger into a student (``lsfa train`` that requires ``--distill-teacher``)."""
+    _train_run(ctx, config, resume, time_limit, list_options, "distill")
+
+
+def _train_run(ctx: typer.Context, config, resume: bool, time_limit, list_options: bool, command: str) -> None:
+    """``lsfa train`` and ``lsfa distill``: resolve the config from the file and the flags, then train."""
     from lsfa.training.config import TrainConfig, dump_config, flag_names, load_config, parse_overrides
 
     if list_options:
@@ -430,11 +457,13 @@ def train_command(
             typer.echo(f"{flag:28s} {key}")
         return
     resolved: TrainConfig = load_config(config, parse_overrides(list(ctx.args)))
+    if command == "distill" and resolved.distill.teacher is None:
+        raise LsfaError("lsfa distill needs a teacher: --distill-teacher FOLDER (or distill: {teacher: ...})")
     from lsfa.training.runner import leave_process_group, train
     from lsfa.training.time_limit import deadline_after, parse_duration
 
     if _is_main_process():
-        typer.echo("# lsfa train: resolved config\n" + dump_config(resolved))
+        typer.echo(f"# lsfa {command}: resolved config\n" + dump_config(resolved))
     deadline = deadline_after(parse_duration(time_limit))
     metrics = train(resolved, resume=resume, log=typer.echo, deadline=deadline)
     leave_process_group()  # torchrun: each rank, once the run's objects are freed

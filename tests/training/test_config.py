@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from lsfa.errors import LsfaError
-from lsfa.training.config import TrainConfig, dump_config, flag_names, load_config, parse_overrides
+from lsfa.training.config import NESTED_OPTIONS, TrainConfig, dump_config, flag_names, load_config, parse_overrides
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
 
@@ -78,9 +78,10 @@ def test_every_config_key_has_a_flag() -> None:
     flags = flag_names()
     assert flags["--lora-r"] == "lora.r"
     assert flags["--learning-rate"] == "learning_rate"
-    assert "--lora" not in flags
+    assert flags["--distill-teacher"] == "distill.teacher"
+    assert "--lora" not in flags and "--distill" not in flags
     keys = set(flags.values())
-    assert {name for name in TrainConfig.model_fields if name != "lora"} <= keys
+    assert {name for name in TrainConfig.model_fields if name not in NESTED_OPTIONS} <= keys
 
 
 def test_unknown_flag_is_an_error_listing_the_options() -> None:
@@ -140,14 +141,15 @@ def test_configs_folder_is_not_empty() -> None:
 
 
 def test_train_help_lists_every_config_key_once_with_its_default() -> None:
-    from lsfa.training.config import CONFIG_GROUPS, LoraOptions, config_help
+    from lsfa.training.config import CONFIG_GROUPS, config_help
 
     grouped = [name for names in CONFIG_GROUPS.values() for name in names]
     assert sorted(grouped) == sorted(TrainConfig.model_fields) and len(grouped) == len(set(grouped))
     text = config_help()
     for name, field in TrainConfig.model_fields.items():
-        if name != "lora":
+        if name not in NESTED_OPTIONS:
             assert f"--{name.replace('_', '-')} " in text and field.description, name
-    for name in LoraOptions.model_fields:
-        assert f"--lora-{name.replace('_', '-')} " in text
+    for group, options in NESTED_OPTIONS.items():
+        for name, field in options.model_fields.items():
+            assert f"--{group}-{name.replace('_', '-')} " in text and field.description, (group, name)
     assert "[default: 0.0002]" in text and "[default: smollm2-135m]" in text

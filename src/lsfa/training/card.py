@@ -49,6 +49,7 @@ def model_card(config: TrainConfig, metrics: dict[str, Any], command: list[str])
         "## Training", "",
         f"- data: `{config.corpus}` ({_train_data(config)}); selection on `{config.dev_split}`",
         f"- schedule: {_schedule(config)}",
+        *_distillation(metrics.get("distillation")),
         f"- precision: {metrics.get('precision', config.precision)}; epochs run: {metrics.get('epochs_run', '?')}",
         f"- command: `{shlex.join(command)}`",
         f"- lsfa {__version__}, commit {metrics.get('machine', {}).get('git_commit')}, machine "
@@ -83,6 +84,17 @@ def _tuning(config: TrainConfig) -> str:
 
 def _train_data(config: TrainConfig) -> str:
     return config.train_split + (f", first {config.train_limit} sentences" if config.train_limit else "")
+
+
+def _distillation(record: dict[str, Any] | None) -> list[str]:
+    """The card line of a distilled student: its teacher and how much it weighed (nothing for other taggers)."""
+    if not record:
+        return []
+    unlabelled = f"; unlabelled text: {', '.join(record['unlabelled'])}" if record.get("unlabelled") else ""
+    return [
+        f"- distilled from the tagger `{record['teacher']}` (sha256 {record['teacher_hash'][:12]}): KL weight "
+        f"{record['weight']:g}, temperature {record['temperature']:g}{unlabelled}"
+    ]
 
 
 def _schedule(config: TrainConfig) -> str:

@@ -27,6 +27,33 @@ class LoraOptions(BaseModel):
     target_modules: str = Field("all-linear", description="all-linear, or module names separated by commas")
 
 
+class DistillOptions(BaseModel):
+    """Knowledge distillation from a trained tagger (``lsfa distill``; :mod:`lsfa.training.distill`): the loss is
+    ``(1 - weight) * CE(gold) + weight * temperature**2 * KL(teacher || student)`` at every word's first sub-token."""
+
+    model_config = ConfigDict(extra="forbid")
+    teacher: str | None = Field(None, description="teacher tagger folder (or its run folder); null: no distillation")
+    weight: float = Field(0.5, ge=0, le=1, description="share of the teacher's KL term in the loss (0: gold only)")
+    temperature: float = Field(2.0, gt=0, description="softmax temperature of both distributions in the KL term")
+    unlabelled: list[str] = Field(
+        default_factory=list,
+        description="extra text files (a text per line, or JSONL with a text field; commas between files): KL only",
+    )
+    cache_dir: str | None = Field(None, description="teacher distribution cache (default LSFA_HOME/distill-cache)")
+
+    @field_validator("unlabelled", mode="before")
+    @classmethod
+    def _file_list(cls, value: Any) -> Any:
+        """A flag gives one string: files separated by commas."""
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+
+NESTED_OPTIONS: dict[str, type[BaseModel]] = {"lora": LoraOptions, "distill": DistillOptions}
+"""Config keys that are mappings of their own; each of their keys is a flag ``--lora-r``, ``--distill-teacher``."""
+
+
 class TrainConfig(BaseModel):
     """Everything that defines a training run."""
 
@@ -46,6 +73,9 @@ class TrainConfig(BaseModel):
     layers: int | None = Field(None, ge=1, description="keep only the first K transformer layers of the decoder")
     mode: Literal["lora", "full"] = Field("lora", description="LoRA adapters or full fine-tuning")
     lora: LoraOptions = Field(default_factory=LoraOptions, description="LoRA rank, alpha, dropout, modules")
+    distill: DistillOptions = Field(
+        default_factory=DistillOptions, description="teacher, weight, temperature, unlabelled text, cache"
+    )
     epochs: float = Field(3, gt=0, description="training epochs (fractions allowed)")
     max_steps: int = Field(-1, description="stop after this many optimiser steps (overrides epochs when > 0)")
     learning_rate: float = Field(2e-4, gt=0, description="peak learning rate")
@@ -121,6 +151,7 @@ CONFIG_GROUPS: dict[str, tuple[str, ...]] = {
     "schedule": ("epochs", "max_steps", "max_train_time", "learning_rate", "scheduler", "warmup_ratio",
                  "weight_decay", "batch_size", "gradient_accumulation", "early_stopping_patience", "seed"),
     "speed": ("precision", "pack", "group_by_length", "kernels", "eval_batch_size", "threads"),
+    "distillation": ("distill",),
     "output": ("output_dir", "save_merged", "logging_steps", "checkpoint_steps"),
 }  # fmt: skip
 """How ``lsfa train --help`` groups the config keys (every key in exactly one group; a test checks it)."""
@@ -132,9 +163,10 @@ def config_help() -> str:
     for group, names in CONFIG_GROUPS.items():
         lines.append(f"{group}:")
         for name in names:
-            if name == "lora":
+            if name in NESTED_OPTIONS:
                 lines += [
-                    _flag_line(f"lora-{sub}", field, field.default) for sub, field in LoraOptions.model_fields.items()
+                    _flag_line(f"{name}-{sub}", field, field.get_default(call_default_factory=True))
+                    for sub, field in NESTED_OPTIONS[name].model_fields.items()
                 ]
             else:
                 field = TrainConfig.model_fields[name]
@@ -151,9 +183,9 @@ def flag_names() -> dict[str, str]:
     """CLI flag -> dotted config key, e.g. ``--lora-r`` -> ``lora.r``."""
     flags = {}
     for name in TrainConfig.model_fields:
-        if name == "lora":
-            for sub in LoraOptions.model_fields:
-                flags["--lora-" + sub.replace("_", "-")] = f"lora.{sub}"
+        if name in NESTED_OPTIONS:
+            for sub in NESTED_OPTIONS[name].model_fields:
+                flags[f"--{name}-" + sub.replace("_", "-")] = f"{name}.{sub}"
         else:
             flags["--" + name.replace("_", "-")] = name
     return flags
@@ -193,9 +225,11 @@ def _flag_value(arg: str, args: list[str], index: int, flags: dict[str, str]) ->
 
 
 def _text_fields() -> dict[str, bool]:
-    """Dotted keys of the text-valued fields -> whether they may be null (``test_split``, ``data_dir``)."""
+    """Dotted keys of the text-valued fields -> whether they may be null (``test_split``, ``data_dir``); a list of
+    text (``distill.unlabelled``) counts as text too: its validator splits the flag's value."""
     fields = {name: field.annotation for name, field in TrainConfig.model_fields.items()}
-    fields.update({f"lora.{name}": field.annotation for name, field in LoraOptions.model_fields.items()})
+    for group, options in NESTED_OPTIONS.items():
+        fields.update({f"{group}.{name}": field.annotation for name, field in options.model_fields.items()})
     text = {}
     for key, annotation in fields.items():
         members = set(get_args(annotation)) if get_args(annotation) else {annotation}

@@ -553,6 +553,8 @@ def _train(
     corpus, train_sentences, dev_sentences, labels = load_training_data(config)
     for warning in corpus.warnings:
         log(f"note: {warning}")
+    distillation = _distillation(config, train_sentences, precision, log)
+    labels = distillation.labels if distillation else labels
     model, tokenizer, attention = build_model(config, labels)
     log(f"note: a new token-classification head over {len(labels)} labels on {config.model} (attention {attention})")
     if precision == "bf16" and config.mode == "lora" and not config.save_merged:
@@ -562,6 +564,8 @@ def _train(
     if config.kernels == "fast" and not torch.cuda.is_available():
         use_fast_lora_dropout(model)
     train_rows = encode_split(tokenizer, train_sentences, labels, config, train=True)
+    if distillation:
+        train_rows = distillation.training_rows(train_rows, tokenizer, config)
     dev_rows = sort_rows_by_length(encode_split(tokenizer, dev_sentences, labels, config, train=False))
     args = training_arguments(config, precision, run_dir)
     if args.process_index == 0:
@@ -575,10 +579,16 @@ def _train(
             batching = "padded rows"
     timer = EpochTimer()
     callbacks = [*run_callbacks(config, timer, deadline), *extra_callbacks]
-    trainer = ner_trainer_class(config.kernels)(
+    trainer_class, train_dataset = ner_trainer_class(config.kernels), RowDataset(train_rows)
+    if distillation:
+        trainer_class, train_dataset = distillation.trainer_class(trainer_class), distillation.dataset(train_rows)
+        train_collator = distillation.collator(
+            train_collator or DataCollatorForTokenClassification(tokenizer, label_pad_token_id=IGNORE_INDEX)
+        )
+    trainer = trainer_class(
         model=model,
         args=args,
-        train_dataset=RowDataset(train_rows),
+        train_dataset=train_dataset,
         eval_dataset=RowDataset(dev_rows),
         data_collator=DataCollatorForTokenClassification(tokenizer, label_pad_token_id=IGNORE_INDEX),
         processing_class=tokenizer,
@@ -600,6 +610,7 @@ def _train(
                     "global_step": global_step, "train_tokens": train_rows.n_subtokens,
                     "ranks": final_fingerprint, "best_checkpoint": trainer.state.best_model_checkpoint,
                     "machine": machine, "batching": batching, "task": corpus.task,
+                    "distillation": distillation.record() if distillation else None,
                     "stopped_by_max_train_time": stopped_by_train_time(callbacks)},
                    log)  # fmt: skip
 
@@ -652,13 +663,14 @@ def _finish(config, trainer, tokenizer, labels, attention, precision, run_dir, d
         context=config.context,
         layers=config.layers,
         task=facts["task"],
-        extra={"parameters": count_parameters(model)},
+        extra={"parameters": count_parameters(model), **_distilled(facts)},
     )
     task = facts["task"]
     save_tagger(model, tokenizer, run_dir / MODEL, meta, merge=config.save_merged)
     model.eval()
     metrics: dict[str, Any] = {"config": config.model_dump(), "attention": attention, "precision": precision}
     metrics["task"] = task
+    metrics.update(_distilled(facts))
     splits = {"dev": dev_sentences}
     if config.test_split:
         from lsfa.data.corpora import load_split
@@ -685,6 +697,20 @@ def _finish(config, trainer, tokenizer, labels, attention, precision, run_dir, d
     RunFolder(run_dir).write_metrics(metrics)
     write_model_card(run_dir / MODEL, config, {**metrics, "labels": labels})
     return metrics
+
+
+def _distillation(config: TrainConfig, train_sentences, precision: str, log):
+    """The run's :class:`~lsfa.training.distill.Distillation` (its teacher's cached distributions), or None."""
+    if config.distill.teacher is None:
+        return None
+    from lsfa.training.distill import prepare_distillation
+
+    return prepare_distillation(config, train_sentences, precision, log)
+
+
+def _distilled(facts: dict[str, Any]) -> dict[str, Any]:
+    """``{"distillation": record}`` for a distilled student's metadata and metrics, else nothing."""
+    return {"distillation": facts["distillation"]} if facts.get("distillation") else {}
 
 
 def _unwrap(model):
