@@ -156,6 +156,23 @@ def test_failed_save_leaves_no_staging_folder(base_dirs, tmp_path: Path) -> None
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_a_saved_tagger_has_the_permissions_of_the_umask(base_dirs, tmp_path: Path, umask: int) -> None:
+    """Issue #37 item 5: the folder was 0700 and the weights 0600 whatever the umask (staged by mkdtemp)."""
+    import os
+    import stat
+
+    model, tokenizer, meta = make_tagger(base_dirs["llama"], "lora")
+    previous = os.umask(umask)
+    try:
+        folder = save_tagger(model, tokenizer, tmp_path / "tagger", meta)
+    finally:
+        os.umask(previous)
+    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in [folder, *folder.rglob("*")]}
+    assert modes.pop("tagger") == 0o777 & ~umask
+    assert "adapter_model.safetensors" in modes and set(modes.values()) == {0o666 & ~umask}, modes
+
+
 def test_read_meta_explains_what_is_wrong(tmp_path: Path) -> None:
     with pytest.raises(LsfaError, match="not an lsfa tagger folder"):
         read_meta(tmp_path)

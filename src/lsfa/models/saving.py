@@ -66,6 +66,7 @@ def save_tagger(model, tokenizer, folder: str | Path, meta: TaggerMeta, merge: b
             _refuse_plain_loading(staging / "config.json", meta.attention)
         tokenizer.save_pretrained(staging)
         (staging / META_FILE).write_text(meta.model_dump_json(indent=2) + "\n")
+        apply_umask(staging)
         _replace_dir(staging, folder)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -102,6 +103,31 @@ def _tagger_config(folder: Path):
     raw.pop("model_type")
     raw.pop("lsfa_note", None)
     return AutoConfig.for_model(raw.pop("lsfa_model_type"), **raw)
+
+
+def current_umask() -> int:
+    """This process's umask (read from /proc where it is shown, else set and restored at once)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def apply_umask(folder: Path) -> None:
+    """Give a staged folder and everything in it the permissions a plain ``mkdir`` / ``open`` would have.
+
+    Why: the staging folder comes from ``tempfile.mkdtemp`` (always 0700) and some writers create files 0600,
+    so a tagger meant to be shared (another user, a service account) was unreadable to all but its owner
+    whatever the umask. Folders get 0777 and files 0666, less the umask, as everywhere else."""
+    mask = current_umask()
+    for path in [folder, *folder.rglob("*")]:
+        if not path.is_symlink():
+            path.chmod((0o777 if path.is_dir() else 0o666) & ~mask)
 
 
 def _replace_dir(staging: Path, folder: Path) -> None:
