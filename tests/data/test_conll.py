@@ -178,6 +178,25 @@ def test_non_utf8_file_is_not_a_text_file_with_line(write_file: WriteFile) -> No
     assert caught.value.line == 2
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be"])
+def test_a_utf16_file_is_named_so_with_how_to_re_encode(write_file: WriteFile, encoding: str) -> None:
+    """Issue #37 item 7: it used to be "not a text file (contains NUL bytes)"."""
+    with pytest.raises(DataFormatError, match=r"UTF-16 text, not UTF-8: re-encode it, e\.g\. iconv -f UTF-16"):
+        read_conll(write_file("EU B-ORG\nrejects O\n".encode(encoding)))
+
+
+def test_mixed_tabs_and_spaces_are_named_as_such(write_file: WriteFile) -> None:
+    with pytest.raises(DataFormatError, match=r"separators are mixed: the first word line .* tabs") as caught:
+        read_conll(write_file("EU\tB-ORG\nrejects O\n"))
+    assert caught.value.line == 2
+
+
+def test_running_text_on_one_line_is_not_read_as_one_token(write_file: WriteFile) -> None:
+    """A long line of words was one word with thousands of tag columns, and counted as an entity."""
+    with pytest.raises(DataFormatError, match="5,000 columns on one line: CoNLL has one word per line"):
+        read_conll(write_file(" ".join(["word"] * 4999 + ["O"]) + "\n"))
+
+
 def test_empty_file_is_an_error(write_file: WriteFile) -> None:
     with pytest.raises(DataFormatError, match="empty file"):
         read_conll(write_file(""))

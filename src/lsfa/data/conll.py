@@ -166,6 +166,11 @@ def _read_text_lines(path: Path) -> list[str]:
     data = path.read_bytes()
     if not data.strip():
         raise DataFormatError("empty file", path)
+    if _looks_like_utf16(data):
+        raise DataFormatError(
+            f"UTF-16 text, not UTF-8: re-encode it, e.g. iconv -f UTF-16 -t UTF-8 {path} > {path.stem}-utf8.txt",
+            path,
+        )
     if b"\x00" in data:
         raise DataFormatError(
             "not a text file (contains NUL bytes)", path, data[: data.index(b"\x00")].count(b"\n") + 1
@@ -181,6 +186,21 @@ def _read_text_lines(path: Path) -> list[str]:
     if lines and lines[-1] == "":
         lines.pop()
     return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def _looks_like_utf16(data: bytes) -> bool:
+    """A UTF-16 byte-order mark, or ASCII text with a NUL in every other byte (UTF-16 without a mark)."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return True
+    sample = data[:4096]
+    for zeros, text in ((sample[1::2], sample[0::2]), (sample[0::2], sample[1::2])):
+        if len(sample) >= 4 and zeros.count(0) > 0.9 * len(zeros) and text.count(0) < 0.1 * len(text):
+            return True
+    return False
+
+
+MAX_COLUMNS = 100
+"""More columns than this on the first word line is not CoNLL (one word per line) but running text."""
 
 
 def _parse_lines(
@@ -239,6 +259,13 @@ def _layout_from_first_line(line: str, path: Path, number: int, tag_column: int,
     n_columns = len(line.split("\t")) if sep == "\t" else len(_SPACES.split(line.strip(_BLANK)))
     if n_columns < 2:
         raise DataFormatError(f"expected at least two columns (word and tag), found {n_columns}", path, number)
+    if n_columns > MAX_COLUMNS:
+        raise DataFormatError(
+            f"{n_columns:,} columns on one line: CoNLL has one word per line (word, tags); this looks like running "
+            "text (tag it with lsfa predict, or convert it to one word per line)",
+            path,
+            number,
+        )
     tag_index = tag_column + n_columns if tag_column < 0 else tag_column
     if not 1 <= tag_index < n_columns:
         raise DataFormatError(
@@ -262,8 +289,12 @@ def _split_fields(
     if starts_with_sep and len(fields) == layout.n_columns - 1:
         fields.insert(0, "")  # the word's text was lost; keep its tag in place
     if len(fields) != layout.n_columns:
+        mixed = layout.sep == "\t" and "\t" not in line and len(_SPACES.split(line.strip(_BLANK))) > 1
         raise DataFormatError(
-            f"expected {layout.n_columns} columns like the first word line, found {len(fields)}: {line.strip()!r}",
+            "the separators are mixed: the first word line separates its columns with tabs, this one with spaces: "
+            f"{line.strip()!r}"
+            if mixed
+            else f"expected {layout.n_columns} columns like the first word line, found {len(fields)}: {line.strip()!r}",
             path,
             number,
         )
