@@ -289,3 +289,22 @@ def test_lsfa_distill_without_a_teacher_is_a_one_line_error(monkeypatch, capsys)
     with pytest.raises(SystemExit) as exit_:
         main()
     assert exit_.value.code == 2 and "lsfa distill needs a teacher: --distill-teacher" in capsys.readouterr().err
+
+
+def test_an_encoder_student_learns_from_a_decoder_teacher(teacher, corpus, workspace, monkeypatch) -> None:
+    """Word-level distributions cross tokenizers: a WordPiece encoder student (padded batches: encoders are not
+    packed) of the byte-level BPE llama teacher, through ``lsfa.train``."""
+    import lsfa
+    from tests.tiny import tiny_encoder_dir
+
+    steps: list[int] = []
+    original = distill.distill_step
+    monkeypatch.setattr(distill, "distill_step", lambda *a: steps.append(1) or original(*a))
+    encoder = tiny_encoder_dir(workspace / "encoder")
+    tagger = lsfa.train(model=str(encoder), corpus=str(corpus), output_dir=str(workspace / "encoder-student"),
+                        distill={"teacher": str(teacher), "cache_dir": str(workspace / "cache-g"), "weight": 1.0},
+                        mode="full", epochs=1, max_steps=2, batch_size=8, max_length=64, precision="fp32",
+                        threads=1, early_stopping_patience=None, log=lambda _: None)  # fmt: skip
+    assert len(steps) == 2
+    assert tagger.labels == read_meta(teacher).labels
+    assert read_meta(workspace / "encoder-student" / "model").extra["distillation"]["weight"] == 1.0
