@@ -54,15 +54,11 @@ def main() -> None:
 
     import torch
 
-    from lsfa.cli import FAST_PATH_BATCH_TOKENS
-    from lsfa.inference.options import InferenceOptions
+    from lsfa.inference.server import server_inference_options
     from lsfa.inference.tagger import Tagger
 
     torch.set_num_threads(args.threads)
-    options = InferenceOptions(
-        precision=args.precision, pack=True, max_batch_tokens=FAST_PATH_BATCH_TOKENS,
-        pad_to_multiple_of=args.pad_to_multiple_of,
-    )  # fmt: skip
+    options = server_inference_options(precision=args.precision, pad_to_multiple_of=args.pad_to_multiple_of)
     tagger = Tagger.load(args.model_dir, options)
     pool = build_pool(args.seed, 400, args.mix)
     rng = random.Random(args.seed)

@@ -664,12 +664,6 @@ def bench_command(
         typer.echo(f"figures written to {json_out}", err=True)
 
 
-SERVER_PAD_MULTIPLE = 32
-"""Batch widths of `lsfa serve` are rounded up to this: under bf16, oneDNN keeps a compiled kernel per distinct
-shape, and a server that saw every width grew by 400 MB in 150 batches; with widths in steps of 32 it stayed flat
-(docs/server.md, "Memory")."""
-
-
 # --- serve -----------------------------------------------------------------------------------------
 @app.command("serve")
 def serve_command(
@@ -687,11 +681,18 @@ def serve_command(
     max_chars_per_text: int = typer.Option(20_000, "--max-chars-per-text", help="Most characters per text."),
     batch_wait_ms: float = typer.Option(5.0, "--batch-wait-ms", help="How long to gather requests into one batch."),
     max_batch_texts: int = typer.Option(64, "--max-batch-texts", help="Most texts per model call."),
-    max_tokens_per_text: int = typer.Option(4_096, "--max-tokens-per-text", help="Most sub-tokens per text."),
+    max_tokens_per_text: int = typer.Option(
+        4_096, "--max-tokens-per-text", help="Most sub-tokens the model computes for one text (windows included)."
+    ),
     max_tokens_per_request: int = typer.Option(16_384, "--max-tokens-per-request", help="Most sub-tokens per request."),
-    max_queued_requests: int = typer.Option(64, "--max-queued-requests", help="Waiting requests before 503."),
-    body_timeout_s: float = typer.Option(10.0, "--body-timeout-s", help="Longest wait for more of a body (408)."),
-    max_connections: int = typer.Option(256, "--max-connections", help="Open connections before 503."),
+    max_queued_requests: int = typer.Option(64, "--max-queued-requests", help="Requests queued or running before 503."),
+    body_timeout_s: float = typer.Option(10.0, "--body-timeout-s", help="Longest time to receive a whole body (408)."),
+    header_timeout_s: float = typer.Option(
+        5.0, "--header-timeout-s", help="Longest time to send a complete request header (the connection is closed)."
+    ),
+    max_requests_in_flight: int = typer.Option(
+        128, "--max-requests-in-flight", help="Requests received or answered at once before 503 (idle sockets free)."
+    ),
     threads: int | None = typer.Option(
         None, "--threads", help="torch CPU threads for the model (default: torch's; 1 is best on a busy machine)."
     ),
@@ -699,28 +700,23 @@ def serve_command(
         "viterbi", "--decoding", help="viterbi (well-formed spans) or argmax (each word's best tag)."
     ),
     pad_to_multiple_of: int = typer.Option(
-        SERVER_PAD_MULTIPLE,
+        32,  # lsfa.inference.server.SERVER_PAD_MULTIPLE (a test checks they agree)
         "--pad-to-multiple-of",
         help="Round each batch's width up to a multiple of this (1: off); bounds the kernels bf16 caches per shape.",
     ),
 ) -> None:
     """Serve a tagger over HTTP: POST /v1/ner, GET /v1/model, GET /healthz, GET /openapi.json, a try-it page at /.
 
-    Runs on lsfa's fast path (packed rows, a token budget per forward pass); limits count sub-tokens as well as
-    characters, the queue is bounded (503 + Retry-After), slow or abandoned uploads time out (408)."""
+    Runs on lsfa's fast path (packed rows, a token budget per forward pass, passes of concurrent requests
+    interleaved); limits count the sub-tokens the model will compute as well as characters, the queue and the
+    requests in flight are bounded (503 + Retry-After), slow headers are cut off and slow bodies time out (408)."""
     from pydantic import ValidationError
 
-    from lsfa.inference.server import LOOPBACK_HOSTS, ServerSettings
+    from lsfa.inference.server import LOOPBACK_HOSTS, ServerSettings, server_inference_options
 
-    inference = _inference_options(
-        precision=precision, decoding=decoding, pack=True, max_batch_tokens=FAST_PATH_BATCH_TOKENS,
-        pad_to_multiple_of=pad_to_multiple_of,
-    )  # fmt: skip
-    options = {"max_request_bytes": max_request_bytes, "max_texts": max_texts, "max_chars_per_text": max_chars_per_text}
-    options |= {"batch_wait_ms": batch_wait_ms, "max_batch_texts": max_batch_texts}
-    options |= {"max_tokens_per_text": max_tokens_per_text, "max_tokens_per_request": max_tokens_per_request}
-    options |= {"max_queued_requests": max_queued_requests, "body_timeout_s": body_timeout_s}
-    options["max_connections"] = max_connections
+    inference = server_inference_options(precision=precision, decoding=decoding, pad_to_multiple_of=pad_to_multiple_of)
+    given = locals()
+    options = {name: given[name] for name in ServerSettings.model_fields if name in given and name != "api_key"}
     options["loopback_only"] = host in LOOPBACK_HOSTS
     if api_key is not None:
         options["api_key"] = api_key
@@ -729,9 +725,7 @@ def serve_command(
     except ValidationError as error:
         problem = error.errors()[0]
         raise LsfaError(f"--{str(problem['loc'][0]).replace('_', '-')}: {problem['msg']}") from None
-    import uvicorn
-
-    from lsfa.inference.server import create_app
+    from lsfa.inference.server import create_app, run_server
     from lsfa.inference.tagger import Tagger
 
     if threads is not None:
@@ -742,14 +736,7 @@ def serve_command(
     if settings.api_key is None and host not in ("127.0.0.1", "localhost", "::1"):
         typer.secho(f"warning: serving on {host} without an API key (--api-key or LSFA_API_KEY)", err=True, fg="yellow")
     typer.echo(f"serving {tagger!r} on http://{host}:{port}/ (API schema at /openapi.json)", err=True)
-    uvicorn.run(
-        create_app(tagger, settings), host=host, port=port, log_level="warning", server_header=False,
-        limit_concurrency=settings.max_connections, timeout_keep_alive=5,
-    )  # fmt: skip
-
-
-FAST_PATH_BATCH_TOKENS = 4096
-"""Tokens per forward pass of `lsfa serve` (packed rows): what `lsfa predict --max-batch-tokens` measured fastest."""
+    run_server(create_app(tagger, settings), host, port, settings)
 
 
 # --- experiment ------------------------------------------------------------------------------------

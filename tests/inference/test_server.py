@@ -33,6 +33,7 @@ from lsfa.inference.server import MicroBatcher, ServerSettings, create_app
 from lsfa.inference.tagger import Tagger
 from lsfa.models.classifier import build_token_classifier, load_tokenizer
 from lsfa.models.saving import TaggerMeta, save_tagger
+from tests.inference.tiny_taggers import local_client
 from tests.tiny import tiny_decoder_dir
 
 torch.set_num_threads(1)
@@ -82,18 +83,18 @@ def random_tagger(tagger_dirs) -> Tagger:
 
 @pytest.fixture(scope="module")
 def client(forced_tagger) -> Iterator[TestClient]:
-    with TestClient(create_app(forced_tagger, ServerSettings(**TEST_SETTINGS))) as test_client:
+    with local_client(create_app(forced_tagger, ServerSettings(**TEST_SETTINGS))) as test_client:
         yield test_client
 
 
 @pytest.fixture(scope="module")
 def random_client(random_tagger) -> Iterator[TestClient]:
-    with TestClient(create_app(random_tagger, ServerSettings(**TEST_SETTINGS))) as test_client:
+    with local_client(create_app(random_tagger, ServerSettings(**TEST_SETTINGS))) as test_client:
         yield test_client
 
 
 def _client_with(tagger, **overrides) -> TestClient:
-    return TestClient(create_app(tagger, ServerSettings(**(TEST_SETTINGS | overrides))))
+    return local_client(create_app(tagger, ServerSettings(**(TEST_SETTINGS | overrides))))
 
 
 def _words(text: str) -> list[str]:
@@ -225,7 +226,7 @@ def test_api_key_is_required_when_set(forced_tagger, headers, status):
 
 def test_api_key_comes_from_the_environment(forced_tagger, monkeypatch):
     monkeypatch.setenv("LSFA_API_KEY", "from-env")
-    with TestClient(create_app(forced_tagger, ServerSettings(batch_wait_ms=1))) as client:
+    with local_client(create_app(forced_tagger, ServerSettings(batch_wait_ms=1))) as client:
         assert client.get("/v1/model").status_code == 401
         assert client.get("/v1/model", headers={"Authorization": "Bearer from-env"}).status_code == 200
     monkeypatch.delenv("LSFA_API_KEY")
@@ -453,13 +454,16 @@ def test_batcher_skips_cancelled_jobs():
 # --- a real server: concurrency and the browser -------------------------------------------------------------
 @contextlib.contextmanager
 def running_server(app) -> Iterator[str]:
-    """Serve ``app`` with uvicorn on a free loopback port in a background thread; yield its base URL."""
+    """Serve ``app`` as `lsfa serve` does (:func:`lsfa.inference.server.uvicorn_config`) on a free loopback port in
+    a background thread; yield its base URL."""
     import uvicorn
+
+    from lsfa.inference.server import uvicorn_config
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    server = uvicorn.Server(uvicorn_config(app, "127.0.0.1", 0, app.state.settings))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

@@ -8,12 +8,12 @@ import asyncio
 import sys
 
 import pytest
-from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 from lsfa.inference import server
 from lsfa.inference.server import MicroBatcher, QueueFull, RequestRejected, ServerSettings, create_app, read_body
 from lsfa.inference.tagger import Tagger
+from tests.inference.tiny_taggers import local_client
 
 SETTINGS = {"api_key": None, "batch_wait_ms": 1.0}
 
@@ -25,7 +25,7 @@ def tagger(tiny_taggers) -> Tagger:
 
 @pytest.fixture(scope="module")
 def client(tagger):
-    with TestClient(create_app(tagger, ServerSettings(**SETTINGS))) as test_client:
+    with local_client(create_app(tagger, ServerSettings(**SETTINGS))) as test_client:
         yield test_client
 
 
@@ -79,7 +79,7 @@ def test_hardening_headers_no_cdn_docs_and_a_keyed_schema(tagger, client):  # de
     assert "default-src 'self'" in page.headers["content-security-policy"] and "server" not in page.headers
     assert client.get("/docs").status_code == 404 and client.get("/redoc").status_code == 404
     assert "NerRequest" in client.get("/openapi.json").text
-    with TestClient(create_app(tagger, ServerSettings(**(SETTINGS | {"api_key": "k3y"})))) as keyed:
+    with local_client(create_app(tagger, ServerSettings(**(SETTINGS | {"api_key": "k3y"})))) as keyed:
         assert keyed.get("/openapi.json").status_code == 401
         assert keyed.get("/openapi.json", headers={"authorization": "Bearer k3y"}).status_code == 200
 
@@ -95,7 +95,7 @@ def test_work_is_bounded_in_sub_tokens_before_the_model_runs(tagger):  # defect 
     tagger.pipe = counting
     try:
         limits = SETTINGS | {"max_tokens_per_text": 200, "max_tokens_per_request": 300}
-        with TestClient(create_app(tagger, ServerSettings(**limits))) as limited:
+        with local_client(create_app(tagger, ServerSettings(**limits))) as limited:
             one = limited.post("/v1/ner", json={"texts": ["Bob " * 100]})
             assert one.status_code == 413 and "texts[0] is" in one.text and "max_tokens_per_text=200" in one.text
             many = limited.post("/v1/ner", json={"texts": ["Bob " * 30] * 5})
@@ -114,7 +114,7 @@ def test_a_full_queue_answers_503_with_retry_after(tagger, monkeypatch):  # defe
         raise QueueFull(64)
 
     monkeypatch.setattr(MicroBatcher, "submit", full)
-    with TestClient(create_app(tagger, ServerSettings(**SETTINGS))) as busy:
+    with local_client(create_app(tagger, ServerSettings(**SETTINGS))) as busy:
         response = busy.post("/v1/ner", json={"texts": ["Bob"]})
     assert response.status_code == 503 and response.headers["retry-after"] == str(server.RETRY_AFTER_S)
 
@@ -126,7 +126,7 @@ def test_an_internal_error_reveals_no_exception_text(tagger):
         def pipe(self, texts):
             raise RuntimeError("secret internals at /srv/path")
 
-    with TestClient(create_app(Broken(), ServerSettings(**SETTINGS)), raise_server_exceptions=False) as broken:
+    with local_client(create_app(Broken(), ServerSettings(**SETTINGS)), raise_server_exceptions=False) as broken:
         response = broken.post("/v1/ner", json={"texts": ["Bob"]})
     assert response.status_code == 500 and "secret" not in response.text and "RuntimeError" not in response.text
 
@@ -145,19 +145,21 @@ def test_a_stalled_upload_times_out_with_408():  # defect 6
     assert rejected.value.status == 408
 
 
-def test_serve_uses_the_fast_path(tiny_taggers, monkeypatch):  # defect 2
-    import uvicorn
-
+def test_serve_uses_the_fast_path_behind_the_connection_guard(tiny_taggers, monkeypatch):  # defect 2
     from lsfa.cli import main
+    from lsfa.inference.http_guard import GuardedH11Protocol
 
     seen = {}
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: seen.update(kwargs, app=app))
+    monkeypatch.setattr(server, "run_server", lambda app, host, port, settings: seen.update(app=app, settings=settings))
     monkeypatch.setattr(sys, "argv", ["lsfa", "serve", "--model-dir", str(tiny_taggers["rule"]), "--precision", "fp32"])
     main()
-    assert seen["server_header"] is False and seen["limit_concurrency"] == 256
     options = seen["app"].state.tagger.options
-    assert options.pack and options.max_batch_tokens == 4096
-    assert options.pad_to_multiple_of == 32  # defect 5: a bounded set of shapes for bf16's kernel cache
+    assert options.pack and options.max_batch_tokens == server.SERVER_BATCH_TOKENS
+    assert options.pad_to_multiple_of == server.SERVER_PAD_MULTIPLE == 32  # the flag's default agrees
+    config = server.uvicorn_config(seen["app"], "127.0.0.1", 8000, seen["settings"])
+    assert issubclass(config.http, GuardedH11Protocol) and config.http.header_timeout_s == 5.0
+    assert config.limit_concurrency is None  # idle sockets are not counted: requests in flight are, in the app
+    assert config.server_header is False and config.h11_max_incomplete_event_size == 16 * 1024
 
 
 def test_a_text_gets_the_same_entities_whatever_it_is_batched_with(tiny_taggers):  # defect 10, fp32

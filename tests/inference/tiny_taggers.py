@@ -89,3 +89,11 @@ def build_all(root: Path) -> dict[str, Path]:
         "lora": build_random(base, root / "lora", lora=True),
         "rule": build_rule(base, root / "rule"),
     }
+
+
+def local_client(app, **options):
+    """A test client for a server app, sending ``Host: 127.0.0.1`` (the app answers only loopback names; the
+    test client's own ``testserver`` is refused like any other foreign host)."""
+    from fastapi.testclient import TestClient
+
+    return TestClient(app, base_url="http://127.0.0.1", **options)

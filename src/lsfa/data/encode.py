@@ -80,6 +80,20 @@ class EncodedSet:
         return sum(len(example.input_ids) for example in self.examples)
 
 
+def concat_encoded(sets: Sequence[EncodedSet]) -> EncodedSet:
+    """The rows of several encoded sets as one set, sentence numbers following on (set 2's sentence 0 becomes
+    ``sets[0].n_sentences``): texts encoded one by one (to count each one's work) run as one batch."""
+    result = EncodedSet(examples=[], n_sentences=0)
+    for encoded in sets:
+        offset = result.n_sentences
+        for example in encoded.examples:
+            segments = [Segment(segment.sentence + offset, segment.words) for segment in example.segments]
+            result.examples.append(Example(example.input_ids, example.labels, segments, example.label_positions))
+        result.n_sentences += encoded.n_sentences
+        result.cut_words += encoded.cut_words
+    return result
+
+
 def scatter_to_words(examples: Sequence[Example], values: Sequence, into: list[list]) -> None:
     """Put per-word values back in their sentences: ``values`` follow the examples' scored words in order
     (each example's segments, i.e. its ``label_positions``); ``into[sentence][word]`` receives them. The one

@@ -12,9 +12,9 @@ it changes only the floating-point summation order, not what each sentence atten
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -59,7 +59,6 @@ def pad_batch(
     return {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
 
 
-@torch.inference_mode()
 def predict_encoded(
     model,
     encoded: EncodedSet,
@@ -70,7 +69,41 @@ def predict_encoded(
     sort_by_length: bool = True,
     **option_values: Any,
 ) -> WordPredictions:
-    """Run the model over encoded rows and assemble per-word tags and probabilities.
+    """Run the model over encoded rows and assemble per-word tags and probabilities (all forward passes of
+    :func:`predict_encoded_steps` in one go; see there for the options)."""
+    steps = predict_encoded_steps(
+        model, encoded, id2label, pad_id, sentence_lengths, options, sort_by_length, **option_values
+    )
+    return run_steps(steps)
+
+
+StepResult = TypeVar("StepResult")
+
+
+def run_steps(steps: Generator[None, None, StepResult]) -> StepResult:
+    """Drive a step generator (one ``yield`` per forward pass) to its end and return what it returns."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as finished:
+            return finished.value
+
+
+def predict_encoded_steps(
+    model,
+    encoded: EncodedSet,
+    id2label: dict[int, str],
+    pad_id: int,
+    sentence_lengths: Sequence[int],
+    options: InferenceOptions = EXACT,
+    sort_by_length: bool = True,
+    **option_values: Any,
+) -> Generator[None, None, WordPredictions]:
+    """Run the model over encoded rows, yielding after each forward pass; return per-word tags and probabilities.
+
+    Why a generator: a server interleaves the forward passes of concurrent requests (one pass of each in turn),
+    so a small request waits for at most one pass of a large one, not for all of it; a caller that stops
+    iterating drops the remaining passes (a client that went away costs nothing more).
 
     ``options`` (or its fields as keywords) say how: precision (``auto`` is resolved here), batch size, token
     budget, packing; decoding and threshold are applied later (:mod:`lsfa.inference.decode`).
@@ -107,9 +140,10 @@ def predict_encoded(
         else:
             inputs = pad_batch([examples[k] for k in batch.examples], pad_id, device, options.pad_to_multiple_of)
             offsets = [[0] for _ in batch.rows]
-        with autocast_context(device, precision):
+        with torch.inference_mode(), autocast_context(device, precision):
             logits = model(**inputs).logits
-        _collect(logits, batch, offsets, examples, id2label, tags, scores, word_logits)
+            _collect(logits, batch, offsets, examples, id2label, tags, scores, word_logits)
+        yield
     return WordPredictions(tags, scores, encoded.cut_words, word_logits)
 
 

@@ -1,26 +1,35 @@
 """Serve a tagger over HTTP: a JSON API, a page to try it, limits, an API key and micro-batching.
 
-``create_app(tagger, settings)`` builds a FastAPI app around any object with ``.pipe(texts)`` (yielding
-one list of entities per text, each with ``start, end, label, text, score`` in character offsets),
-``.labels`` and ``.meta`` (:class:`lsfa.models.saving.TaggerMeta`) - normally a
-:class:`lsfa.inference.tagger.Tagger`.
+``create_app(tagger, settings)`` builds a FastAPI app around a :class:`lsfa.inference.tagger.Tagger`, or any
+object with ``.pipe(texts)`` (yielding one list of entities per text, each with ``start, end, label, text,
+score`` in character offsets), ``.labels`` and ``.meta`` (:class:`lsfa.models.saving.TaggerMeta`).
+``run_server`` serves it behind :mod:`lsfa.inference.http_guard` (what `lsfa serve` does).
 
-Why a micro-batcher: a model call on 32 texts costs far less than 32 calls on one text, so requests
-arriving within a few milliseconds of each other are gathered into one ``pipe`` call. A single worker
-thread owns the model (no concurrent use of one model, no locks in the request path); requests hand it
-a job and await a future, and each job gets back exactly the slice of results for its own texts.
+Why the work is counted on prepared rows: a text's cost is the sub-tokens of the model rows built from its
+words (``Tagger.prepare``), which can be 60 times what a tokenization of the raw string counts (every ``=`` of
+``"=" * 20000`` is a word). The rows are built off the event loop, checked against the sub-token limits (413
+before any model work), and then run as they are.
+
+Why a micro-batcher that interleaves: a model call on 32 texts costs far less than 32 calls on one text, so
+requests arriving within a few milliseconds of each other are merged into one run; and runs in progress take
+turns one forward pass each (``Tagger.tag_steps``), so a small request is not stuck behind the whole of a large
+one. A single worker thread owns the model (no concurrent use of one model, no locks in the request path);
+requests hand it a job and await a future, and each job gets back exactly the slice of results for its own
+texts. A client that goes away abandons its job: dropped before its next forward pass.
 
 Why the body is parsed by hand rather than by FastAPI: every way a client can get the request wrong
-(too large, not UTF-8, not JSON, wrong shape, empty or control-character text) must get a 4xx whose
-message says what is wrong and which limit or field it concerns - never a 500, never a stack trace.
+(too large, not UTF-8, not JSON, wrong shape, a key given twice, empty or control-character text) must get a
+4xx whose message says what is wrong and which limit or field it concerns - never a 500, never a stack trace.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import hmac
+import inspect
 import json
 import logging
 import math
@@ -30,7 +39,7 @@ import re
 import threading
 import time
 import unicodedata
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -43,6 +52,15 @@ from pydantic_core import PydanticCustomError
 from starlette.requests import ClientDisconnect
 
 from lsfa.data.schemes import entity_types
+from lsfa.inference.http_guard import (  # noqa: F401 (HARDENING_HEADERS: re-exported for tests and users)
+    HARDENING_HEADERS,
+    LOOPBACK_HOSTS,
+    MAX_HEADER_BYTES,
+    RETRY_AFTER_S,
+    Guard,
+    guarded_protocol,
+)
+from lsfa.inference.options import InferenceOptions
 from lsfa.version import __version__
 
 LOG = logging.getLogger("lsfa.serve")
@@ -53,8 +71,6 @@ API_KEY_ENV = "LSFA_API_KEY"
 _FORBIDDEN_CHARACTERS = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 """C0/C1 control characters (tab, newlines, vertical tab and form feed are allowed) and lone surrogates,
 which JSON can smuggle in as ``\\ud800`` escapes and which no tokenizer can encode."""
-
-_TAG_PREFIXES = ("B-", "I-", "E-", "S-", "L-", "U-")
 
 
 # --- settings ---------------------------------------------------------------------------------------
@@ -75,8 +91,13 @@ class ServerSettings(BaseModel):
     max_tokens_per_text: int = Field(4_096, gt=0, description="Most sub-tokens in one text (counted before the model).")
     max_tokens_per_request: int = Field(16_384, gt=0, description="Most sub-tokens in one request.")
     max_queued_requests: int = Field(64, gt=0, description="Requests waiting for the model before 503 + Retry-After.")
-    body_timeout_s: float = Field(10.0, gt=0, description="Longest wait for the next part of a request body (408).")
-    max_connections: int = Field(256, gt=0, description="Open connections before new ones get 503.")
+    body_timeout_s: float = Field(10.0, gt=0, description="Longest time to receive a whole request body (408).")
+    header_timeout_s: float = Field(
+        5.0, gt=0, description="Longest time to send a complete request header; the connection is closed after."
+    )
+    max_requests_in_flight: int = Field(
+        128, gt=0, description="Requests being received or answered at once (idle connections do not count) before 503."
+    )
     loopback_only: bool = Field(True, description="Answer only Host headers of this machine (set off for --host).")
     api_key: str | None = Field(
         default_factory=_api_key_from_env,
@@ -104,9 +125,17 @@ class Document(BaseModel):
     @field_validator("id", mode="before")
     @classmethod
     def _string_or_integer(cls, value: Any) -> Any:
+        if isinstance(value, str) and len(value) > MAX_ID_CHARS:
+            raise PydanticCustomError("document_id", f"must be at most {MAX_ID_CHARS} characters")
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**63:
+            raise PydanticCustomError("document_id", "must be an integer of at most 64 bits")
         if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
             return value
         raise PydanticCustomError("document_id", "must be a string or an integer")
+
+
+MAX_ID_CHARS = 256
+"""Longest document id echoed back (an id is a name, not a payload)."""
 
 
 class NerRequest(BaseModel):
@@ -193,25 +222,34 @@ class RequestRejected(Exception):
         self.retry_after = retry_after
 
 
-HARDENING_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Content-Security-Policy": "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' "
-    "'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'",
-    "Referrer-Policy": "no-referrer",
-}
-"""Sent with every response: no MIME sniffing, no framing, nothing loaded from other hosts."""
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "testserver"})
-"""Host headers a loopback-bound server answers (anything else is DNS rebinding); ``testserver``: test clients."""
-RETRY_AFTER_S = 2
 DISCONNECT_POLL_S = 0.25
 
 
-# --- micro-batching ------------------------------------------------------------------------------------
-@dataclass
+# --- scheduling ------------------------------------------------------------------------------------------
+class JobFuture(concurrent.futures.Future):
+    """A job's result; :meth:`abandon` (the client went away) drops the job's remaining work, started or not."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.abandoned = False
+
+    def abandon(self) -> None:
+        self.abandoned = True
+        self.cancel()  # not started yet: it never will be
+
+
+@dataclass(eq=False)
 class _Job:
-    texts: list[str]
-    future: concurrent.futures.Future
+    items: list[Any]
+    future: JobFuture
+
+
+@dataclass(eq=False)
+class _Group:
+    """Jobs merged into one model run, and that run's step generator (one ``next`` = one forward pass)."""
+
+    jobs: list[_Job]
+    steps: Generator[None, None, Sequence[Any]] | None = None
 
 
 class QueueFull(Exception):
@@ -219,22 +257,30 @@ class QueueFull(Exception):
 
 
 class MicroBatcher:
-    """Gathers jobs for up to ``wait_seconds`` (or ``max_batch_texts``) and runs them as one model call.
+    """Merges jobs that arrive together into one model run, and interleaves the forward passes of runs.
 
-    The worker thread is the only user of ``run_batch``. A job is never split across batches, so a job
-    larger than ``max_batch_texts`` runs alone. If a gathered batch fails, each job is retried on its own
-    so one bad job cannot fail the others.
+    ``run(items)`` returns the results for a list of items (texts, or prepared texts), either directly or as a
+    step generator that yields after each forward pass and returns the results (``Tagger.tag_steps``). Jobs
+    waiting when the worker is free, or arriving within ``wait_seconds`` of the first, are merged into one run
+    of up to ``max_batch_texts`` items (a job is never split, so a larger job runs alone). Runs in progress take
+    turns, one forward pass each: a small request waits for at most one pass of each run ahead of it, not for
+    the whole of a large request (head-of-line blocking). A job whose future is abandoned is dropped before its
+    next pass; a run whose jobs are all abandoned stops. If a merged run fails, each of its jobs is run alone,
+    so one bad job cannot fail the others. The worker thread is the only caller of ``run``.
     """
 
-    def __init__(self, run_batch: Callable[[list[str]], Sequence[Any]], wait_seconds: float, max_batch_texts: int):
-        self._run_batch = run_batch
+    def __init__(self, run: Callable[[list[Any]], Any], wait_seconds: float, max_batch_texts: int):
+        self._run = run
         self._wait = wait_seconds
         self._max_texts = max_batch_texts
         self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._active: collections.deque[_Group] = collections.deque()
+        self._running: _Group | None = None  # the group whose forward pass is under way (out of the deque)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.batches = 0
         self.texts = 0
+        self.dropped = 0
 
     @property
     def alive(self) -> bool:
@@ -242,7 +288,10 @@ class MicroBatcher:
 
     @property
     def pending(self) -> int:
-        return self._queue.qsize()
+        """Jobs queued or running."""
+        running = self._running
+        queued = self._queue.qsize() + sum(len(group.jobs) for group in list(self._active))
+        return queued + (len(running.jobs) if running is not None else 0)
 
     def start(self) -> None:
         with self._lock:
@@ -257,31 +306,46 @@ class MicroBatcher:
                 self._thread.join(timeout)
                 self._thread = None
 
-    def submit(self, texts: list[str], max_pending: int | None = None) -> concurrent.futures.Future:
-        """Queue ``texts``; the future resolves to one result per text, in order. With ``max_pending``, a full
+    def submit(self, items: list[Any], max_pending: int | None = None) -> JobFuture:
+        """Queue ``items``; the future resolves to one result per item, in order. With ``max_pending``, a full
         queue refuses the job (:class:`QueueFull`) instead of letting waits grow without bound."""
-        if max_pending is not None and self._queue.qsize() >= max_pending:
-            raise QueueFull(self._queue.qsize())
+        if max_pending is not None and self.pending >= max_pending:
+            raise QueueFull(self.pending)
         self.start()  # started lazily too, so an app used without its lifespan still works
-        job = _Job(texts, concurrent.futures.Future())
+        job = _Job(list(items), JobFuture())
         self._queue.put(job)
         return job.future
 
     def _work(self) -> None:
         carried: _Job | None = None
         while True:
-            first = carried if carried is not None else self._queue.get()
+            if carried is not None:
+                first, carried = carried, None
+            else:
+                try:
+                    first = self._queue.get(block=not self._active)  # runs in progress: only look
+                except queue.Empty:
+                    first = _NOTHING
             if first is None:
+                self._shut_down()
                 return
-            jobs, carried, stopping = self._gather(first)
-            self._execute([job for job in jobs if job.future.set_running_or_notify_cancel()])
-            if stopping:
-                return
+            if first is not _NOTHING:
+                jobs, carried, stopping = self._gather(first, 0.0 if self._active else self._wait)
+                self._admit(jobs)
+                if stopping:
+                    self._shut_down()
+                    return
+            if self._active:
+                self._running = self._active.popleft()
+                try:
+                    self._turn(self._running)
+                finally:
+                    self._running = None
 
-    def _gather(self, first: _Job) -> tuple[list[_Job], _Job | None, bool]:
+    def _gather(self, first: _Job, wait: float) -> tuple[list[_Job], _Job | None, bool]:
         """Collect jobs after ``first`` until the wait ends or the batch is full; return the overflow job."""
-        jobs, size = [first], len(first.texts)
-        deadline = time.monotonic() + self._wait
+        jobs, size = [first], len(first.items)
+        deadline = time.monotonic() + wait
         while size < self._max_texts:
             try:
                 job = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
@@ -289,54 +353,96 @@ class MicroBatcher:
                 break
             if job is None:
                 return jobs, None, True
-            if size + len(job.texts) > self._max_texts:
+            if size + len(job.items) > self._max_texts:
                 return jobs, job, False
             jobs.append(job)
-            size += len(job.texts)
+            size += len(job.items)
         return jobs, None, False
 
-    def _execute(self, jobs: list[_Job]) -> None:
-        if not jobs:
+    def _admit(self, jobs: list[_Job]) -> None:
+        live = [job for job in jobs if not job.future.abandoned and job.future.set_running_or_notify_cancel()]
+        if len(live) < len(jobs):
+            self.dropped += len(jobs) - len(live)
+            LOG.info("client went away; its queued work (%d jobs) was dropped unrun", len(jobs) - len(live))
+        if live:
+            self._active.append(_Group(live))
+
+    def _turn(self, group: _Group) -> None:
+        """One forward pass of ``group`` (its first call starts the run); back in line unless it finished."""
+        live = [job for job in group.jobs if not job.future.abandoned]
+        if not live:
+            if group.steps is not None:
+                group.steps.close()
+            self.dropped += len(group.jobs)
+            texts = sum(len(job.items) for job in group.jobs)
+            LOG.info("client went away; the rest of its run (%d texts) was dropped", texts)
             return
         try:
-            results = self._call([text for job in jobs for text in job.texts])
-        except Exception as error:
-            if len(jobs) == 1:
-                jobs[0].future.set_exception(error)
-                return
-            for job in jobs:  # isolate the failing job
-                try:
-                    job.future.set_result(self._call(job.texts))
-                except Exception as job_error:
-                    job.future.set_exception(job_error)
+            if group.steps is None:
+                started = self._run([item for job in group.jobs for item in job.items])
+                if not inspect.isgenerator(started):
+                    self._finish(group, started)
+                    return
+                group.steps = started
+            next(group.steps)
+        except StopIteration as finished:
+            self._finish(group, finished.value)
             return
-        offset = 0
-        for job in jobs:
-            job.future.set_result(results[offset : offset + len(job.texts)])
-            offset += len(job.texts)
+        except Exception as error:
+            self._failed(group, error)
+            return
+        self._active.append(group)
 
-    def _call(self, texts: list[str]) -> list[Any]:
-        results = list(self._run_batch(texts))
-        if len(results) != len(texts):
-            raise RuntimeError(f"the tagger returned {len(results)} results for {len(texts)} texts")
+    def _finish(self, group: _Group, results: Sequence[Any]) -> None:
+        results = list(results)
+        expected = sum(len(job.items) for job in group.jobs)
+        if len(results) != expected:
+            self._failed(group, RuntimeError(f"the tagger returned {len(results)} results for {expected} texts"))
+            return
         self.batches += 1
-        self.texts += len(texts)
-        return results
+        self.texts += expected
+        offset = 0
+        for job in group.jobs:
+            job.future.set_result(results[offset : offset + len(job.items)])
+            offset += len(job.items)
+
+    def _failed(self, group: _Group, error: Exception) -> None:
+        if len(group.jobs) == 1:
+            group.jobs[0].future.set_exception(error)
+            return
+        for job in reversed(group.jobs):  # isolate the failing job: each runs alone, next in line
+            self._active.appendleft(_Group([job]))
+
+    def _shut_down(self) -> None:
+        stopped = RuntimeError("the server is shutting down")
+        for group in self._active:
+            if group.steps is not None:
+                group.steps.close()
+            for job in group.jobs:
+                if not job.future.done():
+                    job.future.set_exception(stopped)
+        self._active.clear()
+
+
+_NOTHING: Any = object()
+"""What the worker finds when it only looks at the queue and nothing waits."""
 
 
 # --- request checking --------------------------------------------------------------------------------
 async def read_body(request: Request, limit: int, timeout: float = 10.0) -> bytes:
     """The request body, refused with 413 as soon as it is known to exceed ``limit`` bytes, and with 408 when
-    its next part does not arrive within ``timeout`` seconds (a client that stopped sending, or a
-    ``Content-Length`` larger than the body). A client that goes away costs one log line, not a traceback."""
+    the whole of it has not arrived within ``timeout`` seconds of the handler starting to read (a client that
+    stopped sending, one that trickles a byte every few seconds, or a ``Content-Length`` larger than the body).
+    A client that goes away costs one log line, not a traceback."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise RequestRejected(413, f"request body of {int(declared):,} bytes exceeds max_request_bytes={limit:,}")
     chunks, size = [], 0
     stream = request.stream().__aiter__()
+    deadline = time.monotonic() + timeout
     while True:
         try:
-            chunk = await asyncio.wait_for(stream.__anext__(), timeout)
+            chunk = await asyncio.wait_for(stream.__anext__(), max(0.0, deadline - time.monotonic()))
         except StopAsyncIteration:
             break
         except TimeoutError:
@@ -351,6 +457,17 @@ async def read_body(request: Request, limit: int, timeout: float = 10.0) -> byte
     return b"".join(chunks)
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's keys, refusing a key given twice (which one should count would be a guess)."""
+    mapping: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in mapping:
+            raise RequestRejected(400, f"request body is not valid JSON for this API: the key {_excerpt(key)!r} "
+                                       "appears twice in one object")  # fmt: skip
+        mapping[key] = value
+    return mapping
+
+
 def parse_request(body: bytes) -> NerRequest:
     """Decode, parse and validate a ``/v1/ner`` body, naming the field or byte at fault."""
     if not body.strip():
@@ -361,7 +478,7 @@ def parse_request(body: bytes) -> NerRequest:
         bad = body[error.start : error.start + 1].hex()
         raise RequestRejected(400, f"request body is not valid UTF-8 (byte 0x{bad} at offset {error.start})") from None
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as error:
         raise RequestRejected(
             400, f"request body is not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}"
@@ -403,7 +520,9 @@ def _field_path(location: Iterable[Any]) -> str:
 
 
 def check_texts(texts: Sequence[str], paths: Sequence[str], settings: ServerSettings) -> None:
-    """Refuse texts over the limits (413) or that are not taggable text (422), naming the culprit."""
+    """Refuse texts over the limits (413) or that are not taggable text (422), naming the culprit. The limits
+    are checked for every text before any text's characters are scanned: a request over a limit costs
+    almost nothing."""
     if len(texts) > settings.max_texts:
         raise RequestRejected(413, f"{len(texts)} texts in one request exceeds max_texts={settings.max_texts}")
     for text, path in zip(texts, paths, strict=True):
@@ -413,6 +532,7 @@ def check_texts(texts: Sequence[str], paths: Sequence[str], settings: ServerSett
                 f"{path} has {len(text):,} characters, over max_chars_per_text={settings.max_chars_per_text:,}; "
                 "split it into several texts",
             )
+    for text, path in zip(texts, paths, strict=True):
         if not text:
             raise RequestRejected(422, f"{path} is empty")
         if not text.strip():
@@ -433,7 +553,9 @@ def _invisible(char: str) -> bool:
 
 
 def check_tokens(counts: Sequence[int], paths: Sequence[str], settings: ServerSettings) -> None:
-    """Refuse work over the sub-token limits (413), measured with the tagger's tokenizer before the model runs."""
+    """Refuse work over the sub-token limits (413). ``counts`` are what the model will compute for each text:
+    the sub-tokens of the rows the tagger built for it (words as split for the model, windows and their
+    overlap included), not a tokenization of the raw string, which can count 60 times fewer."""
     for count, path in zip(counts, paths, strict=True):
         if count > settings.max_tokens_per_text:
             raise RequestRejected(
@@ -472,26 +594,65 @@ def _request_schema_openapi(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+@dataclass
+class PreparedRequest:
+    """A checked request: what the worker runs (prepared texts, or plain texts for a tagger without
+    ``prepare``), the ids to echo and the threshold to apply."""
+
+    items: list[Any]
+    ids: list[str | int | None]
+    threshold: float | None
+
+
+def prepare_request(body: bytes, tagger: Any, settings: ServerSettings) -> PreparedRequest:
+    """Parse, validate and check a body, and build the model rows of its texts, refusing whatever is over a
+    limit before any model work. Runs off the event loop (it is CPU work on up to ``max_request_bytes``)."""
+    payload = parse_request(body)
+    texts, ids, paths = payload.inputs()
+    check_texts(texts, paths, settings)
+    items: list[Any] = texts
+    if callable(getattr(tagger, "prepare", None)) and callable(getattr(tagger, "tag_steps", None)):
+        items = tagger.prepare(texts)
+        check_tokens([item.subtokens for item in items], paths, settings)
+    return PreparedRequest(items, ids, payload.threshold)
+
+
+def _runner(tagger: Any) -> Callable[[list[Any]], Any]:
+    """What the batcher calls on merged items: the tagger's step generator when it has one, else ``pipe``."""
+    if callable(getattr(tagger, "prepare", None)) and callable(getattr(tagger, "tag_steps", None)):
+        return tagger.tag_steps
+    return lambda texts: list(tagger.pipe(texts))
+
+
+class _GuardedApp(FastAPI):
+    """FastAPI with :class:`~lsfa.inference.http_guard.Guard` outside everything, Starlette's error middleware
+    included, so every response (a 500 too) passes the header rules, the in-flight bound and the headers."""
+
+    guard_hosts: frozenset[str] | None = None
+    guard_in_flight: int = 128
+
+    def build_middleware_stack(self):  # type: ignore[override]
+        return Guard(super().build_middleware_stack(), self.guard_hosts, self.guard_in_flight)
+
+
 def create_app(tagger: Any, settings: ServerSettings | None = None) -> FastAPI:
     """A FastAPI app serving ``tagger`` (see the module docstring for what ``tagger`` must offer)."""
     settings = settings or ServerSettings()
     meta = tagger.meta
-    tokenizer = getattr(tagger, "tokenizer", None)
-    allowed_hosts = LOOPBACK_HOSTS if settings.loopback_only else None
     model_name = str(getattr(tagger, "model_name", None) or meta.base_model)
     attention = str(getattr(tagger, "attention", None) or meta.attention)
     labels = list(getattr(tagger, "labels", None) or meta.labels)
-    batcher = MicroBatcher(
-        lambda texts: list(tagger.pipe(texts)), settings.batch_wait_ms / 1000, settings.max_batch_texts
-    )
+    batcher = MicroBatcher(_runner(tagger), settings.batch_wait_ms / 1000, settings.max_batch_texts)
+    preparing = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="lsfa-prepare")
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI):
         batcher.start()
         yield
         await asyncio.to_thread(batcher.stop)
+        preparing.shutdown(wait=False, cancel_futures=True)
 
-    app = FastAPI(
+    app = _GuardedApp(
         title="lsfa NER",
         version=__version__,
         description=f"Named entities from `{model_name}` (attention: {attention}).",
@@ -500,67 +661,20 @@ def create_app(tagger: Any, settings: ServerSettings | None = None) -> FastAPI:
         redoc_url=None,
         openapi_url=None,
     )
+    app.guard_hosts = LOOPBACK_HOSTS if settings.loopback_only else None
+    app.guard_in_flight = settings.max_requests_in_flight
     app.state.batcher = batcher
     app.state.tagger = tagger
     app.state.settings = settings
-    bearer = HTTPBearer(auto_error=False, description="Required when the server was started with an API key.")
-
-    def require_api_key(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
-        if settings.api_key is None:
-            return
-        given = credentials.credentials if credentials is not None else ""
-        if not hmac.compare_digest(given.encode(), settings.api_key.encode()):
-            reason = "wrong API key" if credentials is not None else "missing API key"
-            raise RequestRejected(401, f"{reason}: send the header 'Authorization: Bearer <key>'")
-
-    @app.exception_handler(RequestRejected)
-    async def _rejected(_: Request, error: RequestRejected) -> JSONResponse:
-        body: dict[str, Any] = {"detail": error.detail}
-        if error.errors:
-            body["errors"] = error.errors
-        headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else {}
-        if error.retry_after is not None:
-            headers["Retry-After"] = str(error.retry_after)
-        return JSONResponse(body, status_code=error.status, headers=headers or None)
-
-    @app.exception_handler(Exception)
-    async def _unexpected(_: Request, error: Exception) -> JSONResponse:
-        LOG.error("internal error: %s: %s", type(error).__name__, error)  # the log has it; the client does not
-        return JSONResponse({"detail": "internal error; the server log has the details"}, status_code=500)
-
-    @app.middleware("http")
-    async def _hygiene(request: Request, call_next):
-        host = request.headers.get("host", "").rsplit(":", 1)[0].strip("[]").lower()
-        if allowed_hosts is not None and host not in allowed_hosts:
-            return JSONResponse({"detail": "unexpected Host header"}, status_code=400)
-        if request.url.path.startswith("/v1/") and request.method == "POST":
-            content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-            if content_type != "application/json":
-                return JSONResponse({"detail": "send the body as Content-Type: application/json"}, status_code=415)
-        response = await call_next(request)
-        response.headers.update(HARDENING_HEADERS)
-        return response
-
-    info = ModelInfo(
-        model=model_name,
-        base_model=meta.base_model,
-        attention=attention,
-        labels=labels,
-        entity_types=entity_types(labels),
-        max_length=getattr(meta, "max_length", None),
-        lsfa_version=__version__,
-        trained_with_lsfa=getattr(meta, "lsfa_version", None),
-        limits={
-            "max_request_bytes": settings.max_request_bytes,
-            "max_texts": settings.max_texts,
-            "max_chars_per_text": settings.max_chars_per_text,
-        },
-    )
+    _error_handlers(app)
+    require_api_key = _api_key_check(settings)
+    info = _model_info(tagger, settings, model_name, attention, labels)
 
     @app.get("/healthz", summary="Liveness: 200 while the model worker runs")
     async def healthz() -> JSONResponse:
         ok = batcher.alive or batcher.pending == 0
-        body = {"status": "ok" if ok else "worker stopped", "queued_jobs": batcher.pending, "batches": batcher.batches}
+        body = {"status": "ok" if ok else "worker stopped", "queued_jobs": batcher.pending, "batches": batcher.batches,
+                "texts": batcher.texts, "dropped_jobs": batcher.dropped}  # fmt: skip
         return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.get("/v1/model", response_model=ModelInfo, dependencies=[Depends(require_api_key)])
@@ -580,30 +694,28 @@ def create_app(tagger: Any, settings: ServerSettings | None = None) -> FastAPI:
             }
         },
         responses={
-            400: {"description": "Empty body, invalid UTF-8 or invalid JSON"},
+            400: {"description": "Empty body, invalid UTF-8 or JSON, a key given twice, a duplicated header"},
             401: {"description": "Missing or wrong API key"},
-            413: {"description": "Over max_request_bytes, max_texts or max_chars_per_text"},
+            408: {"description": "The body did not arrive within body_timeout_s"},
+            413: {"description": "Over max_request_bytes, max_texts, max_chars_per_text or a sub-token limit"},
             422: {"description": "Wrong shape or types, empty or whitespace-only text, control characters"},
+            503: {"description": "Queue or in-flight bound full (with Retry-After)"},
         },
     )
     async def ner(request: Request) -> NerResponse:
         """Entities of each text, in character offsets of that text; long texts are windowed, not cut."""
-        payload = parse_request(await read_body(request, settings.max_request_bytes, settings.body_timeout_s))
-        texts, ids, paths = payload.inputs()
-        check_texts(texts, paths, settings)
-        if tokenizer is not None:
-            check_tokens(
-                [len(ids_) for ids_ in tokenizer(texts, add_special_tokens=False)["input_ids"]], paths, settings
-            )
+        body = await read_body(request, settings.max_request_bytes, settings.body_timeout_s)
+        loop = asyncio.get_running_loop()
+        prepared = await loop.run_in_executor(preparing, prepare_request, body, tagger, settings)
         try:
-            job = batcher.submit(texts, settings.max_queued_requests)
+            job = batcher.submit(prepared.items, settings.max_queued_requests)
         except QueueFull:
             raise RequestRejected(503, "the model is busy; try again shortly", retry_after=RETRY_AFTER_S) from None
         per_text = await _result_unless_gone(request, job)
-        floor = payload.threshold if payload.threshold is not None else -1.0
+        floor = prepared.threshold if prepared.threshold is not None else -1.0
         results = [
             NerResult(id=text_id, entities=[_entity_out(entity) for entity in entities if entity.score >= floor])
-            for text_id, entities in zip(ids, per_text, strict=True)
+            for text_id, entities in zip(prepared.ids, per_text, strict=True)
         ]
         return NerResponse(model=model_name, attention=attention, results=results)
 
@@ -621,14 +733,125 @@ def create_app(tagger: Any, settings: ServerSettings | None = None) -> FastAPI:
     return app
 
 
-async def _result_unless_gone(request: Request, job: concurrent.futures.Future) -> list[Any]:
-    """Wait for a job's results; if the client disconnects first, cancel the job when it has not started."""
+def _error_handlers(app: FastAPI) -> None:
+    """Client errors as ``{"detail", "errors"}`` with their status; anything else a 500 that reveals nothing."""
+
+    @app.exception_handler(RequestRejected)
+    async def _rejected(_: Request, error: RequestRejected) -> JSONResponse:
+        body: dict[str, Any] = {"detail": error.detail}
+        if error.errors:
+            body["errors"] = error.errors
+        headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else {}
+        if error.retry_after is not None:
+            headers["Retry-After"] = str(error.retry_after)
+        return JSONResponse(body, status_code=error.status, headers=headers or None)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, error: Exception) -> JSONResponse:
+        LOG.error("internal error: %s: %s", type(error).__name__, error)  # the log has it; the client does not
+        return JSONResponse({"detail": "internal error; the server log has the details"}, status_code=500)
+
+
+def _api_key_check(settings: ServerSettings) -> Callable[..., None]:
+    """The dependency that requires the bearer key on ``/v1/*`` when the server has one."""
+    bearer = HTTPBearer(auto_error=False, description="Required when the server was started with an API key.")
+
+    def require_api_key(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+        if settings.api_key is None:
+            return
+        given = credentials.credentials if credentials is not None else ""
+        if not hmac.compare_digest(given.encode(), settings.api_key.encode()):
+            reason = "wrong API key" if credentials is not None else "missing API key"
+            raise RequestRejected(401, f"{reason}: send the header 'Authorization: Bearer <key>'")
+
+    return require_api_key
+
+
+def _model_info(tagger: Any, settings: ServerSettings, model_name: str, attention: str, labels: list[str]) -> ModelInfo:
+    meta = tagger.meta
+    limits = ("max_request_bytes", "max_texts", "max_chars_per_text", "max_tokens_per_text", "max_tokens_per_request")
+    return ModelInfo(
+        model=model_name,
+        base_model=meta.base_model,
+        attention=attention,
+        labels=labels,
+        entity_types=entity_types(labels),
+        max_length=getattr(meta, "max_length", None),
+        lsfa_version=__version__,
+        trained_with_lsfa=getattr(meta, "lsfa_version", None),
+        limits={name: getattr(settings, name) for name in limits},
+    )
+
+
+async def _result_unless_gone(request: Request, job: JobFuture) -> list[Any]:
+    """Wait for a job's results; if the client disconnects first, abandon the job: dropped before the model runs
+    it when still queued, or before its next forward pass when running."""
     waiting = asyncio.wrap_future(job)
     while True:
         done, _ = await asyncio.wait({waiting}, timeout=DISCONNECT_POLL_S)
         if done:
             return waiting.result()
         if await request.is_disconnected():
-            job.cancel()  # a queued job is dropped; one already running finishes and is discarded
-            LOG.info("client went away; its queued work was cancelled")
+            job.abandon()
             raise RequestRejected(499, "client closed the request")
+
+
+SERVER_PAD_MULTIPLE = 32
+"""Batch widths of `lsfa serve` are rounded up to this: under bf16, oneDNN keeps a compiled kernel per distinct
+shape, and a server that saw every width grew by 400 MB in 150 batches; with widths in steps of 32 it stayed flat
+(docs/server.md, "Memory")."""
+
+SERVER_BATCH_TOKENS = 4096
+"""Tokens per forward pass of `lsfa serve` (packed rows): what `lsfa predict --max-batch-tokens` measured fastest.
+One pass is also the longest a small request waits for each run ahead of it (the batcher interleaves passes)."""
+
+
+def server_inference_options(**values: Any) -> InferenceOptions:
+    """The tagger options `lsfa serve` loads with: lsfa's fast path (packed rows, a token budget per pass, widths
+    in steps of :data:`SERVER_PAD_MULTIPLE`), with ``values`` (precision, decoding, ...) on top."""
+    defaults = {"pack": True, "max_batch_tokens": SERVER_BATCH_TOKENS, "pad_to_multiple_of": SERVER_PAD_MULTIPLE}
+    return InferenceOptions.of(None, flags=True, **(defaults | values))
+
+
+def run_server(app: FastAPI, host: str, port: int, settings: ServerSettings) -> None:
+    """Serve ``app`` with uvicorn behind the connection guard (:func:`uvicorn_config`) until interrupted."""
+    import uvicorn
+
+    _raise_open_file_limit()
+    _log_to_stderr()
+    uvicorn.Server(uvicorn_config(app, host, port, settings)).run()
+
+
+def uvicorn_config(app: FastAPI, host: str, port: int, settings: ServerSettings):
+    """uvicorn's settings for a served app: the guarded h11 protocol (a deadline on every request header,
+    :mod:`lsfa.inference.http_guard`), no cap on idle sockets (the bound is on requests in flight, in the app),
+    headers of at most :data:`MAX_HEADER_BYTES`, no ``server`` banner, idle keep-alive closed after 5 s."""
+    import uvicorn
+
+    return uvicorn.Config(
+        app, host=host, port=port, http=guarded_protocol(settings.header_timeout_s), log_level="warning",
+        server_header=False, limit_concurrency=None, timeout_keep_alive=5, lifespan="on",
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+    )  # fmt: skip
+
+
+def _raise_open_file_limit() -> None:
+    """Open files up to the hard limit: an idle connection costs one descriptor until its header deadline."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        wanted = max(soft, 65536) if hard == resource.RLIM_INFINITY else hard
+        if soft < wanted:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    except (ImportError, ValueError, OSError):  # not POSIX, or not allowed: the default limit stays
+        pass
+
+
+def _log_to_stderr() -> None:
+    """The server's own log lines (dropped work, closed connections, internal errors) on stderr at INFO."""
+    if not LOG.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s lsfa.serve %(levelname)s: %(message)s"))
+        LOG.addHandler(handler)
+    LOG.setLevel(logging.INFO)

@@ -17,16 +17,17 @@ model tagged slightly ill-formed is still better returned than silently dropped.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from lsfa.data.encode import EncodedSet
 from lsfa.data.text import Word, split_words, words_as_text  # noqa: F401 (words_as_text: re-exported)
 from lsfa.errors import LsfaError
 from lsfa.inference.decode import decode_predictions, drop_below, entity_confidences
 from lsfa.inference.options import InferenceOptions
-from lsfa.inference.predictor import WordPredictions
+from lsfa.inference.predictor import WordPredictions, run_steps
 from lsfa.models.classifier import quiet_transformers
 from lsfa.models.saving import META_FILE, TaggerMeta
 
@@ -49,6 +50,20 @@ class Entity:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict with the fields in their declared order."""
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class PreparedText:
+    """A text split into words and encoded into the model rows it runs as: what a server counts, then queues."""
+
+    text: str
+    words: list[Word]
+    encoded: EncodedSet
+
+    @property
+    def subtokens(self) -> int:
+        """Sub-tokens the model computes for this text (all its windows, overlaps and special tokens included)."""
+        return self.encoded.n_subtokens
 
 
 def resolve_tagger_folder(path: str | Path) -> Path:
@@ -226,10 +241,42 @@ class Tagger:
             yield from self._entities_of(batch)
 
     def _entities_of(self, texts: list[str]) -> list[list[Entity]]:
-        split = [split_words(text) for text in texts]
-        predicted = self.predict_words([[word.text for word in words] for words in split])
-        spans = self.entity_spans(predicted)
-        return [entities_from_spans(text, words, found) for text, words, found in zip(texts, split, spans, strict=True)]
+        return run_steps(self.tag_steps(self.prepare(texts)))
+
+    def prepare(self, texts: Sequence[str]) -> list[PreparedText]:
+        """Each text split into words and encoded into the model rows it will run as (windows included).
+
+        Why apart from tagging: a server counts each text's work (``PreparedText.subtokens``, the sub-tokens the
+        model will compute, whatever the characters) and refuses what is over its limits before any model work;
+        the same rows are then run, not encoded a second time."""
+        from lsfa.data.encode import encode_sentences
+
+        prepared = []
+        for text in texts:
+            words = split_words(text)
+            model_words = [[_model_safe(word.text) for word in words]]
+            encoded = encode_sentences(self.tokenizer, model_words, max_length=self.max_length)
+            prepared.append(PreparedText(text, words, encoded))
+        return prepared
+
+    def tag_steps(self, prepared: Sequence[PreparedText]) -> Generator[None, None, list[list[Entity]]]:
+        """Entities of prepared texts, yielding after each forward pass (see
+        :func:`lsfa.inference.predictor.predict_encoded_steps`); :func:`run_steps` drives it to the end."""
+        from lsfa.data.encode import concat_encoded
+        from lsfa.inference.predictor import predict_encoded_steps
+
+        id2label = dict(enumerate(self.labels))
+        encoded = concat_encoded([item.encoded for item in prepared])
+        lengths = [len(item.words) for item in prepared]
+        pad_id = self.tokenizer.pad_token_id
+        predicted = yield from predict_encoded_steps(self.model, encoded, id2label, pad_id, lengths, self.options)
+        spans = self.entity_spans(self._decoded(predicted))
+        return [entities_from_spans(item.text, item.words, found) for item, found in zip(prepared, spans, strict=True)]
+
+    def _decoded(self, predicted: WordPredictions) -> WordPredictions:
+        """Tags read with the tagger's decoding (argmax for a ``tokens`` tagger: flat tags have no transitions)."""
+        decoding = "argmax" if self.task == "tokens" else self.decoding
+        return decode_predictions(predicted, self.labels, decoding, self.temperature)
 
     def entity_spans(self, predicted: WordPredictions) -> list[list[tuple[int, int, str, float]]]:
         """Each sentence's entities with their confidence, those below the threshold dropped. A ``tokens`` tagger
@@ -263,8 +310,7 @@ class Tagger:
             documents=documents,
             context=self.meta.context if documents is not None else "sentence",
         )
-        decoding = "argmax" if self.task == "tokens" else self.decoding  # flat tags have no transitions to enforce
-        return decode_predictions(predicted, self.labels, decoding, self.temperature)
+        return self._decoded(predicted)
 
     def __repr__(self) -> str:
         return (
