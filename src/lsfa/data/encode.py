@@ -22,6 +22,7 @@ Three kinds of context (:data:`Context`):
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -88,7 +89,7 @@ def concat_encoded(sets: Sequence[EncodedSet]) -> EncodedSet:
         offset = result.n_sentences
         for example in encoded.examples:
             segments = [Segment(segment.sentence + offset, segment.words) for segment in example.segments]
-            result.examples.append(Example(example.input_ids, example.labels, segments, example.label_positions))
+            result.examples.append(dataclasses.replace(example, segments=segments))
         result.n_sentences += encoded.n_sentences
         result.cut_words += encoded.cut_words
     return result

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from lsfa.data.align import IGNORE_INDEX
-from lsfa.data.encode import EncodedSet, Example, Segment, encode_sentences
+from lsfa.data.encode import EncodedSet, Example, concat_encoded, encode_sentences
 from lsfa.data.text import split_words
 from lsfa.data.types import Sentence
 from lsfa.errors import DataFormatError, LsfaError
@@ -295,19 +295,6 @@ class DistillCollator:
         return batch
 
 
-def with_unlabelled(train_rows: EncodedSet, unlabelled: EncodedSet) -> EncodedSet:
-    """The training rows followed by the unlabelled texts' rows, whose sentences number on after the training
-    split's (as in the cache)."""
-    offset = train_rows.n_sentences
-    shifted = [
-        dataclasses.replace(row, segments=[Segment(s.sentence + offset, s.words) for s in row.segments])
-        for row in unlabelled.examples
-    ]
-    return EncodedSet(
-        train_rows.examples + shifted, offset + unlabelled.n_sentences, train_rows.cut_words + unlabelled.cut_words
-    )
-
-
 # --- one run's distillation ----------------------------------------------------------------------------------
 
 
@@ -329,7 +316,7 @@ class Distillation:
         if not self.unlabelled:
             return train_rows
         extra = encode_sentences(tokenizer, self.unlabelled, None, max_length=config.max_length)
-        return with_unlabelled(train_rows, extra)
+        return concat_encoded([train_rows, extra])
 
     def dataset(self, rows: EncodedSet) -> DistillDataset:
         return DistillDataset(rows, self.cache.offsets)
