@@ -129,6 +129,33 @@ def test_predict_conll_keeps_columns_and_documents(run, rule_dir, tmp_path):
     ]
 
 
+def test_predict_conll_honours_the_threshold(run, rule_dir, tmp_path):
+    """--threshold drops the same entities from CoNLL output as from JSONL output: their words are written O
+    (the threshold used to be ignored for CoNLL, which wrote the raw tags)."""
+    gold = tmp_path / "gold.conll"
+    gold.write_text(GOLD, encoding="utf-8")
+    sentences = [s.tokens for s in read_conll(gold).sentences]
+    words = tmp_path / "words.jsonl"
+    words.write_text("".join(json.dumps({"words": tokens}) + "\n" for tokens in sentences), encoding="utf-8")
+    command = ["predict", "--model-dir", rule_dir, "--precision", "fp32", "--decoding", "argmax"]
+    code, out, _ = run([*command, "--input", str(words)])
+    scores = {e["text"]: e["score"] for row in map(json.loads, out.splitlines()) for e in row["entities"]}
+    assert code == 0 and scores["Bob Carter"] < scores["Cole"]  # Cole ends its sentence: nothing can continue it
+    between = str((scores["Bob Carter"] + scores["Cole"]) / 2)
+    tags = {}
+    for threshold in ("0", between):
+        output = tmp_path / f"pred-{threshold}.conll"
+        code, _, err = run([*command, "--input", str(gold), "--threshold", threshold, "-o", str(output)])
+        assert code == 0, err
+        tags[threshold] = [s.tags for s in read_conll(output).sentences]
+    assert tags["0"] == [["B-PER", "I-PER", "O", "B-PER", "O", "O", "O"], ["O", "O", "I-PER"]]
+    assert tags[between] == [["O"] * 7, ["O", "O", "I-PER"]]
+    code, out, _ = run([*command, "--input", str(words), "--threshold", between])
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and [row["tags"] for row in rows] == tags[between]
+    assert [[e["text"] for e in row["entities"]] for row in rows] == [[], ["Cole"]]
+
+
 def test_predict_words_only_conll(run, rule_dir, tmp_path):
     source = tmp_path / "words.txt"
     source.write_text("Bob\nsat\n\nCole\n", encoding="utf-8")

@@ -273,3 +273,23 @@ def test_document_windows_of_one_sentence_documents_are_sentence_rows(tiny_tagge
     assert got.tags == expected.tags
     for want, have in zip(expected.scores, got.scores, strict=True):
         assert have == pytest.approx(want, abs=1e-5)
+
+
+def test_per_call_options_override_the_taggers_for_that_call_only(rule_tagger) -> None:
+    """``threshold=`` / ``decoding=`` on ``__call__`` and ``pipe`` (what the server and the spaCy component pass)
+    read this call's outputs differently and leave the tagger's own options alone; load-time options are refused."""
+    text = "Bob Carter met Bill in Paris . the dog Cole"
+    found = rule_tagger(text)
+    assert rule_tagger.threshold is None and len(found) == 3
+    cut = (min(e.score for e in found) + max(e.score for e in found)) / 2
+    assert [e.text for e in rule_tagger(text, threshold=cut)] == [e.text for e in found if e.score >= cut] != []
+    assert [len(entities) for entities in rule_tagger.pipe([text, text], threshold=1.0)] == [0, 0]
+    assert rule_tagger(text) == found and rule_tagger.threshold is None
+    prepared = rule_tagger.prepare([text], threshold=1.0) + rule_tagger.prepare([text])  # one run, two requests
+    from lsfa.inference.predictor import run_steps
+
+    assert run_steps(rule_tagger.tag_steps(prepared)) == [[], found]
+    with pytest.raises(LsfaError, match="threshold"):
+        rule_tagger(text, threshold=1.5)
+    with pytest.raises(LsfaError, match="batch_size: not an option of one call"):
+        rule_tagger(text, batch_size=2)

@@ -13,7 +13,7 @@ from typing import get_args
 
 import torch
 
-from lsfa.decoding import check_threshold, span_confidences, transition_rules, viterbi
+from lsfa.decoding import span_confidences, transition_rules, viterbi
 from lsfa.errors import LsfaError
 from lsfa.inference.options import Decoding
 from lsfa.inference.predictor import WordPredictions
@@ -101,8 +101,18 @@ def entity_confidences(
 
 
 def drop_below(spans: list[tuple[int, int, str, float]], threshold: float | None) -> list[tuple[int, int, str, float]]:
-    """Entities whose confidence reaches ``threshold`` (all when it is None)."""
+    """Entities whose confidence reaches ``threshold`` (all when it is None): the one place a threshold is
+    applied. It was validated once, by :class:`~lsfa.inference.options.InferenceOptions`."""
     if threshold is None:
         return spans
-    threshold = check_threshold(threshold, "threshold")
     return [span for span in spans if span[3] >= threshold]
+
+
+def tags_of_kept(tags: Sequence[str], kept: Sequence[tuple[int, int, str, float]]) -> list[str]:
+    """``tags`` with every word outside the ``kept`` entities set to ``O``: the tags of a tag-per-word output
+    (CoNLL, JSONL ``tags``) that agree with its thresholded entities. Removing an entity never changes the
+    others, since a kept span keeps its own tags and an entity right after a removed one still opens one."""
+    out = ["O"] * len(tags)
+    for start, end, _, _ in kept:
+        out[start:end] = tags[start:end]
+    return out

@@ -156,7 +156,8 @@ def _predict_batch(tagger: Tagger, batch: list[Record]) -> Iterator[dict[str, An
             placed.append((record.text, split_words(record.text)))
     predicted = tagger.predict_words([[word.text for word in words] for _, words in placed])
     spans = tagger.entity_spans(predicted)
-    for record, (text, words), tags, found in zip(batch, placed, predicted.tags, spans, strict=True):
+    kept_tags = tagger.kept_tags(predicted, spans)
+    for record, (text, words), tags, found in zip(batch, placed, kept_tags, spans, strict=True):
         entities = [entity.to_dict() for entity in entities_from_spans(text, words, found)]
         output: dict[str, Any] = {"id": record.source.get("id", record.line)}
         output.update(record.source)
@@ -277,10 +278,17 @@ def _words_only_conll(lines: list[str], path: str | Path):
 def predict_conll(tagger: Tagger, path: str | Path, output: str | Path | TextIO, progress: bool = False) -> int:
     """Tag a CoNLL file and write it with the predicted tags in the last column; return the sentence count.
 
-    Sentences are predicted with their document ids, so a tagger trained with document context gets it.
+    Sentences are predicted with their document ids, so a tagger trained with document context gets it. With a
+    threshold, the words of entities below it are written ``O``, as the entities of JSONL output drop them; a
+    ``tokens`` tagger (a tag on every word, no ``O`` to fall back to) refuses a threshold here.
     """
     from lsfa.data.conll import write_conll
 
+    if tagger.threshold is not None and tagger.task == "tokens":
+        raise LsfaError(
+            "--threshold drops entities, but this tagger writes a tag on every word (task tokens): "
+            "leave --threshold out for CoNLL output, or ask for JSONL (--output-format jsonl)"
+        )
     conll = read_conll_for_prediction(path)
     sentences = conll.sentences
     previous, tagger.progress = tagger.progress, progress
@@ -288,8 +296,7 @@ def predict_conll(tagger: Tagger, path: str | Path, output: str | Path | TextIO,
         predicted = tagger.predict_words([s.tokens for s in sentences], documents=[s.doc_id for s in sentences])
     finally:
         tagger.progress = previous
-    tagged = [
-        Sentence(s.tokens, tags, s.extra, s.doc_id, s.line) for s, tags in zip(sentences, predicted.tags, strict=True)
-    ]
+    kept = tagger.kept_tags(predicted, tagger.entity_spans(predicted))
+    tagged = [Sentence(s.tokens, tags, s.extra, s.doc_id, s.line) for s, tags in zip(sentences, kept, strict=True)]
     write_conll(tagged, output, sep=conll.sep, docstart=conll.has_docstart)
     return len(tagged)

@@ -57,5 +57,9 @@ class InferenceOptions(BaseModel):
             raise LsfaError(f"{shown}: {problem['msg']} (got {given!r})") from None
 
 
+CALL_OPTIONS: tuple[str, ...] = ("decoding", "threshold")
+"""The options one call of a loaded tagger may override (``tagger(text, threshold=0.8)``, a server request's
+``threshold``): they read the model's outputs; the others decide how the model runs and are set at load."""
+
 EXACT = InferenceOptions(precision="fp32")
 """The predictor's defaults: plain fp32, the reference numbers (a :class:`Tagger` defaults to ``auto``)."""

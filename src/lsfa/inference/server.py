@@ -2,7 +2,9 @@
 
 ``create_app(tagger, settings)`` builds a FastAPI app around a :class:`lsfa.inference.tagger.Tagger`, or any
 object with ``.pipe(texts)`` (yielding one list of entities per text, each with ``start, end, label, text,
-score`` in character offsets), ``.labels`` and ``.meta`` (:class:`lsfa.models.saving.TaggerMeta`).
+score`` in character offsets), ``.labels`` and ``.meta`` (:class:`lsfa.models.saving.TaggerMeta`). A request's
+``threshold`` is passed on as ``pipe(texts, threshold=...)`` / ``prepare(texts, threshold=...)``, the tagger's
+per-call override; the server does not filter entities itself.
 ``run_server`` serves it behind :mod:`lsfa.inference.http_guard` (what `lsfa serve` does).
 
 Why the work is counted on prepared rows: a text's cost is the sub-tokens of the model rows built from its
@@ -30,6 +32,7 @@ import concurrent.futures
 import contextlib
 import hmac
 import inspect
+import itertools
 import json
 import logging
 import math
@@ -596,12 +599,19 @@ def _request_schema_openapi(app: FastAPI) -> None:
 
 @dataclass
 class PreparedRequest:
-    """A checked request: what the worker runs (prepared texts, or plain texts for a tagger without
-    ``prepare``), the ids to echo and the threshold to apply."""
+    """A checked request: what the worker runs (texts prepared with the request's threshold, or
+    :class:`PlainText` for a tagger without ``prepare``) and the ids to echo."""
 
     items: list[Any]
     ids: list[str | int | None]
-    threshold: float | None
+
+
+@dataclass(frozen=True)
+class PlainText:
+    """A text for a tagger without ``prepare``, with the request's threshold for its ``pipe`` call."""
+
+    text: str
+    threshold: float | None = None
 
 
 def prepare_request(body: bytes, tagger: Any, settings: ServerSettings) -> PreparedRequest:
@@ -610,18 +620,28 @@ def prepare_request(body: bytes, tagger: Any, settings: ServerSettings) -> Prepa
     payload = parse_request(body)
     texts, ids, paths = payload.inputs()
     check_texts(texts, paths, settings)
-    items: list[Any] = texts
+    per_call = {} if payload.threshold is None else {"threshold": payload.threshold}  # else the tagger's own
+    items: list[Any] = [PlainText(text, payload.threshold) for text in texts]
     if callable(getattr(tagger, "prepare", None)) and callable(getattr(tagger, "tag_steps", None)):
-        items = tagger.prepare(texts)
+        items = tagger.prepare(texts, **per_call)
         check_tokens([item.subtokens for item in items], paths, settings)
-    return PreparedRequest(items, ids, payload.threshold)
+    return PreparedRequest(items, ids)
 
 
 def _runner(tagger: Any) -> Callable[[list[Any]], Any]:
-    """What the batcher calls on merged items: the tagger's step generator when it has one, else ``pipe``."""
+    """What the batcher calls on merged items: the tagger's step generator when it has one, else ``pipe``, once
+    per run of texts that share a threshold (merged requests may have asked for different ones)."""
     if callable(getattr(tagger, "prepare", None)) and callable(getattr(tagger, "tag_steps", None)):
         return tagger.tag_steps
-    return lambda texts: list(tagger.pipe(texts))
+
+    def run(items: list[PlainText]) -> list[Any]:
+        results: list[Any] = []
+        for threshold, group in itertools.groupby(items, key=lambda item: item.threshold):
+            texts = [item.text for item in group]
+            results += tagger.pipe(texts) if threshold is None else tagger.pipe(texts, threshold=threshold)
+        return results
+
+    return run
 
 
 class _GuardedApp(FastAPI):
@@ -712,9 +732,8 @@ def create_app(tagger: Any, settings: ServerSettings | None = None) -> FastAPI:
         except QueueFull:
             raise RequestRejected(503, "the model is busy; try again shortly", retry_after=RETRY_AFTER_S) from None
         per_text = await _result_unless_gone(request, job)
-        floor = prepared.threshold if prepared.threshold is not None else -1.0
         results = [
-            NerResult(id=text_id, entities=[_entity_out(entity) for entity in entities if entity.score >= floor])
+            NerResult(id=text_id, entities=[_entity_out(entity) for entity in entities])
             for text_id, entities in zip(prepared.ids, per_text, strict=True)
         ]
         return NerResponse(model=model_name, attention=attention, results=results)

@@ -25,8 +25,8 @@ from typing import Any
 from lsfa.data.encode import EncodedSet
 from lsfa.data.text import Word, split_words, words_as_text  # noqa: F401 (words_as_text: re-exported)
 from lsfa.errors import LsfaError
-from lsfa.inference.decode import decode_predictions, drop_below, entity_confidences
-from lsfa.inference.options import InferenceOptions
+from lsfa.inference.decode import decode_predictions, drop_below, entity_confidences, tags_of_kept
+from lsfa.inference.options import CALL_OPTIONS, InferenceOptions
 from lsfa.inference.predictor import WordPredictions, run_steps
 from lsfa.models.classifier import quiet_transformers
 from lsfa.models.saving import META_FILE, TaggerMeta
@@ -59,6 +59,9 @@ class PreparedText:
     text: str
     words: list[Word]
     encoded: EncodedSet
+    options: InferenceOptions | None = None
+    """The options this text is read with when they are not the tagger's own (a per-call ``threshold`` or
+    ``decoding``): a server merges requests that asked for different ones into one run."""
 
     @property
     def subtokens(self) -> int:
@@ -99,6 +102,17 @@ def _model_safe(word: str) -> str:
 def _word_tags(tags: Sequence[str], scores: Sequence[float]) -> list[tuple[int, int, str, float]]:
     """Every word as a one-word "span" with its tag and probability (what a ``tokens`` tagger returns)."""
     return [(k, k + 1, tag, score) for k, (tag, score) in enumerate(zip(tags, scores, strict=True))]
+
+
+def _select(predicted: WordPredictions, indices: Sequence[int]) -> WordPredictions:
+    """The predictions of the sentences at ``indices``, in that order."""
+    logits = predicted.logits
+    return WordPredictions(
+        [predicted.tags[k] for k in indices],
+        [predicted.scores[k] for k in indices],
+        0,
+        None if logits is None else [logits[k] for k in indices],
+    )
 
 
 class Tagger:
@@ -220,48 +234,68 @@ class Tagger:
         """The base model the tagger was fine-tuned from (catalogue name or path)."""
         return self.meta.base_model
 
-    def __call__(self, text: str) -> list[Entity]:
-        """The entities of one text."""
-        return next(self.pipe([text], batch_size=1))
+    def call_options(self, **overrides: Any) -> InferenceOptions:
+        """The tagger's options with per-call ``overrides`` (:data:`~lsfa.inference.options.CALL_OPTIONS`:
+        ``threshold``, ``decoding``), validated once here. Why only those: they change how the model's outputs
+        are read, not how the model runs, like the postprocessing parameters of a transformers pipeline call."""
+        if not overrides:
+            return self.options
+        unknown = sorted(set(overrides) - set(CALL_OPTIONS))
+        if unknown:
+            raise LsfaError(
+                f"{', '.join(unknown)}: not an option of one call (those are {', '.join(CALL_OPTIONS)}; "
+                "the others are set when the tagger loads)"
+            )
+        return InferenceOptions.of(self.options, **overrides)
 
-    def pipe(self, texts: Iterable[str], batch_size: int | None = None) -> Iterator[list[Entity]]:
-        """Entities for each text, in order; ``batch_size`` texts (default the tagger's) are predicted together."""
+    def __call__(self, text: str, **overrides: Any) -> list[Entity]:
+        """The entities of one text; ``threshold=`` and ``decoding=`` override the tagger's for this call."""
+        self.call_options(**overrides)  # a load-time option (batch_size=...) is refused as one, not a TypeError
+        return next(self.pipe([text], batch_size=1, **overrides))
+
+    def pipe(self, texts: Iterable[str], batch_size: int | None = None, **overrides: Any) -> Iterator[list[Entity]]:
+        """Entities for each text, in order; ``batch_size`` texts (default the tagger's) are predicted together.
+        ``threshold=`` and ``decoding=`` override the tagger's for these texts."""
         size = batch_size or self.batch_size
         if size < 1:
             raise LsfaError(f"batch size must be at least 1, got {size}")
+        options = self.call_options(**overrides)  # a bad value fails before the first text
         batch: list[str] = []
         for text in texts:
             if not isinstance(text, str):
                 raise LsfaError(f"expected a string of text, got {type(text).__name__}")
             batch.append(text)
             if len(batch) == size:
-                yield from self._entities_of(batch)
+                yield from run_steps(self.tag_steps(self._prepare(batch, options)))
                 batch = []
         if batch:
-            yield from self._entities_of(batch)
+            yield from run_steps(self.tag_steps(self._prepare(batch, options)))
 
-    def _entities_of(self, texts: list[str]) -> list[list[Entity]]:
-        return run_steps(self.tag_steps(self.prepare(texts)))
-
-    def prepare(self, texts: Sequence[str]) -> list[PreparedText]:
-        """Each text split into words and encoded into the model rows it will run as (windows included).
+    def prepare(self, texts: Sequence[str], **overrides: Any) -> list[PreparedText]:
+        """Each text split into words and encoded into the model rows it will run as (windows included), to be
+        read with the per-call ``overrides`` (``threshold``, ``decoding``) when given.
 
         Why apart from tagging: a server counts each text's work (``PreparedText.subtokens``, the sub-tokens the
         model will compute, whatever the characters) and refuses what is over its limits before any model work;
         the same rows are then run, not encoded a second time."""
+        return self._prepare(texts, self.call_options(**overrides))
+
+    def _prepare(self, texts: Sequence[str], options: InferenceOptions) -> list[PreparedText]:
         from lsfa.data.encode import encode_sentences
 
+        own = None if options is self.options else options
         prepared = []
         for text in texts:
             words = split_words(text)
             model_words = [[_model_safe(word.text) for word in words]]
             encoded = encode_sentences(self.tokenizer, model_words, max_length=self.max_length)
-            prepared.append(PreparedText(text, words, encoded))
+            prepared.append(PreparedText(text, words, encoded, own))
         return prepared
 
     def tag_steps(self, prepared: Sequence[PreparedText]) -> Generator[None, None, list[list[Entity]]]:
         """Entities of prepared texts, yielding after each forward pass (see
-        :func:`lsfa.inference.predictor.predict_encoded_steps`); :func:`run_steps` drives it to the end."""
+        :func:`lsfa.inference.predictor.predict_encoded_steps`); :func:`run_steps` drives it to the end. Each text
+        is read with the options it was prepared with."""
         from lsfa.data.encode import concat_encoded
         from lsfa.inference.predictor import predict_encoded_steps
 
@@ -270,35 +304,65 @@ class Tagger:
         lengths = [len(item.words) for item in prepared]
         pad_id = self.tokenizer.pad_token_id
         predicted = yield from predict_encoded_steps(self.model, encoded, id2label, pad_id, lengths, self.options)
-        spans = self.entity_spans(self._decoded(predicted))
+        spans = self._read_each(predicted, [item.options or self.options for item in prepared])
         return [entities_from_spans(item.text, item.words, found) for item, found in zip(prepared, spans, strict=True)]
 
-    def _decoded(self, predicted: WordPredictions) -> WordPredictions:
-        """Tags read with the tagger's decoding (argmax for a ``tokens`` tagger: flat tags have no transitions)."""
-        decoding = "argmax" if self.task == "tokens" else self.decoding
+    def _read_each(
+        self, predicted: WordPredictions, options: Sequence[InferenceOptions]
+    ) -> list[list[tuple[int, int, str, float]]]:
+        """Each sentence's entities, read with its own options: sentences that share options are decoded
+        together."""
+        groups: dict[tuple[str, float | None], list[int]] = {}
+        for index, own in enumerate(options):
+            groups.setdefault((own.decoding, own.threshold), []).append(index)
+        spans: list[list[tuple[int, int, str, float]]] = [[] for _ in options]
+        for indices in groups.values():
+            part = predicted if len(groups) == 1 else _select(predicted, indices)
+            own = options[indices[0]]
+            for index, found in zip(indices, self._spans(self._decoded(part, own), own), strict=True):
+                spans[index] = found
+        return spans
+
+    def _decoded(self, predicted: WordPredictions, options: InferenceOptions) -> WordPredictions:
+        """Tags read with ``options.decoding`` (argmax for a ``tokens`` tagger: flat tags have no transitions)."""
+        decoding = "argmax" if self.task == "tokens" else options.decoding
         return decode_predictions(predicted, self.labels, decoding, self.temperature)
 
-    def entity_spans(self, predicted: WordPredictions) -> list[list[tuple[int, int, str, float]]]:
-        """Each sentence's entities with their confidence, those below the threshold dropped. A ``tokens`` tagger
-        (part of speech) returns every word with its tag and probability instead: a tag per word, not entities."""
+    def entity_spans(self, predicted: WordPredictions, **overrides: Any) -> list[list[tuple[int, int, str, float]]]:
+        """Each sentence's entities with their confidence, those below the threshold (the tagger's, or
+        ``threshold=`` for this call) dropped. A ``tokens`` tagger (part of speech) returns every word with its tag
+        and probability instead: a tag per word, not entities."""
+        return self._spans(predicted, self.call_options(**overrides))
+
+    def _spans(self, predicted: WordPredictions, options: InferenceOptions) -> list[list[tuple[int, int, str, float]]]:
         if self.task == "tokens":
-            return [drop_below(_word_tags(tags, scores), self.threshold) for tags, scores in zip(
+            return [drop_below(_word_tags(tags, scores), options.threshold) for tags, scores in zip(
                 predicted.tags, predicted.scores, strict=True)]  # fmt: skip
-        return [
-            drop_below(found, self.threshold) for found in entity_confidences(predicted, self.labels, self.temperature)
-        ]
+        confidences = entity_confidences(predicted, self.labels, self.temperature)
+        return [drop_below(found, options.threshold) for found in confidences]
+
+    def kept_tags(
+        self, predicted: WordPredictions, spans: Sequence[Sequence[tuple[int, int, str, float]]]
+    ) -> list[list[str]]:
+        """Tags that agree with ``spans`` (what :meth:`entity_spans` kept): words of entities below the threshold
+        become ``O``, so a tag-per-word output (CoNLL, JSONL ``tags``) honours the threshold as the entities do.
+        A ``tokens`` tagger's tags are returned as they are: each word has a tag, there is no ``O`` to fall to."""
+        if self.task == "tokens":
+            return [list(tags) for tags in predicted.tags]
+        return [tags_of_kept(tags, kept) for tags, kept in zip(predicted.tags, spans, strict=True)]
 
     def predict_words(
-        self, sentences: Sequence[Sequence[str]], documents: Sequence[int] | None = None
+        self, sentences: Sequence[Sequence[str]], documents: Sequence[int] | None = None, **overrides: Any
     ) -> WordPredictions:
-        """Tags (read with the tagger's decoding) and their calibrated probabilities for pre-split word sequences
-        (windows for long ones, never truncated).
+        """Tags (read with the tagger's decoding, or ``decoding=`` for this call) and their calibrated
+        probabilities for pre-split word sequences (windows for long ones, never truncated).
 
         ``documents`` (one id per sequence) lets a tagger trained with document context see the
         neighbouring sequences of the same document, as in training.
         """
         from lsfa.inference.predictor import predict_words
 
+        options = self.call_options(**overrides)
         if documents is not None and len(documents) != len(sentences):
             raise LsfaError(f"{len(documents)} document ids for {len(sentences)} word sequences")
         safe = [[_model_safe(word) for word in words] for words in sentences]
@@ -310,7 +374,7 @@ class Tagger:
             documents=documents,
             context=self.meta.context if documents is not None else "sentence",
         )
-        return self._decoded(predicted)
+        return self._decoded(predicted, options)
 
     def __repr__(self) -> str:
         return (

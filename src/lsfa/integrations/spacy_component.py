@@ -19,6 +19,7 @@ from spacy.language import Language
 from spacy.tokens import Doc, Span, SpanGroup
 
 from lsfa.errors import LsfaError
+from lsfa.inference.options import InferenceOptions
 from lsfa.inference.tagger import Tagger, resolve_tagger_folder
 
 SPANS_KEY = "lsfa"
@@ -31,7 +32,8 @@ class LsfaNer:
     def __init__(self, name: str, model: str | None, batch_size: int, threshold: float | None, precision: str) -> None:
         self.name = name
         self.batch_size = batch_size
-        self.settings = {"threshold": threshold, "precision": precision}
+        self.threshold = InferenceOptions.of(threshold=threshold).threshold  # checked now, passed on each call
+        self.settings = {"precision": precision}
         self.model = model  # loaded on first use: spacy.load gives the pipeline's own copy in from_disk first
         self.folder: Path | None = None
         self.tagger: Tagger | None = None
@@ -62,7 +64,8 @@ class LsfaNer:
     def _tag(self, docs: list[Doc]) -> list[Doc]:
         tagger = self._loaded()
         predicted = tagger.predict_words([[token.text for token in doc] for doc in docs])
-        for doc, found in zip(docs, tagger.entity_spans(predicted), strict=True):
+        per_call = {} if self.threshold is None else {"threshold": self.threshold}
+        for doc, found in zip(docs, tagger.entity_spans(predicted, **per_call), strict=True):
             spans = [Span(doc, start, end, label=label) for start, end, label, _ in found]
             doc.ents = spans
             scores = [score for *_, score in found]
