@@ -820,9 +820,11 @@ SERVER_PAD_MULTIPLE = 32
 shape, and a server that saw every width grew by 400 MB in 150 batches; with widths in steps of 32 it stayed flat
 (docs/server.md, "Memory")."""
 
-SERVER_BATCH_TOKENS = 4096
-"""Tokens per forward pass of `lsfa serve` (packed rows): what `lsfa predict --max-batch-tokens` measured fastest.
-One pass is also the longest a small request waits for each run ahead of it (the batcher interleaves passes)."""
+SERVER_BATCH_TOKENS = 2048
+"""Tokens per forward pass of `lsfa serve` (packed rows). One pass is the longest a small request waits for each run
+ahead of it (the batcher interleaves passes), so it is the smallest budget that costs no throughput: in one run
+(smollm2-135m, bf16, one thread, AMD EPYC; docs/server.md) two 2,891-sub-token texts took 7.25 s at 2,048, 7.65 s
+at 4,096 and 8.7 s at 1,024."""
 
 
 def server_inference_options(**values: Any) -> InferenceOptions:
