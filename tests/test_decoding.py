@@ -9,11 +9,10 @@ import math
 import pytest
 import torch
 
+from lsfa.data.schemes import to_spans
 from lsfa.decoding import (
-    argmax_decode,
     check_threshold,
     expected_calibration_error,
-    extract_spans,
     fit_confidence_temperature,
     fit_temperature,
     reliability_bins,
@@ -113,10 +112,9 @@ def test_viterbi_output_is_always_well_formed(scheme: str) -> None:
 def test_argmax_can_be_ill_formed_where_viterbi_repairs_it() -> None:
     labels = ("O", "B-PER", "I-PER")
     probs = torch.tensor([[[0.45, 0.40, 0.15], [0.10, 0.10, 0.80]]])
-    assert argmax_decode(probs.log(), [2]) == [[0, 2]]  # O I-PER: ill-formed
+    assert probs.log().argmax(-1).tolist() == [[0, 2]]  # O I-PER: ill-formed
     assert viterbi(probs.log(), [2], transition_rules(labels, "IOB2")) == [[1, 2]]  # B-PER I-PER: 0.32 > 0.045
     assert viterbi(probs.log(), [0], transition_rules(labels, "IOB2")) == [[]]
-    assert argmax_decode(probs.log(), torch.tensor([1])) == [[0]]
 
 
 def test_span_confidence_is_the_hand_computed_product() -> None:
@@ -153,15 +151,15 @@ def test_bioes_span_confidence_subtracts_both_continuations() -> None:
     assert got[1][3] == pytest.approx(0.5 * 0.6 * (1 - 0.2 - 0.1))
 
 
-def test_extract_spans_is_lenient() -> None:
-    assert extract_spans(["I-A", "I-A", "I-B", "O", "B-A", "B-A"]) == [
+def test_the_span_reader_of_span_confidences_is_lenient() -> None:
+    assert to_spans(["I-A", "I-A", "I-B", "O", "B-A", "B-A"]) == [
         (0, 2, "A"),
         (2, 3, "B"),
         (4, 5, "A"),
         (5, 6, "A"),
     ]
-    assert extract_spans(["B-A", "E-A", "I-A", "S-B", "E-B"]) == [(0, 2, "A"), (2, 3, "A"), (3, 4, "B"), (4, 5, "B")]
-    assert extract_spans([]) == []
+    assert to_spans(["B-A", "E-A", "I-A", "S-B", "E-B"]) == [(0, 2, "A"), (2, 3, "A"), (3, 4, "B"), (4, 5, "B")]
+    assert to_spans([]) == []
 
 
 def _nll(logits: torch.Tensor, gold: torch.Tensor, temperature: float) -> float:

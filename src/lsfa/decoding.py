@@ -16,11 +16,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from lsfa.data.schemes import normalise_scheme, to_spans
+from lsfa.data.schemes import BIOES, IOB2, SCHEME_PREFIXES, Span, normalise_scheme, parse_tag, to_spans
 from lsfa.errors import LsfaError
 
-_SCHEMES = {"IOB2": ("B", "I"), "BIOES": ("B", "I", "E", "S")}
-Span = tuple[int, int, str]
+VITERBI_SCHEMES = (IOB2, BIOES)
+"""The schemes with transition rules here (IOB1's ``B-`` depends on the previous entity's type, not a mask)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -34,19 +34,22 @@ class TransitionRules:
     end: Tensor
 
 
-def _split(label: str, prefixes: Sequence[str]) -> tuple[str, str]:
-    """``"B-PER"`` -> ``("B", "PER")``; ``"O"`` -> ``("O", "")``; anything else is a user error."""
-    if label == "O":
-        return "O", ""
-    prefix, sep, kind = label.partition("-")
-    if not sep or not kind or prefix not in prefixes:
+def _split(label: str, scheme: str) -> tuple[str, str]:
+    """``"B-PER"`` -> ``("B", "PER")``; ``"O"`` -> ``("O", "")`` (:func:`lsfa.data.schemes.parse_tag`), refusing a
+    prefix ``scheme`` does not have; a bad label is a user error."""
+    prefixes = SCHEME_PREFIXES[scheme]
+    try:
+        prefix, kind = parse_tag(label)
+    except ValueError:
+        prefix, kind = "?", ""
+    if prefix != "O" and prefix not in prefixes:
         raise LsfaError(f"label {label!r} is neither 'O' nor one of {'/'.join(prefixes)} followed by '-TYPE'")
     return prefix, kind
 
 
 def _scheme_name(scheme: str) -> str:
     name = normalise_scheme(scheme)
-    if name not in _SCHEMES:
+    if name not in VITERBI_SCHEMES:
         raise LsfaError(f"tagging scheme {scheme!r} has no viterbi transitions here; supported: IOB2, BIOES")
     return name
 
@@ -66,7 +69,7 @@ def transition_rules(labels: Sequence[str], scheme: str) -> TransitionRules:
     name = _scheme_name(scheme)
     if len(set(labels)) != len(labels):
         raise LsfaError(f"duplicate labels in {list(labels)!r}")
-    parts = [_split(label, _SCHEMES[name]) for label in labels]
+    parts = [_split(label, name) for label in labels]
     allowed = torch.tensor([[_may_follow(p, n, name) for n in parts] for p in parts], dtype=torch.bool)
     if name == "IOB2":
         start = torch.tensor([p != "I" for p, _ in parts], dtype=torch.bool)
@@ -122,19 +125,6 @@ def viterbi(log_probs: Tensor, lengths: Tensor | Sequence[int], rules: Transitio
     return [row[:n] for row, n in zip(tags.tolist(), lens.tolist(), strict=True)]
 
 
-def argmax_decode(log_probs: Tensor, lengths: Tensor | Sequence[int]) -> list[list[int]]:
-    """Independent per-word argmax (may be ill-formed); the baseline that :func:`viterbi` repairs."""
-    lens = _lengths(log_probs, lengths)
-    return [row[:n] for row, n in zip(log_probs.argmax(dim=-1).tolist(), lens.tolist(), strict=True)]
-
-
-def extract_spans(tags: Sequence[str]) -> list[Span]:
-    """Entity spans ``(start, end_exclusive, type)`` read leniently from IOB2 or BIOES tags: the one lenient
-    span reader of :func:`lsfa.data.schemes.to_spans` (B/S open; I/E continue the same type or else open;
-    E/S close)."""
-    return [tuple(span) for span in to_spans(tags)]
-
-
 def span_confidences(probs: Tensor, tags: Sequence[str], labels: Sequence[str]) -> list[tuple[int, int, str, float]]:
     """``(start, end_exclusive, type, confidence)`` for each span of the decoded ``tags`` of one sentence.
 
@@ -152,7 +142,7 @@ def span_confidences(probs: Tensor, tags: Sequence[str], labels: Sequence[str]) 
         raise LsfaError(f"tags {unknown} are not among the labels {list(labels)}")
     rows = probs.detach().double().cpu().tolist()
     out = []
-    for start, end, kind in extract_spans(tags):
+    for start, end, kind in to_spans(tags):
         conf = math.prod(rows[w][column[tags[w]]] for w in range(start, end))
         if end < len(tags):
             cont = sum(rows[end][column[c]] for c in (f"I-{kind}", f"E-{kind}") if c in column)

@@ -181,3 +181,12 @@ def test_spans_round_trip_through_every_scheme(parts: list[tuple[str, int]]) -> 
     spans = to_spans(tags)
     for scheme in (IOB1, IOB2, BIOES):
         assert to_spans(from_spans(spans, len(tags), scheme)) == spans
+
+
+def test_label_scheme_reads_a_label_set_whatever_its_order() -> None:
+    """A tagger's labels are a set: I- before B- must not read as IOB1 (detect_scheme reads sequences)."""
+    from lsfa.data.schemes import label_scheme
+
+    assert label_scheme(["O", "I-PER", "B-PER"]) == "IOB2"
+    assert label_scheme(["O", "B-X", "I-X", "E-X", "S-X"]) == "BIOES"
+    assert label_scheme(["O"]) == "IOB2"

@@ -20,11 +20,13 @@ from lsfa.errors import LsfaError
 IOB1 = "IOB1"
 IOB2 = "IOB2"
 BIOES = "BIOES"
-SCHEMES = (IOB1, IOB2, BIOES)
 
 SCHEME_ALIASES: dict[str, str] = {"IOB1": IOB1, "IOB2": IOB2, "BIO": IOB2, "BIOES": BIOES, "IOBES": BIOES}
 """Accepted scheme names (case-insensitive) and the canonical name each stands for."""
-_PREFIXES_ALLOWED = {IOB1: frozenset("BI"), IOB2: frozenset("BI"), BIOES: frozenset("BIES")}
+PREFIXES = "BIES"
+"""Every entity prefix of the three schemes (what a lenient reader such as conlleval accepts in any of them)."""
+SCHEME_PREFIXES: dict[str, str] = {IOB1: "BI", IOB2: "BI", BIOES: "BIES"}
+"""The entity prefixes each scheme has (``O`` aside): the one table readers, scorers and decoders check against."""
 
 
 class Span(NamedTuple):
@@ -68,7 +70,8 @@ def parse_tag(tag: str) -> tuple[str, str]:
     if tag == "O":
         return "O", ""
     prefix, hyphen, entity_type = tag.partition("-")
-    if not hyphen or prefix not in ("B", "I", "E", "S") or not entity_type or entity_type != entity_type.strip():
+    known_prefix = len(prefix) == 1 and prefix in PREFIXES
+    if not hyphen or not known_prefix or not entity_type or entity_type != entity_type.strip():
         raise ValueError(f"unknown tag {tag!r}: expected 'O' or B-/I-/E-/S- followed by an entity type")
     return prefix, entity_type
 
@@ -81,6 +84,12 @@ def entity_types(tags: Iterable[str]) -> list[str]:
         if tag != "O":
             types.setdefault(parse_tag(tag)[1], None)
     return list(types)
+
+
+def label_scheme(labels: Iterable[str]) -> str:
+    """The scheme of a tagger's label set: BIOES when it has ``E-``/``S-`` labels, else IOB2 (what lsfa trains on).
+    Why not :func:`detect_scheme`: a label list is a set, not a sequence, so its order says nothing about IOB1."""
+    return BIOES if any(parse_tag(label)[0] in ("E", "S") for label in labels if label != "O") else IOB2
 
 
 def detect_scheme(tag_sequences: Iterable[Sequence[str]]) -> str:
@@ -155,7 +164,7 @@ def convert(tags: Sequence[str], source: str, target: str) -> list[str]:
     scheme was given wrongly, and guessing would corrupt the labels).
     """
     source, target = normalise_scheme(source), normalise_scheme(target)
-    allowed = _PREFIXES_ALLOWED[source]
+    allowed = SCHEME_PREFIXES[source]
     for index, tag in enumerate(tags):
         prefix, _ = parse_tag(tag)
         if prefix != "O" and prefix not in allowed:
@@ -171,7 +180,7 @@ def validate(tags: Sequence[str], scheme: str) -> list[tuple[int, str]]:
     Tags with prefixes foreign to the scheme are reported too. An empty list means the sequence is valid.
     """
     scheme = normalise_scheme(scheme)
-    allowed = _PREFIXES_ALLOWED[scheme]
+    allowed = SCHEME_PREFIXES[scheme]
     parsed = [parse_tag(tag) for tag in tags]
     problems: list[tuple[int, str]] = []
     for index, (prefix, entity_type) in enumerate(parsed):

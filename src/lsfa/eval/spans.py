@@ -27,14 +27,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-from lsfa.data.schemes import Span, normalise_scheme
+from lsfa.data.schemes import PREFIXES, SCHEME_PREFIXES, Span, normalise_scheme
 from lsfa.errors import LsfaError
 
 Mode = Literal["strict", "conlleval"]
 MODES: tuple[str, ...] = ("strict", "conlleval")
-
-_STRICT_PREFIXES = {"IOB1": "BI", "IOB2": "BI", "BIOES": "BIES"}
-_CONLLEVAL_PREFIXES = "BIES"  # seqeval's default mode reads all of them whatever the scheme
 
 _ANY, _SAME, _DIFF = "any", "same", "diff"
 _Pattern = tuple[str, str, str]  # (previous prefixes, current prefixes, type condition)
@@ -93,7 +90,7 @@ def allowed_prefixes(scheme: str = "IOB2", mode: Mode = "strict") -> str:
     """The entity prefixes accepted in this scheme and mode (``O`` is always accepted)."""
     _check_mode(mode)
     canonical = normalise_scheme(scheme)
-    return _STRICT_PREFIXES[canonical] if mode == "strict" else _CONLLEVAL_PREFIXES
+    return SCHEME_PREFIXES[canonical] if mode == "strict" else PREFIXES  # seqeval's default mode reads all four
 
 
 def check_tags(tags: Sequence[str], scheme: str = "IOB2", mode: Mode = "strict") -> list[tuple[str, str]]:

@@ -19,9 +19,9 @@ import torch
 
 from lsfa.data.corpora import load_split
 from lsfa.data.jsonl import SpanOptions
+from lsfa.data.schemes import to_spans
 from lsfa.decoding import (
     expected_calibration_error,
-    extract_spans,
     fit_confidence_temperature,
     fit_temperature,
     reliability_bins,
@@ -137,7 +137,7 @@ def _scored_entities(
     confidences: list[float] = []
     correct: list[bool] = []
     for sentence, spans in zip(sentences, _entities(labels, decoding, predicted, temperature), strict=True):
-        gold = set(extract_spans(sentence.tags))
+        gold = set(to_spans(sentence.tags))
         for first, end, entity_type, confidence in spans:
             confidences.append(confidence)
             correct.append((first, end, entity_type) in gold)
@@ -147,7 +147,7 @@ def _scored_entities(
 def _curve(tagger: Tagger, sentences, predicted, temperature: float, thresholds=THRESHOLDS) -> list[dict[str, Any]]:
     spans = _entities(tagger.labels, tagger.decoding, predicted, temperature)
     predicted_entities = [(k, (f, e, t), c) for k, found in enumerate(spans) for f, e, t, c in found]
-    gold = [(k, span) for k, sentence in enumerate(sentences) for span in extract_spans(sentence.tags)]
+    gold = [(k, span) for k, sentence in enumerate(sentences) for span in to_spans(sentence.tags)]
     return threshold_curve(predicted_entities, gold, thresholds)
 
 

@@ -13,6 +13,7 @@ from typing import get_args
 
 import torch
 
+from lsfa.data.schemes import label_scheme, validate
 from lsfa.decoding import span_confidences, transition_rules, viterbi
 from lsfa.errors import LsfaError
 from lsfa.inference.options import Decoding
@@ -31,11 +32,6 @@ def check_decoding(decoding: str, where: str = "decoding") -> str:
     return decoding
 
 
-def scheme_of(labels: Sequence[str]) -> str:
-    """BIOES when the labels have E-/S- tags, else IOB2 (what lsfa trains on)."""
-    return "BIOES" if any(label[:2] in ("E-", "S-") for label in labels) else "IOB2"
-
-
 def decode_predictions(
     predictions: WordPredictions, labels: Sequence[str], decoding: str = "argmax", temperature: float = 1.0
 ) -> WordPredictions:
@@ -43,7 +39,7 @@ def decode_predictions(
     check_decoding(decoding)
     if predictions.logits is None:
         raise LsfaError("these predictions carry no logits to decode (predicted by an external system)")
-    rules = transition_rules(labels, scheme_of(labels)) if decoding == "viterbi" else None
+    rules = transition_rules(labels, label_scheme(labels)) if decoding == "viterbi" else None
     tags: list[list[str]] = []
     scores: list[list[float]] = []
     for start in range(0, len(predictions.logits), CHUNK):
@@ -77,11 +73,10 @@ def viterbi_column(
 ) -> dict:
     """What ``decoding: viterbi`` changes over argmax on the same model outputs: viterbi's strict and set scores,
     and how many ill-formed tags (invalid transitions) argmax produced. ``predicted`` holds argmax tags."""
-    from lsfa.data.schemes import validate
     from lsfa.eval.report import evaluate_sentences
 
     viterbi = evaluate_sentences(gold, decode_predictions(predicted, labels, "viterbi").tags, words)
-    ill_formed = sum(len(validate(tags, scheme_of(labels))) for tags in predicted.tags)
+    ill_formed = sum(len(validate(tags, label_scheme(labels))) for tags in predicted.tags)
     return {"argmax_ill_formed_tags": ill_formed, "viterbi": {"micro": viterbi["micro"], "set": viterbi["set"]}}
 
 
