@@ -91,10 +91,10 @@ def test_grid_options_split_into_training_overrides_and_generation_settings() ->
 
 def test_dev_loss_batches_are_no_larger_than_training_batches(tmp_path: Path) -> None:
     """Vocabulary-sized logits for every dev prompt token: big eval batches ran a real run out of memory."""
-    from lsfa.baselines.ift_train import training_arguments
+    from lsfa.baselines.ift_train import ift_training_arguments
 
     config = load_config(None, {"batch_size": 8, "eval_batch_size": 64})
-    args = training_arguments(config, "fp32", tmp_path)
+    args = ift_training_arguments(config, "fp32", tmp_path)
     assert args.per_device_eval_batch_size == 8 and args.prediction_loss_only
     assert args.metric_for_best_model == "eval_loss" and not args.greater_is_better
     assert args.eval_strategy == args.save_strategy == "epoch"
@@ -103,10 +103,10 @@ def test_dev_loss_batches_are_no_larger_than_training_batches(tmp_path: Path) ->
 def test_the_papers_stopping_rule_evaluates_every_n_steps(tmp_path: Path) -> None:
     """eval_steps N + early_stopping_patience 10 is the paper's rule: dev loss every N steps, checkpoints with
     it (so the best one can be restored), stop after 10 evaluations without a lower loss."""
-    from lsfa.baselines.ift_train import training_arguments
+    from lsfa.baselines.ift_train import ift_training_arguments
 
     config, settings = split_options(load_config(None, {}), {"eval_steps": 50, "early_stopping_patience": 10})
-    args = training_arguments(config, "fp32", tmp_path, settings.eval_steps)
+    args = ift_training_arguments(config, "fp32", tmp_path, settings.eval_steps)
     assert (args.eval_strategy, args.eval_steps, args.save_strategy, args.save_steps) == ("steps", 50, "steps", 50)
     assert config.early_stopping_patience == 10 and args.load_best_model_at_end
     with pytest.raises(LsfaError, match="eval_steps"):

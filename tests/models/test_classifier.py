@@ -224,3 +224,17 @@ def test_layers_keeps_only_the_first_k_decoder_layers(model_dirs, family: str) -
 def test_layers_is_refused_for_encoders(model_dirs) -> None:
     with pytest.raises(LsfaError, match="is an encoder"):
         build_token_classifier(model_dirs["bert"], LABELS, "full", layers=1)
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_the_one_resolver_serves_causal_lms_too(tied: bool) -> None:
+    """What the IFT baseline gets for ``all-linear``: every projection but ``lm_head`` (llama), and GPT-2's
+    ``Conv1D`` projections (an ``nn.Linear``-only rule found none there and refused the model)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from tests.tiny import tiny_causal_lm
+
+    llama, _ = tiny_causal_lm(tied=tied)
+    assert linear_targets(llama) == ["down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj"]
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=50, n_positions=16, n_embd=16, n_layer=1, n_head=2))
+    assert linear_targets(gpt2) == ["c_attn", "c_fc", "c_proj"]

@@ -180,25 +180,14 @@ def load_causal_lm(config: TrainConfig):
     return model, tokenizer
 
 
-def lora_targets(model: nn.Module, requested: str) -> list[str]:
-    """``all-linear`` = every linear projection but the output head (which stays tied to the embeddings)."""
-    if requested != "all-linear":
-        return [part.strip() for part in requested.split(",") if part.strip()]
-    output = model.get_output_embeddings()
-    names = {
-        name.rsplit(".", 1)[-1]
-        for name, module in model.named_modules()
-        if isinstance(module, nn.Linear) and module is not output
-    }
-    return sorted(names)
-
-
 def apply_causal_lora(model: nn.Module, config: TrainConfig) -> nn.Module:
     """LoRA adapters on the projections (the paper's r/alpha/dropout); the base weights stay frozen."""
     from peft import LoraConfig, TaskType, get_peft_model
 
+    from lsfa.models.classifier import linear_targets
+
     lora = config.lora
-    targets = lora_targets(model, lora.target_modules)
+    targets = linear_targets(model, lora.target_modules)
     present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
     missing = [target for target in targets if target not in present]
     if missing or not targets:
@@ -209,7 +198,7 @@ def apply_causal_lora(model: nn.Module, config: TrainConfig) -> nn.Module:
     return get_peft_model(model, settings)
 
 
-def training_arguments(config: TrainConfig, precision: str, run_dir: Path, eval_steps: int | None = None):
+def ift_training_arguments(config: TrainConfig, precision: str, run_dir: Path, eval_steps: int | None = None):
     """The token classifier's Trainer arguments, but keeping the checkpoint with the lowest dev loss, evaluated
     every epoch or every ``eval_steps`` steps (checkpoints follow the evaluations, so the best can be restored)."""
     from lsfa.training import runner
@@ -362,7 +351,7 @@ def train_ift(
     collator, batching = ift_collator(model, tokenizer, train_set, config.pack)
     trainer = ift_trainer_class(config.kernels)(
         model=model,
-        args=training_arguments(config, precision, run_dir, settings.eval_steps),
+        args=ift_training_arguments(config, precision, run_dir, settings.eval_steps),
         train_dataset=train_set,
         eval_dataset=dev_set,
         data_collator=collator,

@@ -33,8 +33,6 @@ ENCODER_TYPES = {
 HEAD_NAMES = ("score", "classifier")
 """Names transformers gives token-classification heads (decoders / encoders)."""
 
-DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-"""The paper's LoRA targets: every linear projection of attention and MLP."""
 
 
 def is_encoder(config: PretrainedConfig) -> bool:
@@ -181,10 +179,12 @@ def head_name(model: nn.Module) -> str:
 
 
 def linear_targets(model: nn.Module, requested: Sequence[str] | str = "all-linear") -> list[str]:
-    """Resolve LoRA target module names; ``all-linear`` means every linear layer except the head.
+    """Resolve LoRA target module names; ``all-linear`` means every linear layer (``nn.Linear`` and GPT-2's
+    ``Conv1D``) except the output layer: a token classifier's head, a causal LM's ``lm_head``.
 
-    peft's own ``all-linear`` wraps the head ``score`` and then cannot save it as a trained module, so we
-    list the projections ourselves (GPT-2's ``Conv1D`` counts as linear).
+    The one resolver of the taggers and the generative IFT baseline. peft's own ``all-linear`` wraps the head
+    ``score`` and then cannot save it as a trained module, and a causal LM's output layer stays tied to the
+    embeddings, so we list the projections ourselves.
     """
     if isinstance(requested, str) and requested != "all-linear":
         requested = [part.strip() for part in requested.split(",") if part.strip()]
@@ -192,12 +192,25 @@ def linear_targets(model: nn.Module, requested: Sequence[str] | str = "all-linea
         return list(requested)
     from transformers.pytorch_utils import Conv1D
 
-    head = head_name(model)
+    output = _output_layer_name(model)
     names: set[str] = set()
     for full_name, module in model.named_modules():
-        if isinstance(module, nn.Linear | Conv1D) and not full_name.startswith(head):
+        inside_output = full_name == output or full_name.startswith(output + ".")
+        if isinstance(module, nn.Linear | Conv1D) and not inside_output:
             names.add(full_name.rsplit(".", 1)[-1])
     return sorted(names)
+
+
+def _output_layer_name(model: nn.Module) -> str:
+    """The module name of the layer that turns hidden states into outputs: the token-classification head, else the
+    causal LM's output embeddings."""
+    if any(isinstance(getattr(model, name, None), nn.Module) for name in HEAD_NAMES):
+        return head_name(model)
+    output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    found = next((name for name, module in model.named_modules() if output is not None and module is output), None)
+    if found is None:
+        raise LsfaError(f"{type(model).__name__} has neither a token-classification head {HEAD_NAMES} nor an LM head")
+    return found
 
 
 def apply_lora(
