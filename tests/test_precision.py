@@ -21,10 +21,10 @@ def test_auto_picks_bf16_only_where_it_is_measured_faster(monkeypatch, speedup: 
 
 
 def test_explicit_precisions_are_kept_and_unknown_ones_named() -> None:
-    for name in ("fp32", "bf16", "bf16-full"):
+    for name in ("fp32", "bf16", "fp16", "bf16-full"):
         assert precision.resolve_precision(name) == name
-    with pytest.raises(LsfaError, match=r"unknown precision 'fp16'.*auto, fp32, bf16, bf16-full"):
-        precision.check_precision("fp16")
+    with pytest.raises(LsfaError, match=r"unknown precision 'fp8'.*auto, fp32, bf16, fp16, bf16-full"):
+        precision.check_precision("fp8")
 
 
 def test_environment_override_skips_the_measurement(monkeypatch) -> None:
@@ -69,3 +69,50 @@ def test_the_measurement_runs_on_one_thread_and_restores_the_count(monkeypatch) 
     finally:
         precision.bf16_speedup.cache_clear()
     assert seen and set(seen) == {1}
+
+
+def fake_cuda(monkeypatch, native_bf16: bool, capability: tuple[int, int] = (8, 0)) -> list[bool]:
+    """A CUDA card as torch would report it; returns the ``including_emulation`` values bf16 was asked with."""
+    asked: list[bool] = []
+
+    def is_bf16_supported(including_emulation: bool = True) -> bool:
+        asked.append(including_emulation)
+        return native_bf16 or including_emulation  # emulated bf16 is "supported" on every card
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", is_bf16_supported)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    return asked
+
+
+@pytest.mark.parametrize(("native_bf16", "expected"), [(True, "bf16"), (False, "fp16")])
+def test_auto_on_cuda_asks_for_native_bf16_and_falls_back_to_fp16(monkeypatch, native_bf16, expected) -> None:
+    """A T4 or V100 only emulates bf16 (slower than fp32): the default query says yes there, so lsfa asks without
+    emulation and picks fp16 (with loss scaling in training) instead."""
+    asked = fake_cuda(monkeypatch, native_bf16)
+    assert precision.resolve_precision("auto", torch.device("cuda")) == expected
+    assert asked == [False]
+
+
+def test_the_environment_override_pins_fp32_on_cuda_too(monkeypatch) -> None:
+    fake_cuda(monkeypatch, native_bf16=True)
+    monkeypatch.setenv("LSFA_BF16", "off")
+    assert precision.resolve_precision("auto", torch.device("cuda")) == "fp32"
+
+
+@pytest.mark.parametrize(("capability", "enabled"), [((8, 0), True), ((9, 0), True), ((7, 5), False)])
+def test_tf32_is_enabled_from_ampere_on(monkeypatch, capability, enabled) -> None:
+    fake_cuda(monkeypatch, native_bf16=True, capability=capability)
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32  # torch's flags, not attributes
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        assert precision.enable_tf32(torch.device("cuda")) is enabled
+        assert torch.backends.cuda.matmul.allow_tf32 is enabled
+        assert precision.enable_tf32(torch.device("cpu")) is False
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def test_autocast_dtypes() -> None:
+    assert precision.autocast_dtype("fp16") is torch.float16
+    assert precision.autocast_dtype("bf16") is torch.bfloat16
+    assert precision.autocast_dtype("fp32") is None and precision.autocast_dtype("int8") is None

@@ -394,6 +394,23 @@ def models_path(name: str = typer.Argument(..., help="Catalogue name.")) -> None
     typer.echo(str(resolve_model(get_entry(name).name)))
 
 
+@models_app.command("estimate")
+def models_estimate(
+    model: str = typer.Argument(..., help="Catalogue name, model folder (a config.json alone will do) or hub id."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Rows per training step."),
+    max_length: int = typer.Option(256, "--max-length", help="Sub-tokens per row."),
+    lora_r: int = typer.Option(32, "--lora-r", help="LoRA rank (adapters on every linear projection)."),
+    gradient_checkpointing: bool = typer.Option(False, "--gradient-checkpointing", help="Recompute activations."),
+) -> None:
+    """Parameters and memory per recipe (full, LoRA, QLoRA 4/8-bit; inference), from the config alone."""
+    from lsfa.models.catalogue import resolve_model
+    from lsfa.models.estimate import count_on_meta_device, estimates, render
+
+    counts = count_on_meta_device(resolve_model(model))
+    rows = estimates(counts, batch_size, max_length, lora_r, checkpointing=gradient_checkpointing)
+    typer.echo(render(counts, rows, f"{model} (batch {batch_size} x {max_length})"))
+
+
 # --- train -----------------------------------------------------------------------------------------
 _TIME_LIMIT_HELP = (
     "Stop training at a saved checkpoint once this much time has passed (115m, 2h, 1h30m, seconds) and exit "

@@ -23,7 +23,7 @@ from lsfa.errors import LsfaError
 from lsfa.inference.options import EXACT, InferenceOptions
 from lsfa.models import packing
 from lsfa.models.optimise import required_precision
-from lsfa.precision import BF16_PRECISIONS, resolve_precision
+from lsfa.precision import autocast_dtype, resolve_precision
 
 
 @dataclass
@@ -39,10 +39,10 @@ class WordPredictions:
 
 
 def autocast_context(device: torch.device, precision: str):
-    """bf16 autocast on CPU or CUDA for ``bf16`` and ``bf16-full`` (bf16 weights), else a no-op context."""
-    if precision in BF16_PRECISIONS:
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    """bf16 autocast on CPU or CUDA for ``bf16`` and ``bf16-full`` (bf16 weights), fp16 autocast for ``fp16``,
+    else a no-op context."""
+    dtype = autocast_dtype(precision)
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 
 def pad_batch(

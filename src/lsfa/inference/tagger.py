@@ -156,13 +156,15 @@ class Tagger:
         when available. ``max_length`` overrides the length the model was trained with (longer texts are
         windowed either way). ``max_batch_tokens`` fills each forward pass up to that many padded tokens
         instead of ``batch_size`` rows, and ``pack`` also packs several short rows into one with a
-        block-diagonal mask (both are what ``lsfa bench`` measures as the optimised path).
+        block-diagonal mask (both are what ``lsfa bench`` measures as the optimised path). The weights are built
+        on ``device`` directly and merged there; a QLoRA tagger (4-bit base) is dequantised and merged, or with
+        ``merge=False`` stays 4-bit with its adapter beside it (docs/large-models.md).
         """
         import torch
 
         from lsfa.models.optimise import optimise_for_inference
         from lsfa.models.saving import load_tagger
-        from lsfa.precision import BF16_PRECISIONS, MERGED_ONLY_PRECISIONS, resolve_precision
+        from lsfa.precision import BF16_PRECISIONS, MERGED_ONLY_PRECISIONS, autocast_dtype, resolve_precision
 
         options = InferenceOptions.of(options, **option_values)  # checked before the weights load, not after
         folder = resolve_tagger_folder(folder)
@@ -170,11 +172,13 @@ class Tagger:
             raise LsfaError(
                 f"precision {options.precision} rewrites the merged weights: it cannot keep an adapter unmerged"
             )
-        with quiet_transformers():
-            model, tokenizer, meta = load_tagger(folder, merge=merge)
         target = torch.device(options.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        model.to(target)
         resolved = resolve_precision(options.precision, target)
+        with quiet_transformers():
+            model, tokenizer, meta = load_tagger(
+                folder, merge=merge, device=target, keep_quantised=not merge, compute_dtype=autocast_dtype(resolved)
+            )
+        model.to(target)
         if merge and (resolved in BF16_PRECISIONS or resolved == "int8"):
             model = optimise_for_inference(model, resolved)
         return cls(model, tokenizer, meta, options)

@@ -41,7 +41,12 @@ AttentionMode = Literal["causal", "full", "layers"]
 CONFIG_KEY = "lsfa_attention"
 """Name of the config attribute that records the attention setting (saved in ``config.json``)."""
 
-SUPPORTED_IMPLEMENTATIONS = ("sdpa", "eager")
+SUPPORTED_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
+FLASH = "flash_attention_2"
+"""FlashAttention-2 (CUDA, ``pip install flash-attn``): transformers passes it ``is_causal`` per call, so ``full``
+and ``causal`` work through ``config.is_causal``; it takes no 4D mask, so a layer subset (whose causal layers
+intersect a mask with a triangle) is refused under it."""
+FLASH_INSTALL = "pip install flash-attn --no-build-isolation"
 _LSFA_PREFIX = "lsfa_"
 _ORIGINAL_FLAG = "_lsfa_original_is_causal"
 
@@ -374,7 +379,7 @@ def _check_supported(root: PreTrainedModel, modules: list[nn.Module], implementa
             raise LsfaError(f"{name} masks attention with its own causal buffer; lsfa cannot change its attention")
     if implementation not in SUPPORTED_IMPLEMENTATIONS:
         raise LsfaError(
-            f"bidirectional attention needs attn_implementation 'sdpa' or 'eager', but {name} uses "
+            f"bidirectional attention needs attn_implementation 'sdpa', 'eager' or '{FLASH}', but {name} uses "
             f"{implementation!r}; load the model with attn_implementation='sdpa'"
         )
 
@@ -430,6 +435,8 @@ def set_attention(model: nn.Module, spec: AttentionSpec | str) -> AttentionSpec:
     base = _base_implementation(root)
     if spec.mode != "causal":
         _check_supported(root, modules, base)
+    if spec.mode == "layers" and base == FLASH:
+        raise LsfaError(_flash_subset_message(str(spec)))
 
     bidirectional = set(spec.bidirectional_layers(num_layers))
     for module in modules:
@@ -442,6 +449,31 @@ def set_attention(model: nn.Module, spec: AttentionSpec | str) -> AttentionSpec:
         _set_config_causality(config, spec)
     _set_implementation(models, _LSFA_PREFIX + base if spec.mode == "layers" else base)
     return spec
+
+
+def flash_attention_available() -> bool:
+    """Whether FlashAttention-2 can run here: the ``flash_attn`` package imports and a CUDA GPU is present."""
+    import importlib.util
+
+    return importlib.util.find_spec("flash_attn") is not None and torch.cuda.is_available()
+
+
+def _flash_subset_message(attention: str) -> str:
+    return (
+        f"attention {attention!r} sets layers one by one, which needs a 4D mask: use attn_implementation sdpa "
+        f"(flash_attention_2 runs full or causal only)"
+    )
+
+
+def check_implementation(implementation: str | None, attention: str = "full") -> None:
+    """Refuse, in one line and before any weights load, an attention implementation this run cannot use:
+    ``flash_attention_2`` without the package or a GPU, or with a layer subset."""
+    if implementation != FLASH:
+        return
+    if not flash_attention_available():
+        raise LsfaError(f"attn_implementation {FLASH} needs the flash-attn package and a CUDA GPU: {FLASH_INSTALL}")
+    if attention.strip().lower() not in _ALIASES:
+        raise LsfaError(_flash_subset_message(attention))
 
 
 def get_attention(model: nn.Module) -> AttentionSpec | None:

@@ -119,14 +119,22 @@ def build_token_classifier(
     attn_implementation: str | None = "sdpa",
     dtype: torch.dtype = torch.float32,
     layers: int | None = None,
+    quantize: str = "none",
+    compute_dtype: torch.dtype | None = None,
+    device_map: dict | None = None,
 ) -> nn.Module:
     """Load ``model_path`` with a fresh token-classification head over ``labels`` and set its attention.
 
     ``attention`` is ``causal`` (LS-CA), ``full`` (LS-FA) or a layer pattern (see
     :func:`lsfa.models.attention.parse_attention`, counted over the kept layers); encoders ignore it (they are
     bidirectional). ``layers`` keeps only the first K transformer layers of a decoder: the others are never
-    built or loaded, so they cost nothing in training or inference.
+    built or loaded, so they cost nothing in training or inference. ``quantize`` (``4bit`` / ``8bit``) loads the
+    base through bitsandbytes with the head left unquantised, computing in ``compute_dtype`` (default ``dtype``;
+    :mod:`lsfa.models.quantise`); ``device_map`` builds the weights straight on a device
+    (:func:`lsfa.models.placement.device_map`).
     """
+    from lsfa.models.quantise import quantization_config
+
     with hub_errors(model_path):
         config = AutoConfig.from_pretrained(str(model_path))
     ensure_token_classification_class(config)
@@ -138,9 +146,13 @@ def build_token_classifier(
     id2label = dict(enumerate(labels))
     config.num_labels = len(labels)
     config.id2label, config.label2id = id2label, {label: index for index, label in id2label.items()}
+    placement = {"device_map": device_map} if device_map else {}
+    quantization = quantization_config(quantize, compute_dtype or dtype, HEAD_NAMES)
+    if quantization is not None:
+        placement["quantization_config"] = quantization
     with quiet_transformers():
         model = AutoModelForTokenClassification.from_pretrained(
-            str(model_path), config=config, attn_implementation=attn_implementation, dtype=dtype
+            str(model_path), config=config, attn_implementation=attn_implementation, dtype=dtype, **placement
         )
     apply_attention(model, attention)
     return model

@@ -32,9 +32,16 @@ def optimise_for_inference(model: nn.Module, precision: str) -> nn.Module:
     Returns the model to use (merging replaces a peft wrapper by the plain model). Embeddings and norms stay
     fp32, as autocast keeps them, so the residual stream is computed exactly as under plain autocast.
     """
+    from lsfa.models.quantise import quantised_layers
+
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
     model.eval()
+    if quantised_layers(model) and precision in ("int8", "bf16-full"):
+        raise LsfaError(
+            f"precision {precision} rewrites every weight, but this model's base is quantised (bitsandbytes): "
+            "load it merged (dequantised) or use precision bf16 or fp32"
+        )
     if precision == "int8":
         model = quantise_int8(model)
         setattr(model, CAST_MARK, "int8")
@@ -44,9 +51,11 @@ def optimise_for_inference(model: nn.Module, precision: str) -> nn.Module:
     elif precision == "bf16":
         # A language-model head tied to the input embeddings shares its weight with them: casting it would
         # turn the embeddings, and so the residual stream, to bf16 too. Such a head stays fp32.
+        # A quantised layer (bitsandbytes) holds packed integers, which a cast would corrupt: it computes in its
+        # own compute dtype already.
         embedding_weights = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
         for module in model.modules():
-            if isinstance(module, nn.Linear) and id(module.weight) not in embedding_weights:
+            if _castable_linear(module) and id(module.weight) not in embedding_weights:
                 module.to(torch.bfloat16)
         setattr(model, CAST_MARK, "bf16")
     return model
@@ -91,11 +100,19 @@ def cast_frozen_linear_weights(model: nn.Module, dtype: torch.dtype = torch.bflo
     Autocast caches its casts only for weights that require gradients, so the frozen base weights of a LoRA
     model are cast again in every forward pass. Frozen weights never change, so rounding them once gives
     the same numbers autocast computes every time (trainable LoRA and head weights stay fp32 masters).
-    The model must then run under autocast of that dtype. Returns how many layers were cast.
+    The model must then run under autocast of that dtype. Quantised layers (bitsandbytes) are skipped: their
+    weights are packed integers, and they compute in their own compute dtype. Returns how many layers were cast.
     """
     cast = 0
     for module in model.modules():
-        if isinstance(module, nn.Linear) and not any(p.requires_grad for p in module.parameters(recurse=False)):
+        if _castable_linear(module) and not any(p.requires_grad for p in module.parameters(recurse=False)):
             module.to(dtype)
             cast += 1
     return cast
+
+
+def _castable_linear(module: nn.Module) -> bool:
+    """A linear layer whose weight holds numbers (not a bitsandbytes layer's packed integers)."""
+    from lsfa.models.quantise import is_quantised_layer
+
+    return isinstance(module, nn.Linear) and not is_quantised_layer(module)

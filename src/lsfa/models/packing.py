@@ -187,6 +187,22 @@ def build_inputs(
     return inputs, offsets
 
 
+def flat_inputs(sequences: Sequence[Sequence[int]], device: torch.device) -> tuple[dict[str, torch.Tensor], list[int]]:
+    """Padding-free model inputs for FlashAttention-2: every sequence end to end in one row of ``input_ids``, with
+    ``position_ids`` restarting at 0 for each and no ``attention_mask``; also the start offset of every sequence.
+
+    Why no mask: FlashAttention takes none. transformers reads the sequence boundaries from the position resets
+    and runs the variable-length kernel, each sequence attending only to itself, bidirectionally or causally as
+    ``is_causal`` says (as its ``DataCollatorWithFlattening`` does for causal LMs). Nothing is padded at all."""
+    starts, position = [], 0
+    for sequence in sequences:
+        starts.append(position)
+        position += len(sequence)
+    ids = torch.tensor([[token for sequence in sequences for token in sequence]], dtype=torch.long)
+    positions = torch.cat([torch.arange(len(sequence)) for sequence in sequences])[None]
+    return {"input_ids": ids.to(device), "position_ids": positions.to(device)}, starts
+
+
 def round_up(width: int, multiple: int | None) -> int:
     """``width`` rounded up to a multiple of ``multiple`` (unchanged for None or 1).
 

@@ -41,6 +41,8 @@ class TaggerMeta(BaseModel):
     """``spans``: BIO tags read as entities; ``tokens``: a flat tag per word (part of speech)."""
     layers: int | None = Field(None, ge=1)
     """How many of the base model's transformer layers the tagger keeps (None: all)."""
+    quantize: Literal["none", "4bit", "8bit"] = "none"
+    """How the base was quantised in training (QLoRA: ``4bit``); loading quantises it the same way again."""
     temperature: float = Field(1.0, gt=0)
     """Softmax temperature fitted on the dev split at training end (1.0: uncalibrated, as in older folders)."""
     extra: dict = Field(default_factory=dict)
@@ -188,27 +190,42 @@ def read_meta(folder: str | Path) -> TaggerMeta:
         raise LsfaError(f"{path}: unreadable tagger metadata: {error}") from error
 
 
-def load_tagger(folder: str | Path, attn_implementation: str = "sdpa", merge: bool = False):
+def load_tagger(
+    folder: str | Path,
+    attn_implementation: str = "sdpa",
+    merge: bool = False,
+    device=None,
+    keep_quantised: bool = False,
+    compute_dtype=None,
+):
     """Load ``(model, tokenizer, meta)`` from a tagger folder with its attention setting restored.
 
-    ``merge=True`` merges a LoRA adapter into the base weights after loading (faster inference).
+    ``merge=True`` merges a LoRA adapter into the base weights after loading (faster inference). ``device``
+    builds the weights straight there (no CPU copy first; merging then happens on the device, which is exact).
+    A QLoRA tagger's base is quantised again as in training, then dequantised before the adapter goes on
+    (:mod:`lsfa.models.quantise`: the function training optimised, merged or not), unless ``keep_quantised``
+    keeps it in 4/8 bits with the adapter unmerged beside it (least memory), computing in ``compute_dtype``.
     """
     import torch
     from transformers import AutoModelForTokenClassification, AutoTokenizer
 
-    from lsfa.models.classifier import apply_attention, build_token_classifier, ensure_token_classification_class
+    from lsfa.models.classifier import apply_attention, ensure_token_classification_class
+    from lsfa.models.placement import device_map
 
     folder = Path(folder)
     meta = read_meta(folder)
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    placement = device_map(device) if device is not None else None
     if meta.weights == "lora":
         from peft import PeftModel
 
-        from lsfa.models.catalogue import resolve_model
+        base = _lora_base(meta, attn_implementation, placement, compute_dtype)
+        if meta.quantize != "none" and not keep_quantised:
+            from lsfa.models.quantise import dequantise
 
-        base = build_token_classifier(
-            resolve_model(meta.base_model), meta.labels, meta.attention, attn_implementation, layers=meta.layers
-        )
+            base = dequantise(base, torch.float32)
+        elif keep_quantised and merge:
+            raise LsfaError("a quantised base cannot be merged exactly: keep_quantised needs merge=False")
         model = PeftModel.from_pretrained(base, str(folder))
         if merge:
             model = model.merge_and_unload()
@@ -220,8 +237,29 @@ def load_tagger(folder: str | Path, attn_implementation: str = "sdpa", merge: bo
         if is_encoder(config):  # as in training: some encoders (MPNet) have no SDPA path, let transformers choose
             attn_implementation = None
         model = AutoModelForTokenClassification.from_pretrained(
-            str(folder), config=config, attn_implementation=attn_implementation, dtype=torch.float32
-        )
+            str(folder), config=config, attn_implementation=attn_implementation, dtype=torch.float32,
+            **({"device_map": placement} if placement else {}),
+        )  # fmt: skip
     apply_attention(model, meta.attention)
     model.eval()
     return model, tokenizer, meta
+
+
+def _lora_base(meta: TaggerMeta, attn_implementation: str, placement, compute_dtype):
+    """The base model a LoRA tagger's adapter goes on: built as in training (the same layers, and quantised the
+    same way from the same stored values, so a QLoRA base gets the very codes training saw)."""
+    import torch
+    from transformers import AutoConfig
+
+    from lsfa.models.catalogue import resolve_model
+    from lsfa.models.classifier import build_token_classifier
+    from lsfa.models.placement import training_load_dtype
+
+    path = resolve_model(meta.base_model)
+    dtype = torch.float32
+    if meta.quantize != "none":
+        dtype = training_load_dtype(AutoConfig.from_pretrained(str(path)), "fp32", "lora", meta.quantize)
+    return build_token_classifier(
+        path, meta.labels, meta.attention, attn_implementation, dtype=dtype, layers=meta.layers,
+        quantize=meta.quantize, compute_dtype=compute_dtype or torch.float32, device_map=placement,
+    )  # fmt: skip

@@ -45,9 +45,28 @@ class PackingCollator:
         return inputs
 
 
-def packing_collator(model, pad_id: int, lengths: Sequence[int]) -> tuple[PackingCollator | None, str]:
+@dataclass
+class FlatteningCollator:
+    """Padding-free batches for FlashAttention-2: the batch's rows end to end in one row, positions restarting
+    at 0 for each, no attention mask (:func:`lsfa.models.packing.flat_inputs`); labels follow their tokens."""
+
+    def __call__(self, features: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        inputs, starts = packing.flat_inputs([feature["input_ids"] for feature in features], torch.device("cpu"))
+        labels = torch.full(inputs["input_ids"].shape, IGNORE_INDEX, dtype=torch.long)
+        for feature, start in zip(features, starts, strict=True):
+            labels[0, start : start + len(feature["labels"])] = torch.as_tensor(feature["labels"], dtype=torch.long)
+        inputs["labels"] = labels
+        return inputs
+
+
+def packing_collator(
+    model, pad_id: int, lengths: Sequence[int]
+) -> tuple[PackingCollator | FlatteningCollator | None, str]:
     """A collator for ``model`` with the pack length :func:`lsfa.models.packing.auto_pack_tokens` picks for
-    rows of ``lengths``, or None and the reason when the model cannot be packed (encoders, eager attention)."""
+    rows of ``lengths``, or None and the reason when the model cannot be packed (encoders, eager attention).
+    Under FlashAttention-2, which takes no 4D mask, batches are flattened instead (:class:`FlatteningCollator`)."""
+    if getattr(model.config, "_attn_implementation", None) == "flash_attention_2":
+        return FlatteningCollator(), "padding-free rows (flash_attention_2: position ids, no mask)"
     supported, why = packing.packing_supported(model)
     if not supported:
         return None, why

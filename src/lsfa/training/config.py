@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lsfa.data.encode import Context
 from lsfa.errors import LsfaError
@@ -69,10 +69,15 @@ class TrainConfig(BaseModel):
     dev_limit: int | None = Field(None, description="use only the first N dev sentences")
     test_limit: int | None = Field(None, description="use only the first N test sentences")
     attention: str = Field("full", description="full (LS-FA), causal (LS-CA), layers 0-7,24-29 or groups=4:1010")
-    attn_implementation: Literal["sdpa", "eager"] = Field("sdpa", description="transformers attention kernel")
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = Field(
+        "sdpa", description="transformers attention kernel (flash_attention_2: CUDA, pip install flash-attn)"
+    )
     layers: int | None = Field(None, ge=1, description="keep only the first K transformer layers of the decoder")
     mode: Literal["lora", "full"] = Field("lora", description="LoRA adapters or full fine-tuning")
     lora: LoraOptions = Field(default_factory=LoraOptions, description="LoRA rank, alpha, dropout, modules")
+    quantize: Literal["none", "4bit", "8bit"] = Field(
+        "none", description="base weights in 4-bit nf4 (QLoRA) or 8-bit via bitsandbytes, LoRA on top (lsfa[quant])"
+    )
     distill: DistillOptions = Field(
         default_factory=DistillOptions, description="teacher, weight, temperature, unlabelled text, cache"
     )
@@ -99,8 +104,11 @@ class TrainConfig(BaseModel):
         "error", description="JSONL spans off word boundaries: error, snap to the words, or drop"
     )
     overlaps: Literal["error", "longest"] = Field("error", description="overlapping JSONL spans: error or keep longest")
-    precision: Literal["bf16", "fp32", "auto"] = Field(
-        "auto", description="auto: bf16 autocast where it is measured faster than fp32 here"
+    precision: Literal["bf16", "fp16", "fp32", "auto"] = Field(
+        "auto", description="auto: bf16 autocast where it is measured faster (CUDA: native bf16, else fp16)"
+    )
+    gradient_checkpointing: bool = Field(
+        False, description="recompute activations in the backward pass: far less memory, about 30% more time"
     )
     group_by_length: bool = Field(False, description="length-grouped batches (the Trainer's group_by_length)")
     pack: bool = Field(True, description="pack each batch's rows into shared rows: no compute on padding")
@@ -135,6 +143,12 @@ class TrainConfig(BaseModel):
         except LsfaError as error:
             raise ValueError(str(error)) from None
 
+    @model_validator(mode="after")
+    def _quantised_base_needs_lora(self) -> TrainConfig:
+        if self.quantize != "none" and self.mode != "lora":
+            raise ValueError(f"quantize: {self.quantize} freezes the base in packed integers; use mode: lora (QLoRA)")
+        return self
+
     @field_validator("attention")
     @classmethod
     def _attention_syntax(cls, value: str) -> str:
@@ -144,13 +158,14 @@ class TrainConfig(BaseModel):
 
 
 CONFIG_GROUPS: dict[str, tuple[str, ...]] = {
-    "model and attention": ("model", "layers", "attention", "attn_implementation", "mode", "lora"),
+    "model and attention": ("model", "layers", "attention", "attn_implementation", "mode", "lora", "quantize"),
     "data": ("corpus", "data_dir", "train_split", "dev_split", "test_split", "train_limit", "dev_limit",
              "test_limit", "tag_column", "task", "max_length", "label_all_subtokens", "context", "misaligned",
              "overlaps"),
     "schedule": ("epochs", "max_steps", "max_train_time", "learning_rate", "scheduler", "warmup_ratio",
                  "weight_decay", "batch_size", "gradient_accumulation", "early_stopping_patience", "seed"),
-    "speed": ("precision", "pack", "group_by_length", "kernels", "eval_batch_size", "threads"),
+    "speed": ("precision", "pack", "group_by_length", "kernels", "eval_batch_size", "threads",
+              "gradient_checkpointing"),
     "distillation": ("distill",),
     "output": ("output_dir", "save_merged", "logging_steps", "checkpoint_steps"),
 }  # fmt: skip

@@ -1,7 +1,11 @@
 """``lsfa train``: fine-tune a token classifier with the transformers Trainer.
 
 The Trainer gives us the loop, gradient accumulation, checkpoints with optimizer and RNG state, and
-scale-out (``torchrun``/``accelerate launch``: DDP, FSDP, DeepSpeed) with no code of our own. lsfa adds
+data-parallel scale-out (``torchrun``/``accelerate launch``: DDP, each rank holding the whole model) with no code
+of our own. FSDP and DeepSpeed are refused with one line (:func:`refuse_sharded_training`): only rank 0 saves,
+predicts dev and test and writes the run folder (``_finish``), which on a sharded model would save and run one
+shard, and no test here could show a gathered state dict to be right. For models that do not fit one card, use
+``quantize: 4bit`` (QLoRA) and ``gradient_checkpointing`` instead (docs/large-models.md). lsfa adds
 what NER needs around it: word/sub-token encoding, strict span F1 on dev after every epoch as the model
 selection metric (the test split is read only after training, for one final evaluation), early stopping,
 complete-checkpoint detection for ``--resume``, and a run folder with ``metrics.json``, CoNLL predictions
@@ -439,19 +443,54 @@ def span_options(config: TrainConfig):
     return SpanOptions(misaligned=config.misaligned, overlaps=config.overlaps)
 
 
-def build_model(config: TrainConfig, labels: list[str]):
-    """Token classifier with the requested attention, LoRA-wrapped when ``mode == "lora"``."""
+def build_model(config: TrainConfig, labels: list[str], precision: str = "fp32"):
+    """Token classifier with the requested attention, LoRA-wrapped when ``mode == "lora"``.
+
+    The base is built straight on this process's GPU when there is one, in the checkpoint's half dtype where the
+    recipe keeps its frozen weights in it anyway (:mod:`lsfa.models.placement`), quantised with ``quantize``
+    (:mod:`lsfa.models.quantise`); ``precision`` is the resolved training precision."""
+    from transformers import AutoConfig
+
+    from lsfa.models.attention import check_implementation
     from lsfa.models.catalogue import resolve_model
     from lsfa.models.classifier import apply_lora, build_token_classifier, is_encoder, load_tokenizer
+    from lsfa.models.placement import HALF, device_map, raise_to_fp32_but_frozen_linear, training_load_dtype
+    from lsfa.models.quantise import prepare_for_kbit_training
+    from lsfa.precision import autocast_dtype
 
+    check_implementation(config.attn_implementation, config.attention)
     path = resolve_model(config.model, auto_fetch=True)
     tokenizer = load_tokenizer(path)
-    model = build_token_classifier(path, labels, config.attention, config.attn_implementation, layers=config.layers)
+    dtype = training_load_dtype(AutoConfig.from_pretrained(str(path)), precision, config.mode, config.quantize,
+                                config.save_merged)  # fmt: skip
+    model = build_token_classifier(
+        path, labels, config.attention, config.attn_implementation, dtype=dtype, layers=config.layers,
+        quantize=config.quantize, compute_dtype=autocast_dtype(precision) or torch.float32, device_map=device_map(),
+    )  # fmt: skip
     attention = "full" if is_encoder(model.config) else config.attention
+    model = prepare_for_kbit_training(model, config.gradient_checkpointing)
     if config.mode == "lora":
         lora = config.lora
         model = apply_lora(model, lora.r, lora.alpha, lora.dropout, lora.target_modules)
+        if config.gradient_checkpointing:
+            model.enable_input_require_grads()  # peft's hook: checkpointed blocks then see an input needing grad
+    if dtype in HALF:
+        raise_to_fp32_but_frozen_linear(model)  # the mixed-precision layout: fp32 but for frozen linear weights
     return model, tokenizer, attention
+
+
+def refuse_sharded_training(trainer) -> None:
+    """One clear line instead of a run that would break later: FSDP and DeepSpeed shard the model, but rank 0
+    alone saves, predicts and scores it at the end (see the module docstring)."""
+    from lsfa.errors import LsfaError
+
+    for name, enabled in (("FSDP", "is_fsdp_enabled"), ("DeepSpeed", "is_deepspeed_enabled")):
+        if getattr(trainer, enabled, False):
+            raise LsfaError(
+                f"{name} is not supported: lsfa trains data-parallel (torchrun / accelerate launch without {name}, "
+                "each rank holding the model); for a model too large for one card use quantize: 4bit and "
+                "gradient_checkpointing (docs/large-models.md)"
+            )
 
 
 def training_arguments(config: TrainConfig, precision: str, run_dir: Path, **overrides: Any):
@@ -473,6 +512,7 @@ def training_arguments(config: TrainConfig, precision: str, run_dir: Path, **ove
         per_device_eval_batch_size=config.eval_batch_size,
         gradient_accumulation_steps=config.gradient_accumulation,
         bf16=precision == "bf16",
+        fp16=precision == "fp16",  # autocast and a GradScaler: fp16's range needs the loss scaled
         use_cpu=not torch.cuda.is_available(),
         eval_strategy="epoch",
         save_strategy="epoch",
@@ -492,6 +532,8 @@ def training_arguments(config: TrainConfig, precision: str, run_dir: Path, **ove
         optim="adamw_torch_fused" if config.kernels == "fast" else "adamw_torch",
         dataloader_num_workers=0,
         ddp_find_unused_parameters=False,
+        activation_checkpointing=config.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False} if config.gradient_checkpointing else None,
     )
     arguments.update(overrides)
     return TrainingArguments(**arguments)
@@ -539,6 +581,7 @@ def _train(
 
     from lsfa.inference.predictor import resolve_precision
     from lsfa.models.optimise import cast_frozen_linear_weights
+    from lsfa.precision import autocast_dtype
     from lsfa.training.collate import packing_collator
     from lsfa.training.kernels import use_fast_lora_dropout
 
@@ -550,17 +593,18 @@ def _train(
     RunFolder(run_dir).prepare(resume)
     set_seed(config.seed)
     precision = resolve_precision(config.precision)
+    check_training_precision(precision)
     corpus, train_sentences, dev_sentences, labels = load_training_data(config)
     for warning in corpus.warnings:
         log(f"note: {warning}")
     distillation = _distillation(config, train_sentences, precision, log)
     labels = distillation.labels if distillation else labels
-    model, tokenizer, attention = build_model(config, labels)
+    model, tokenizer, attention = build_model(config, labels, precision)
     log(f"note: a new token-classification head over {len(labels)} labels on {config.model} (attention {attention})")
-    if precision == "bf16" and config.mode == "lora" and not config.save_merged:
+    if autocast_dtype(precision) and config.mode == "lora" and not config.save_merged:
         # Bit-identical to autocast's per-step casts (see cast_frozen_linear_weights); only the adapter
         # and the head are saved, so the rounded base weights never reach a file. A merged save needs them fp32.
-        cast_frozen_linear_weights(model, torch.bfloat16)
+        cast_frozen_linear_weights(model, autocast_dtype(precision))
     if config.kernels == "fast" and not torch.cuda.is_available():
         use_fast_lora_dropout(model)
     train_rows = encode_split(tokenizer, train_sentences, labels, config, train=True)
@@ -597,6 +641,7 @@ def _train(
         callbacks=callbacks,
         train_collator=train_collator,
     )
+    refuse_sharded_training(trainer)
     checkpoint = last_complete_checkpoint(run_dir) if resume else None
     if resume:
         log(f"resuming from {checkpoint}" if checkpoint else "no complete checkpoint found: starting fresh")
@@ -613,6 +658,18 @@ def _train(
                     "distillation": distillation.record() if distillation else None,
                     "stopped_by_max_train_time": stopped_by_train_time(callbacks)},
                    log)  # fmt: skip
+
+
+def check_training_precision(precision: str) -> None:
+    """fp16 training needs CUDA (its loss scaling is the GPU path of the Trainer); fp32 on an Ampere or later
+    card gets TF32 matrix products (:func:`lsfa.precision.enable_tf32`)."""
+    from lsfa.errors import LsfaError
+    from lsfa.precision import enable_tf32
+
+    if precision == "fp16" and not torch.cuda.is_available():
+        raise LsfaError("precision fp16 trains on a CUDA GPU only (autocast with loss scaling); use bf16 or fp32 here")
+    if precision == "fp32":
+        enable_tf32()
 
 
 def leave_process_group() -> None:
@@ -662,6 +719,7 @@ def _finish(config, trainer, tokenizer, labels, attention, precision, run_dir, d
         max_length=config.max_length,
         context=config.context,
         layers=config.layers,
+        quantize=config.quantize,
         task=facts["task"],
         extra={"parameters": count_parameters(model), **_distilled(facts)},
     )
