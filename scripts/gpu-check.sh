@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# GPU check (issue #16), at most ~8 minutes on one GPU: the CUDA-only tests, a 200-step bf16 `lsfa train` on CUDA
-# and `lsfa bench --device cuda`, then one summary line. Exits 0 with a clear message where there is no GPU.
+# GPU check (issues #16, #35), at most ~8 minutes on one GPU: the CUDA-only tests, a 200-step bf16 `lsfa train` on
+# CUDA, a 4-bit QLoRA `lsfa train` (where bitsandbytes is installed), `lsfa bench --device cuda`, and the large-model
+# paths (scripts/gpu_large_models.py: a 1B-shaped Llama in bf16 LoRA and 4-bit QLoRA with gradient checkpointing,
+# FlashAttention-2 padding-free vs SDPA where flash-attn is installed, the memory estimate beside measured peaks;
+# written to $out/large-models.json), then one summary line. Exits 0 with a clear message where there is no GPU.
 #
 # The GPU machine reaches no package registry and has its own torch / transformers / peft / accelerate, so lsfa
 # goes in with `pip install --no-deps -e .`; nothing of ../shared travels, so the model is a tiny llama built
@@ -33,7 +36,15 @@ timeout 240 lsfa train --model "$model" --corpus conll2003 --max-steps 200 --pre
   --learning-rate 1e-3 --test-split null --output-dir "$out/run" >"$out/train.log" 2>&1; train=$?
 timeout 180 lsfa bench --model-dir "$out/run/model" --corpus conll2003 --split test --device cuda \
   --json "$out/bench.json" --train-steps 20 --rounds 2 >"$out/bench.log" 2>&1; bench=$?
+if python -c "import bitsandbytes" 2>/dev/null; then
+  timeout 150 lsfa train --model "$model" --corpus conll2003 --max-steps 60 --quantize 4bit --precision bf16 \
+    --gradient-checkpointing --batch-size 16 --learning-rate 1e-3 --test-split null --dev-limit 100 \
+    --output-dir "$out/qlora" >"$out/qlora.log" 2>&1; qlora=$?
+else
+  qlora=skipped; echo "bitsandbytes not installed" >"$out/qlora.log"
+fi
+timeout 300 python scripts/gpu_large_models.py "$out/large-models.json" >"$out/large-models.log" 2>&1; large=$?
 f1=$(python -c "import json; print(round(json.load(open('$out/run/metrics.json'))['dev']['micro']['f1'], 4))" 2>/dev/null || echo "?")
 speed=$(python -c "import json; r=json.load(open('$out/bench.json')); print(round(r['inference']['optimised']['sentences_per_second'], 1), 'sent/s, x', round(r['inference']['speedup'], 2))" 2>/dev/null || echo "?")
-echo "gpu-check: tests rc=$tests, train rc=$train (200 bf16 steps, dev F1 $f1), bench rc=$bench ($speed), $(( $(date +%s) - start )) s" | tee "$out/summary.txt"
-[ "$tests" = 0 ] && [ "$train" = 0 ] && [ "$bench" = 0 ]
+echo "gpu-check: tests rc=$tests, train rc=$train (200 bf16 steps, dev F1 $f1), qlora rc=$qlora, bench rc=$bench ($speed), large-models rc=$large ($out/large-models.json), $(( $(date +%s) - start )) s" | tee "$out/summary.txt"
+[ "$tests" = 0 ] && [ "$train" = 0 ] && [ "$bench" = 0 ] && [ "$large" = 0 ] && [ "$qlora" != 1 ]
