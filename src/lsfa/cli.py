@@ -648,10 +648,19 @@ def bench_command(
     data_dir: str | None = typer.Option(None, "--data-dir", help="Folder of named corpora (default LSFA_DATA_DIR)."),
     matmul_size: int = typer.Option(2048, "--matmul-size", help="Matrix size of the matmul peak measurement."),
     matmul_seconds: float = typer.Option(1.0, "--matmul-seconds", help="Length of each timed matmul loop."),
+    choose_fast_path: bool = typer.Option(
+        False, "--choose-fast-path", help="Only measure precision, packing and token budget on these sentences and "
+        "record the fastest within --f1-tolerance of fp32's F1 in the tagger folder (used by predict and serve).",
+    ),
+    f1_tolerance: float = typer.Option(0.002, "--f1-tolerance", help="F1 a fast path may lose against fp32."),
 ) -> None:
     """Inference and training speed: the paper's fp32 recipe against lsfa's optimised paths, in one run."""
     import json
     from dataclasses import fields
+
+    if choose_fast_path:
+        _choose_fast_path(model_dir, corpus, split, sentences, data_dir, f1_tolerance, threads, json_out)
+        return
 
     from rich.console import Console
 
@@ -679,6 +688,28 @@ def bench_command(
     console.print(render_bench(result))
     if json_out:
         typer.echo(f"figures written to {json_out}", err=True)
+
+
+def _choose_fast_path(model_dir, corpus, split, sentences, data_dir, f1_tolerance, threads, json_out) -> None:
+    """`lsfa bench --choose-fast-path`: measure, record in the tagger folder, print the table."""
+    import json
+
+    import torch
+
+    from lsfa.bench.fast_path import choose_fast_path
+
+    if threads is not None:
+        torch.set_num_threads(max(1, threads))
+    record = choose_fast_path(model_dir, corpus, split, sentences or 500, data_dir, f1_tolerance,
+                              log=lambda message: typer.echo(message, err=True))  # fmt: skip
+    for row in record["measured"]:
+        typer.echo(f"  {row['precision']:9} pack={row['pack']!s:5} budget={row['max_batch_tokens']!s:5} "
+                   f"{row['sentences_per_second']:8.1f} sentences/s  F1 {row['f1']:.4f} "
+                   f"({row['f1_change_vs_fp32']:+.4f} vs fp32)")  # fmt: skip
+    choice = record["choice"]
+    typer.echo(f"fast path on {record['cpu']} ({record['threads']} threads): {choice} recorded in {model_dir}")
+    if json_out:
+        Path(json_out).write_text(json.dumps(record, indent=2) + "\n")
 
 
 # --- serve -----------------------------------------------------------------------------------------

@@ -26,10 +26,11 @@ from lsfa.data.encode import EncodedSet
 from lsfa.data.text import Word, split_words, words_as_text  # noqa: F401 (words_as_text: re-exported)
 from lsfa.errors import LsfaError
 from lsfa.inference.decode import decode_predictions, drop_below, entity_confidences, tags_of_kept
+from lsfa.inference.fast_path import with_recorded_choice
 from lsfa.inference.options import CALL_OPTIONS, InferenceOptions
 from lsfa.inference.predictor import WordPredictions, run_steps
 from lsfa.models.classifier import quiet_transformers
-from lsfa.models.saving import META_FILE, TaggerMeta
+from lsfa.models.saving import META_FILE, TaggerMeta, read_meta
 
 
 @dataclass(frozen=True)
@@ -141,15 +142,23 @@ class Tagger:
 
     @classmethod
     def load(
-        cls, folder: str | Path, options: InferenceOptions | None = None, merge: bool = True, **option_values: Any
+        cls,
+        folder: str | Path,
+        options: InferenceOptions | None = None,
+        merge: bool = True,
+        fast_path: bool = True,
+        **option_values: Any,
     ) -> Tagger:
         """Load a tagger folder (or a training run folder holding ``model/``) to run with ``options`` (or its
         fields as keywords).
 
         ``decoding`` is ``viterbi`` (the most probable well-formed tag sequence, the default) or ``argmax``
         (each word's best tag, as the paper scored); ``threshold`` drops entities whose confidence is below it.
-        ``merge=True`` folds a LoRA adapter into the weights once, so prediction runs at the speed of a
-        plain model; with bf16 precision the merged linear weights are then also stored in bf16 once
+        ``fast_path=True`` fills the precision, packing and token budget the caller left at their defaults with
+        what ``lsfa bench --choose-fast-path`` recorded for this CPU in the folder (:mod:`lsfa.inference.fast_path`;
+        nothing changes for a folder never measured here). ``merge=True`` folds a LoRA adapter into the weights
+        once, so prediction runs at the speed of a plain model; with bf16 precision the merged linear weights are
+        then also stored in bf16 once
         (:func:`lsfa.models.optimise.optimise_for_inference`: the same numbers autocast computes, without
         re-casting ~100M weights on every call, which dominates batch-1 latency). ``precision="bf16-full"``
         stores every weight in bf16 (faster again, not bit-identical to autocast). ``device`` defaults to CUDA
@@ -168,6 +177,8 @@ class Tagger:
 
         options = InferenceOptions.of(options, **option_values)  # checked before the weights load, not after
         folder = resolve_tagger_folder(folder)
+        if fast_path:  # the path `lsfa bench --choose-fast-path` measured fastest on this CPU, where not chosen
+            options = with_recorded_choice(options, read_meta(folder).extra)
         if options.precision in MERGED_ONLY_PRECISIONS and not merge:
             raise LsfaError(
                 f"precision {options.precision} rewrites the merged weights: it cannot keep an adapter unmerged"
