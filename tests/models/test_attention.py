@@ -424,9 +424,18 @@ def test_models_with_their_own_causal_buffer_are_refused() -> None:
 
 def test_unsupported_attention_implementation_is_refused(caplog) -> None:
     model = build_model("llama", "sdpa")
-    model.config._attn_implementation_internal = "flash_attention_2"  # pretend: not installed on CPU
+    model.config._attn_implementation_internal = "flex_attention"  # pretend: lsfa has no bidirectional path for it
     with caplog.at_level(logging.ERROR), pytest.raises(LsfaError, match="sdpa"):
         set_attention(model, "full")
+
+
+def test_flash_attention_takes_full_and_causal_but_refuses_a_layer_subset() -> None:
+    """FlashAttention-2 reads ``is_causal`` per call (config.is_causal), but takes no 4D mask for a subset."""
+    model = build_model("llama", "sdpa")
+    model.config._attn_implementation_internal = "flash_attention_2"  # pretend: the kernel cannot run on CPU
+    assert str(set_attention(model, "full")) == "full" and model.config.is_causal is False
+    with pytest.raises(LsfaError, match="use attn_implementation sdpa"):
+        set_attention(model, "0")
 
 
 def test_attention_module_called_without_a_mask_or_keyword_follows_its_flag() -> None:
