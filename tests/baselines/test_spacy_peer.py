@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lsfa.baselines.spacy_peer import epoch_timing, spacy_words, train_command
+from lsfa.baselines.spacy_peer import spacy_words, train_command, word_pass_timing
 from lsfa.data.types import Sentence
 from lsfa.errors import LsfaError
 from lsfa.training.config import load_config
@@ -46,9 +46,9 @@ def test_epoch_time_is_time_per_pass_over_the_training_words() -> None:
         {"epoch": 1, "step": 10, "words": 300, "seconds": 3.0},
         {"epoch": 3, "step": 20, "words": 600, "seconds": 6.0},
     ]
-    timing = epoch_timing(progress, train_words=200, train_seconds=7.0)
+    timing = word_pass_timing(progress, train_words=200, train_seconds=7.0)
     assert timing["epochs_run"] == 3.0 and timing["mean_epoch_seconds"] == pytest.approx(2.0)
-    assert epoch_timing([], 200, 7.0)["mean_epoch_seconds"] is None
+    assert word_pass_timing([], 200, 7.0)["mean_epoch_seconds"] is None
 
 
 def test_unknown_options_are_user_errors(tmp_path: Path) -> None:

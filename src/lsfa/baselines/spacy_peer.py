@@ -137,8 +137,9 @@ def read_progress(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def epoch_timing(progress: list[dict[str, Any]], train_words: int, train_seconds: float) -> dict[str, Any]:
-    """Seconds per pass over the training words, from the last evaluation's clock and word count."""
+def word_pass_timing(progress: list[dict[str, Any]], train_words: int, train_seconds: float) -> dict[str, Any]:
+    """Seconds per pass over the training words, from the last evaluation's clock and word count (spaCy logs words
+    seen, not epochs, so this is not :func:`lsfa.runs.epoch_timing`; :func:`_timing` lays it out in the same keys)."""
     last = progress[-1] if progress else None
     if not last or not last["words"] or not train_words:
         return {"epochs_run": None, "mean_epoch_seconds": None, "train_tokens_per_second": None}
@@ -235,7 +236,7 @@ def _evaluate_splits(nlp, config, dev_sentences, run_dir: Path, options, log) ->
 
 
 def _timing(progress, train_words: int, train_seconds: float, wall_start: float, peak_mb: float) -> dict[str, Any]:
-    timing = epoch_timing(progress, train_words, train_seconds)
+    timing = word_pass_timing(progress, train_words, train_seconds)
     mean = timing.get("mean_epoch_seconds")
     return {
         "global_step": timing.get("global_step"),

@@ -47,6 +47,15 @@ class Span(NamedTuple):
         return self.start < other.end and other.start < self.end
 
 
+LENGTH_BUCKETS: tuple[str, ...] = ("1", "2", "3+")
+"""Entity lengths in words as corpus statistics, scores by length and the report's tables group them."""
+
+
+def length_bucket(span: Span) -> str:
+    """The :data:`LENGTH_BUCKETS` entry of a span: ``"1"``, ``"2"`` or ``"3+"`` words."""
+    return LENGTH_BUCKETS[min(span.length, len(LENGTH_BUCKETS)) - 1]
+
+
 class UnknownSchemeError(LsfaError, ValueError):
     """A scheme name that is none of :data:`SCHEME_ALIASES`."""
 

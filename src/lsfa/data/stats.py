@@ -13,9 +13,7 @@ from rich.table import Table
 
 from lsfa.data.conll import TOKENS, ConllFile
 from lsfa.data.corpora import Corpus
-from lsfa.data.schemes import to_spans
-
-LENGTH_BUCKETS = ("1", "2", "3+")
+from lsfa.data.schemes import LENGTH_BUCKETS, Span, length_bucket, to_spans
 
 
 def split_stats(split: ConllFile, labels: list[str]) -> dict[str, Any]:
@@ -23,10 +21,10 @@ def split_stats(split: ConllFile, labels: list[str]) -> dict[str, Any]:
     per_type: Counter[str] = Counter({label: 0 for label in labels})
     by_length: Counter[str] = Counter({bucket: 0 for bucket in LENGTH_BUCKETS})
     for sentence in split.sentences:
-        spans = [(k, k + 1, tag) for k, tag in enumerate(sentence.tags)] if split.scheme == TOKENS else None
-        for start, end, entity_type in spans or to_spans(sentence.tags):  # a tokens task: every word is one
-            per_type[entity_type] += 1
-            by_length[LENGTH_BUCKETS[min(end - start, 3) - 1]] += 1
+        spans = [Span(k, k + 1, tag) for k, tag in enumerate(sentence.tags)] if split.scheme == TOKENS else None
+        for span in spans or to_spans(sentence.tags):  # a tokens task: every word is one
+            per_type[span.type] += 1
+            by_length[length_bucket(span)] += 1
     return {
         "path": split.path,
         "scheme": split.scheme,

@@ -21,11 +21,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
+from lsfa.data.schemes import LENGTH_BUCKETS, length_bucket
 from lsfa.errors import LsfaError
 from lsfa.eval.spans import Mode, Span, get_spans, spans_of_all
 
 SentenceSpans = Sequence[Sequence[Span]]
-LENGTH_BUCKETS: tuple[str, ...] = ("1", "2", "3+")
 
 
 def _ratio(numerator: int, denominator: int) -> float:
@@ -166,11 +166,6 @@ def partial_prf(
 
 
 # --- by entity length ------------------------------------------------------------------------------
-
-
-def length_bucket(span: Span) -> str:
-    """``"1"``, ``"2"`` or ``"3+"`` words."""
-    return "1" if span.length == 1 else "2" if span.length == 2 else "3+"
 
 
 def by_length_prf_from_spans(gold_spans: SentenceSpans, pred_spans: SentenceSpans) -> dict[str, dict]:

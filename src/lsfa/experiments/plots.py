@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lsfa.experiments.tables import ERROR_COLUMNS, LENGTH_BUCKETS, Table
+from lsfa.data.schemes import LENGTH_BUCKETS
+from lsfa.experiments.tables import ERROR_COLUMNS, Table
 
 OUTSIDE = {"loc": "upper left", "bbox_to_anchor": (1.01, 1.0)}
 PLOTS = {

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lsfa.data.schemes import LENGTH_BUCKETS
 from lsfa.errors import LsfaError
 from lsfa.eval.errors import ERROR_CATEGORIES
 from lsfa.experiments import paper
@@ -32,7 +33,6 @@ from lsfa.runs import METRICS_FILE, RunFolder, RunMetrics
 
 ATTENTION_NAMES = {"full": "LS-FA", "causal": "LS-CA"}
 KIND_ORDER = {"decoder": 0, "encoder": 1, "peer": 2}
-LENGTH_BUCKETS = ("1", "2", "3+")
 ERROR_COLUMNS = tuple(name for name in ERROR_CATEGORIES if name != "exact_matches")
 
 
