@@ -42,12 +42,11 @@ from lsfa.data.schemes import entity_types
 from lsfa.data.types import Sentence
 from lsfa.errors import LsfaError
 from lsfa.inference.latency import sentence_latency
-from lsfa.runs import CHECKPOINTS_DIR, MODEL_DIR, RunFolder, machine_info
+from lsfa.runs import CONFIG_FILE, MODEL_DIR, RunFolder, machine_info
 from lsfa.training.config import TrainConfig, dump_config, load_config
 
 SYSTEM = "ift"
 MODEL = MODEL_DIR
-CHECKPOINTS = CHECKPOINTS_DIR
 IFT_FILE = "lsfa-ift.json"
 IGNORED_CONFIG_KEYS = ("attention", "context", "label_all_subtokens")
 
@@ -345,7 +344,7 @@ def train_ift(
         raise LsfaError(f"ift baseline: no train or dev example fits max_length {config.max_length}")
     if train_too_long or dev_too_long:
         log(f"note: {train_too_long} train / {dev_too_long} dev examples longer than max_length left out of training")
-    (run_dir / "config.yaml").write_text(dump_config(config))
+    (run_dir / CONFIG_FILE).write_text(dump_config(config))
     timer = EpochTimer()
     callbacks = run_callbacks(config, timer, deadline)
     collator, batching = ift_collator(model, tokenizer, train_set, config.pack)

@@ -45,8 +45,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lsfa.errors import LsfaError
+from lsfa.runs import CHECKPOINTS_DIR, RunFolder, RunMetrics, claim_folder, lock_holder, release_folder
 from lsfa.runs import LOCK_FILE as LOCK_FILE  # the cell lock, by its name here too
-from lsfa.runs import RunFolder, RunMetrics, claim_folder, lock_holder, release_folder
 from lsfa.training.config import TrainConfig, deep_merge, load_config
 from lsfa.training.time_limit import TimeLimitReached, deadline_after
 from lsfa.yaml_files import read_yaml_mapping
@@ -527,7 +527,7 @@ def run_cell(cell: Cell, folder: Path, log: Callable[[str], None], deadline: flo
     if cell.system == "lsfa":
         from lsfa.training import runner
 
-        resume = (folder / "checkpoints").is_dir()
+        resume = (folder / CHECKPOINTS_DIR).is_dir()
         runner.train(cell.config, resume=resume, log=log, deadline=deadline)
         return
     import importlib

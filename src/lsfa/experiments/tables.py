@@ -29,7 +29,8 @@ from lsfa.eval.errors import ERROR_CATEGORIES
 from lsfa.experiments import paper
 from lsfa.experiments.grid import key_matches
 from lsfa.machine import cpu_label
-from lsfa.runs import METRICS_FILE, RunFolder, RunMetrics
+from lsfa.models.saving import META_FILE
+from lsfa.runs import CHECKPOINTS_DIR, METRICS_FILE, MODEL_DIR, RunFolder, RunMetrics
 
 ATTENTION_NAMES = {"full": "LS-FA", "causal": "LS-CA"}
 KIND_ORDER = {"decoder": 0, "encoder": 1, "peer": 2}
@@ -91,7 +92,7 @@ def collect_cells(grid_dirs: str | Path | Sequence[str | Path], only: str | None
         if not root.is_dir():
             raise LsfaError(f"{root}: no such folder (expected an `lsfa experiment run` output folder)")
         for path in sorted(root.rglob(METRICS_FILE)):
-            if "checkpoints" in path.parts or not key_matches(path.parent.relative_to(root).as_posix(), only):
+            if CHECKPOINTS_DIR in path.parts or not key_matches(path.parent.relative_to(root).as_posix(), only):
                 continue
             metrics = RunMetrics.read(path).model_dump(exclude_unset=True)  # the typed record, its extra keys kept
             cells.append(_cell_result(path.parent, metrics))
@@ -147,7 +148,7 @@ def _kind(system: str, model: str, folder: Path) -> str:
     entry = CATALOGUE.get(str(model))
     if entry is not None:
         return entry.kind
-    meta = folder / "model" / "lsfa.json"
+    meta = folder / MODEL_DIR / META_FILE
     if meta.is_file():
         from lsfa.models.classifier import ENCODER_TYPES
 

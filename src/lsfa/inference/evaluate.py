@@ -16,6 +16,7 @@ from lsfa.data.jsonl import SpanOptions
 from lsfa.errors import LsfaError
 from lsfa.eval.spans import Mode
 from lsfa.inference.tagger import Tagger, resolve_tagger_folder
+from lsfa.runs import CONFIG_FILE
 
 
 def training_corpus(folder: str | Path) -> tuple[str | None, str | None]:
@@ -23,7 +24,7 @@ def training_corpus(folder: str | Path) -> tuple[str | None, str | None]:
     import yaml
 
     model_folder = resolve_tagger_folder(folder)
-    for candidate in (model_folder / "config.yaml", model_folder.parent / "config.yaml"):
+    for candidate in (model_folder / CONFIG_FILE, model_folder.parent / CONFIG_FILE):
         if candidate.is_file():
             try:
                 config = yaml.safe_load(candidate.read_text()) or {}

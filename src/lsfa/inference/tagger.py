@@ -31,6 +31,7 @@ from lsfa.inference.options import CALL_OPTIONS, InferenceOptions
 from lsfa.inference.predictor import WordPredictions, run_steps
 from lsfa.models.classifier import quiet_transformers
 from lsfa.models.saving import META_FILE, TaggerMeta, read_meta
+from lsfa.runs import MODEL_DIR
 
 
 @dataclass(frozen=True)
@@ -75,8 +76,8 @@ def resolve_tagger_folder(path: str | Path) -> Path:
     folder = Path(path).expanduser()
     if (folder / META_FILE).is_file():
         return folder
-    if (folder / "model" / META_FILE).is_file():
-        return folder / "model"
+    if (folder / MODEL_DIR / META_FILE).is_file():
+        return folder / MODEL_DIR
     if not folder.exists():
         raise LsfaError(f"{folder}: no such tagger folder")
     raise LsfaError(
