@@ -146,15 +146,15 @@ def test_a_second_train_into_one_output_dir_is_refused_in_one_line(tmp_path: Pat
 def test_a_full_disk_while_converting_is_one_line(tmp_path: Path, monkeypatch, capsys) -> None:
     """An OS error in the middle of writing (no space left) names the file, exit 2, no traceback."""
     import errno
+    import os
+    from dataclasses import replace
 
-    import lsfa.data.jsonl
+    from lsfa.data import formats
 
     def full_disk(sentences, path, *args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
-    import os
-
-    monkeypatch.setattr(lsfa.data.jsonl, "write_span_jsonl", full_disk)
+    monkeypatch.setitem(formats.FORMATS, "jsonl", replace(formats.FORMATS["jsonl"], write=full_disk))
     (tmp_path / "gold.conll").write_text("EU B-ORG\n\n")
     code, errors = _run_main(["data", "convert", str(tmp_path / "gold.conll"), str(tmp_path / "out.jsonl")],
                              monkeypatch, capsys)  # fmt: skip

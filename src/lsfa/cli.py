@@ -87,36 +87,39 @@ def _span_options(misaligned: str, overlaps: str):
 
 @data_app.command("convert")
 def data_convert(
-    source: str = typer.Argument(..., help="File to read: CoNLL, span JSONL (.jsonl/.json) or spaCy DocBin (.spacy)."),
-    target: str = typer.Argument(..., help="File to write, format by suffix (.jsonl, .spacy, else CoNLL)."),
+    source: str = typer.Argument(
+        ..., help="File to read: CoNLL, span JSONL (.jsonl/.json), spaCy DocBin (.spacy) or BRAT (.ann beside .txt)."
+    ),
+    target: str = typer.Argument(..., help="File to write, format by suffix (.jsonl, .spacy, .ann, else CoNLL)."),
     to: str = typer.Option("IOB2", "--to", help="Tag scheme to write: IOB1, IOB2 or BIOES (IOBES)."),
     from_scheme: str | None = typer.Option(None, "--from", help="Scheme of the input (default: detected)."),
     strict: bool = typer.Option(False, "--strict", help="Fail on invalid tag transitions."),
     misaligned: str = typer.Option("error", "--misaligned", help=MISALIGNED_HELP),
     overlaps: str = typer.Option("error", "--overlaps", help=OVERLAPS_HELP),
 ) -> None:
-    """Convert between CoNLL, span-annotated JSONL and spaCy DocBin, or rewrite CoNLL in another tag scheme.
+    """Convert between CoNLL, span-annotated JSONL, spaCy DocBin and BRAT standoff, or rewrite CoNLL in another
+    tag scheme (formats by suffix: lsfa.data.formats).
 
     CoNLL to CoNLL keeps words, extra columns and documents. JSONL holds words (``tokens``), text and entities;
-    DocBin holds words and entities: extra CoNLL columns and document markers do not survive those two."""
+    DocBin and BRAT hold words and entities: extra CoNLL columns and document markers do not survive those."""
     from pathlib import Path
 
-    from lsfa.data.conll import read_conll, write_conll
-    from lsfa.data.corpora import DOCBIN_SUFFIXES, SPAN_SUFFIXES
+    from lsfa.data import formats
     from lsfa.errors import writing
     from lsfa.runs import ensure_writable
 
-    if Path(source).resolve() == Path(target).resolve():
+    target_format = formats.format_of(target) or formats.FORMATS["conll"]
+    written = [Path(target), *([Path(target).with_suffix(target_format.companion)] if target_format.companion else [])]
+    if Path(source).resolve() in [path.resolve() for path in written]:
         raise LsfaError(f"{target}: refusing to overwrite the input file; choose another output path")
     ensure_writable(Path(target).parent)  # before reading a large input
-    if {Path(source).suffix.lower(), Path(target).suffix.lower()} & {*SPAN_SUFFIXES, *DOCBIN_SUFFIXES}:
-        _convert_formats(source, target, to, _span_options(misaligned, overlaps))
-        return
-    conll = read_conll(source, scheme=from_scheme, strict=strict, convert_to=to)
-    _print_reader_warnings(conll.warnings)
     with writing(target):
-        write_conll(conll.sentences, target, sep=conll.sep, docstart=conll.has_docstart)
-    typer.echo(f"{len(conll.sentences):,} sentences {conll.scheme} -> {conll.tag_scheme}: {target}")
+        loaded = formats.convert_file(source, target, to, from_scheme, strict, _span_options(misaligned, overlaps))
+    _print_reader_warnings(loaded.warnings)
+    if (formats.format_of(source) or formats.FORMATS["conll"]).keeps_columns and target_format.keeps_columns:
+        typer.echo(f"{len(loaded.sentences):,} sentences {loaded.scheme} -> {loaded.tag_scheme}: {target}")
+    else:
+        typer.echo(f"{len(loaded.sentences):,} sentences: {source} -> {target}")
 
 
 def _inference_options(**values):
@@ -124,35 +127,6 @@ def _inference_options(**values):
     from lsfa.inference.options import InferenceOptions
 
     return InferenceOptions.of(None, flags=True, **{key: value for key, value in values.items() if value is not None})
-
-
-def _convert_formats(source: str, target: str, scheme: str, span_options) -> None:
-    """CoNLL <-> span JSONL <-> spaCy DocBin, through word-level sentences."""
-    from dataclasses import replace
-    from pathlib import Path
-
-    from lsfa.data import schemes
-    from lsfa.data.conll import write_conll
-    from lsfa.data.corpora import read_split_file
-    from lsfa.data.docbin import write_docbin
-    from lsfa.data.jsonl import write_span_jsonl
-    from lsfa.errors import writing
-
-    loaded = read_split_file(source, span_options)
-    _print_reader_warnings(loaded.warnings)
-    suffix = Path(target).suffix.lower()
-    with writing(target):
-        if suffix in (".jsonl", ".json"):
-            write_span_jsonl(loaded.sentences, target)
-        elif suffix == ".spacy":
-            write_docbin(loaded.sentences, Path(target))
-        else:
-            target_scheme = schemes.normalise_scheme(scheme)
-            converted = [
-                replace(s, tags=schemes.convert(s.tags, schemes.IOB2, target_scheme)) for s in loaded.sentences
-            ]
-            write_conll(converted, target)
-    typer.echo(f"{len(loaded.sentences):,} sentences: {source} -> {target}")
 
 
 # --- evaluate --------------------------------------------------------------------------------------

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from lsfa.data.conll import read_conll
-from lsfa.data.corpora import load_corpus, read_split_file
+from lsfa.data.corpora import load_corpus
+from lsfa.data.formats import read_file
 from lsfa.data.jsonl import SpanOptions, read_span_jsonl, write_span_jsonl
 from lsfa.errors import DataFormatError
 from tests.training.synthetic import write_synthetic_corpus
@@ -123,7 +124,7 @@ def test_cli_converts_between_all_three_formats(tmp_path: Path, monkeypatch, cap
     assert [(s.tokens, s.tags) for s in read_conll(tmp_path / "c.conll").sentences] == [
         (s.tokens, s.tags) for s in original
     ]
-    assert read_split_file(tmp_path / "b.spacy").sentences[0].tags == original[0].tags
+    assert read_file(tmp_path / "b.spacy").sentences[0].tags == original[0].tags
     assert "20 sentences" in capsys.readouterr().out
 
 

@@ -1,6 +1,7 @@
 """Named corpora and loading a corpus from a name, a folder or a file.
 
-A corpus is a set of splits (``train``/``dev``/``test``) read with :func:`lsfa.data.conll.read_conll`.
+A corpus is a set of splits (``train``/``dev``/``test``), each a file (or folder) in any format of
+:mod:`lsfa.data.formats`, chosen by its suffix.
 Every split is normalised to IOB2 in memory, because labels and metrics are defined on IOB2; the
 scheme of the file on disk stays recorded in ``ConllFile.scheme``.
 
@@ -16,18 +17,13 @@ from pathlib import Path
 
 from lsfa import settings
 from lsfa.data import schemes
-from lsfa.data.conll import DOCSTART, TOKENS, ConllFile, read_conll
-from lsfa.data.docbin import read_docbin
-from lsfa.data.jsonl import SpanOptions, read_span_jsonl
+from lsfa.data.conll import DOCSTART, TOKENS, ConllFile
+from lsfa.data.formats import format_of, read_file, split_suffixes
+from lsfa.data.jsonl import SpanOptions
 from lsfa.data.types import Sentence
 from lsfa.errors import LsfaError
 
 SPLITS = ("train", "dev", "test")
-CONLL_SUFFIXES = (".txt", ".tsv", ".conll", ".iob", ".bio")
-SPAN_SUFFIXES = (".jsonl", ".json")
-DOCBIN_SUFFIXES = (".spacy",)
-CORPUS_SUFFIXES = (*CONLL_SUFFIXES, *SPAN_SUFFIXES, *DOCBIN_SUFFIXES)
-"""What a split file may be: CoNLL columns, span-annotated JSON lines (lsfa.data.jsonl) or a spaCy DocBin."""
 # Other names corpora use for the standard splits.
 SPLIT_ALIASES = {
     "train": "train",
@@ -202,14 +198,14 @@ def _split_files_in(folder: Path) -> dict[str, Path]:
     """The split files of a folder, refusing two candidates for one split (``train.txt``, ``train.tsv``)."""
     found: dict[str, Path] = {}
     for candidate in sorted(folder.iterdir()):
-        split = SPLIT_ALIASES.get(candidate.stem.lower())
-        if split is None or not candidate.is_file() or candidate.suffix.lower() not in CORPUS_SUFFIXES:
+        split = SPLIT_ALIASES.get(candidate.stem.lower() if candidate.is_file() else candidate.name.lower())
+        if split is None or not _is_split(candidate):
             continue
         if split in found:
             raise LsfaError(f"{folder}: both {found[split].name} and {candidate.name} look like the {split} split")
         found[split] = candidate
     if not found:
-        suffixes = ", ".join(CORPUS_SUFFIXES)
+        suffixes = ", ".join(split_suffixes())
         raise LsfaError(f"{folder}: no split files found (expected train/dev/test with suffix {suffixes})")
     return dict(sorted(found.items(), key=lambda item: SPLITS.index(item[0])))
 
@@ -237,22 +233,17 @@ def _read_files(
     """Read each split file, normalising span tags to IOB2."""
     return Corpus(
         name=name,
-        splits={split: read_split_file(path, span_options, tag_column, task) for split, path in files.items()},
+        splits={split: read_file(path, span_options, tag_column, task) for split, path in files.items()},
     )
 
 
-def read_split_file(
-    path: str | Path, span_options: SpanOptions | None = None, tag_column: int | None = None, task: str | None = None
-) -> ConllFile:
-    """One split file in whichever format its suffix says (CoNLL for anything else), span tags in IOB2."""
-    suffix = Path(path).suffix.lower()
-    if suffix in SPAN_SUFFIXES:
-        return read_span_jsonl(path, span_options or SpanOptions())
-    if suffix in DOCBIN_SUFFIXES:
-        return read_docbin(path)
-    column = -1 if tag_column is None else tag_column
-    task = task or "auto"
-    return read_conll(path, tag_column=column, convert_to=schemes.IOB2 if task != "tokens" else None, task=task)
+def _is_split(candidate: Path) -> bool:
+    """A file whose suffix names a format (not the companion of another file, as BRAT's ``.txt`` of a ``.ann``),
+    or a folder of a folder format (BRAT documents)."""
+    data_format = format_of(candidate)
+    if data_format is None or (candidate.is_dir() and not data_format.folders):
+        return False
+    return candidate.is_dir() or candidate.suffix.lower() in data_format.suffixes
 
 
 def _missing_corpus_message(spec: CorpusSpec, root: Path | None) -> str:

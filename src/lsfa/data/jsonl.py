@@ -104,8 +104,8 @@ def _object(value: Any, path: Path, line: int) -> dict[str, Any]:
 def _record_sentence(record: dict, path: Path, line: int, index: int, options: SpanOptions) -> Sentence:
     text, raw_spans = _text_and_spans(record, path, line)
     words = _words(record, text, path, line)
-    spans = [_word_span(span, words, text, path, line, options) for span in raw_spans]
-    spans = _resolve_overlaps([span for span in spans if span is not None], path, line, options)
+    spans = [word_span(span, words, text, path, line, options) for span in raw_spans]
+    spans = resolve_overlaps([span for span in spans if span is not None], path, line, options)
     tags = schemes.from_spans(spans, len(words), schemes.IOB2)
     return Sentence([word.text for word in words], tags, doc_id=index, line=line)
 
@@ -188,9 +188,12 @@ def _words(record: dict, text: str, path: Path, line: int) -> list[Word]:
     return placed
 
 
-def _word_span(
+def word_span(
     span: tuple[int, int, str], words: Sequence[Word], text: str, path: Path, line: int, options: SpanOptions
 ) -> tuple[int, int, str] | None:
+    """The words a character span ``(start, end, label)`` covers, as ``(first word, end word, label)``; a span off
+    the word boundaries is an error at ``path:line`` unless ``options.misaligned`` snaps or drops it (counted).
+    Shared by every reader of character-offset annotations (JSONL, BRAT)."""
     start, end, label = span
     first = next((k for k, w in enumerate(words) if w.start == start), None)
     last = next((k for k, w in enumerate(words) if w.end == end), None)
@@ -211,9 +214,11 @@ def _word_span(
     )
 
 
-def _resolve_overlaps(
+def resolve_overlaps(
     spans: list[tuple[int, int, str]], path: Path, line: int, options: SpanOptions
 ) -> list[tuple[int, int, str]]:
+    """Word spans without overlaps: an error at ``path:line`` unless ``options.overlaps`` keeps the longest
+    (counted), because IOB tags cannot hold nested entities."""
     kept: list[tuple[int, int, str]] = []
     for span in sorted(set(spans), key=lambda s: (-(s[1] - s[0]), s[0])):
         clash = next((k for k in kept if k[0] < span[1] and span[0] < k[1]), None)

@@ -97,15 +97,16 @@ def _read_aligned(
 
 
 def _read(path: str | Path, scheme: str, gold: ConllFile | None = None) -> ConllFile:
-    """A CoNLL file in ``scheme``, a span JSONL / spaCy DocBin file (those hold entities, read as IOB2), or for
-    a prediction (``gold`` given) a tags-only ``.tags`` file."""
-    from lsfa.data.corpora import CONLL_SUFFIXES, read_split_file
+    """A CoNLL file in ``scheme``, a file of another format of :mod:`lsfa.data.formats` (span JSONL, DocBin,
+    BRAT: those hold entities, read as IOB2), or for a prediction (``gold`` given) a tags-only ``.tags`` file."""
+    from lsfa.data.formats import format_of, read_file
 
     if gold is not None and Path(path).suffix.lower() == TAGS_ONLY_SUFFIX:
         return read_tags_only(path, gold)
-    if Path(path).suffix.lower() in CONLL_SUFFIXES or scheme != "IOB2":
+    data_format = format_of(path)
+    if data_format is None or data_format.keeps_columns or scheme != "IOB2":
         return read_conll(path, scheme=scheme)
-    return read_split_file(path)
+    return read_file(path)
 
 
 TAGS_ONLY_SUFFIX = ".tags"

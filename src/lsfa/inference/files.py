@@ -25,14 +25,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from lsfa.data.formats import format_with_suffix
 from lsfa.data.text import split_words
 from lsfa.data.types import Sentence
 from lsfa.errors import DataFormatError, LsfaError
 from lsfa.inference.tagger import Tagger, entities_from_spans, words_as_text
 
 FORMATS = ("auto", "text", "jsonl", "conll")
-JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
-CONLL_SUFFIXES = (".conll", ".conllu", ".iob", ".bio", ".tsv")
+TEXT_SUFFIXES = (".txt",)
+"""Suffixes read as plain text here although :mod:`lsfa.data.formats` reads them as CoNLL: a ``.txt`` to tag is
+documents, one a line; a ``.txt`` split of a corpus is CoNLL columns."""
 STDIN = "-"
 
 
@@ -47,18 +49,18 @@ class Record:
 
 
 def detect_format(path: str | Path, requested: str = "auto") -> str:
-    """The input format: as requested, else from the suffix (``.jsonl`` -> jsonl, ``.conll``/``.iob``/``.tsv``
-    -> conll, anything else -> text; CoNLL files named ``.txt`` need ``--format conll``)."""
+    """The input format: as requested, else from the suffix as :mod:`lsfa.data.formats` names it (``.jsonl`` ->
+    jsonl, ``.conll``/``.iob``/``.tsv`` -> conll), anything else -> text; CoNLL files named ``.txt`` need
+    ``--format conll``."""
     if requested not in FORMATS:
         raise LsfaError(f"unknown input format {requested!r}; use one of {', '.join(FORMATS)}")
     if requested != "auto":
         return requested
     suffix = Path(str(path)).suffix.lower()
-    if suffix in JSONL_SUFFIXES:
-        return "jsonl"
-    if suffix in CONLL_SUFFIXES:
-        return "conll"
-    return "text"
+    found = format_with_suffix(suffix)
+    if found is None or found.name not in FORMATS or suffix in TEXT_SUFFIXES:
+        return "text"
+    return found.name
 
 
 def read_lines(path: str | Path) -> list[str]:
