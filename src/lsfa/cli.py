@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import typer
+from typer.core import TyperCommand
 
 from lsfa.errors import LsfaError
 from lsfa.training.time_limit import EXIT_TIME_LIMIT, TimeLimitReached
@@ -122,16 +123,47 @@ def data_convert(
         typer.echo(f"{len(loaded.sentences):,} sentences: {source} -> {target}")
 
 
-def _inference_options(**values):
-    """The run options of a tagger, validated once before any model loads (errors name the flag)."""
+_RUN_OPTIONS_CONTEXT = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+class _InferenceCommand(TyperCommand):
+    """A command whose run options are the fields of :class:`~lsfa.inference.options.InferenceOptions`, as flags:
+    parsed from the extra arguments (:func:`_run_options`) and listed in ``--help`` when it is shown, since the
+    options' module imports torch, which ``lsfa --help`` must not. A new field is a flag here with no CLI edit."""
+
+    skip: tuple[str, ...] = ("progress",)
+
+    def format_help(self, ctx, formatter) -> None:
+        from lsfa.flags import flags_help
+        from lsfa.inference.options import InferenceOptions
+
+        self.epilog = "Run options (every InferenceOptions field), as flags:\n\n" + flags_help(
+            InferenceOptions, self.skip
+        )
+        super().format_help(ctx, formatter)
+
+
+class _EvaluateCommand(_InferenceCommand):
+    skip = ("progress", "threshold")  # scores come from the tags, which a threshold does not choose
+
+
+def _run_options(ctx: typer.Context, command: type[_InferenceCommand] = _InferenceCommand):
+    """The :class:`~lsfa.inference.options.InferenceOptions` of the extra arguments, validated once, before any
+    model loads (errors name the flag)."""
+    from lsfa.flags import UnknownFlagError, parse_flags
     from lsfa.inference.options import InferenceOptions
 
-    return InferenceOptions.of(None, flags=True, **{key: value for key, value in values.items() if value is not None})
+    try:
+        values = parse_flags(list(ctx.args), InferenceOptions, command.skip)
+    except UnknownFlagError as error:
+        ctx.fail(str(error))  # click's usage error: the usage line and status 2, as for the command's own options
+    return InferenceOptions.of(None, flags=True, **values)
 
 
 # --- evaluate --------------------------------------------------------------------------------------
-@app.command("evaluate")
+@app.command("evaluate", cls=_EvaluateCommand, context_settings=_RUN_OPTIONS_CONTEXT)
 def evaluate(
+    ctx: typer.Context,
     gold: str | None = typer.Option(None, "--gold", help="Gold CoNLL file (tag in the last column)."),
     pred: str | None = typer.Option(None, "--pred", help="Predicted CoNLL file with the same words, line for line."),
     scheme: str = typer.Option("IOB2", "--scheme", help="Tag scheme: IOB1, IOB2 or BIOES (IOBES)."),
@@ -147,11 +179,6 @@ def evaluate(
     ),
     split: str | None = typer.Option(None, "--split", help="Split for --model-dir (default test)."),
     data_dir: str | None = typer.Option(None, "--data-dir", help="Folder holding the named corpora (--model-dir)."),
-    precision: str = typer.Option("auto", "--precision", help="auto, fp32, bf16 or bf16-full (--model-dir)."),
-    batch_size: int = typer.Option(32, "--batch-size", help="Rows per forward pass (--model-dir)."),
-    decoding: str = typer.Option(
-        "argmax", "--decoding", help="argmax (as the paper scored) or viterbi (well-formed spans) (--model-dir)."
-    ),
     calibration: Path | None = typer.Option(
         None,
         "--calibration",
@@ -174,6 +201,7 @@ def evaluate(
 
     With --baseline, a paired bootstrap of the strict F1 difference (--pred minus --baseline): its 95% interval
     and the share of draws in which --pred is not better (documents are drawn when the gold file marks them).
+    With --model-dir, the run options below say how the tagger runs (decoding: the tagger's default, viterbi).
     """
     import json
 
@@ -184,14 +212,14 @@ def evaluate(
             raise LsfaError("use either --gold/--pred or --model-dir/--corpus/--split, not both")
         if model_dir is None:
             raise LsfaError("--corpus/--split need --model-dir (the tagger to evaluate)")
-        options = _inference_options(decoding=decoding, precision=precision, batch_size=batch_size)
+        options = _run_options(ctx, _EvaluateCommand)
         if calibration is not None:
             _calibration(model_dir, corpus, data_dir, options, calibration, target_precision, spans)
             return
-        _evaluate_model_dir(
-            model_dir, corpus, split or "test", data_dir, mode, precision, batch_size, as_json, decoding, spans
-        )
+        _evaluate_model_dir(model_dir, corpus, split or "test", data_dir, mode, options, as_json, spans)
         return
+    if ctx.args and _run_options(ctx, _EvaluateCommand):
+        raise LsfaError(f"run options ({' '.join(ctx.args)}) go with --model-dir, not --gold/--pred")
     if gold is None or pred is None:
         raise LsfaError("give both --gold and --pred (two CoNLL files with the same words)")
     if baseline is not None:
@@ -273,8 +301,8 @@ def _calibration(
 
 
 def _evaluate_model_dir(
-    model_dir: str, corpus: str | None, split: str, data_dir: str | None, mode: str, precision: str,
-    batch_size: int, as_json: bool, decoding: str = "argmax", span_options=None,
+    model_dir: str, corpus: str | None, split: str, data_dir: str | None, mode: str, options, as_json: bool,
+    span_options=None,
 ) -> None:  # fmt: skip
     """``lsfa evaluate --model-dir``: predict a corpus split with a saved tagger, report like --gold/--pred."""
     import json
@@ -286,10 +314,11 @@ def _evaluate_model_dir(
 
     warnings: list[str] = []
     result = evaluate_model(
-        model_dir, corpus, split, data_dir=data_dir, mode=mode, precision=precision,  # type: ignore[arg-type]
-        batch_size=batch_size, warn=warnings.append, decoding=decoding, span_options=span_options,
+        model_dir, corpus, split, data_dir=data_dir, mode=mode,  # type: ignore[arg-type]
+        warn=warnings.append, span_options=span_options, options=options,
     )  # fmt: skip
     _print_reader_warnings(warnings)
+    typer.echo(f"decoding: {options.decoding}", err=True)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
     else:
@@ -518,8 +547,12 @@ def _is_main_process() -> bool:
 
 
 # --- predict ---------------------------------------------------------------------------------------
-@app.command("predict")
+OUTPUT_FORMATS = ("auto", "jsonl", "conll")
+
+
+@app.command("predict", cls=_InferenceCommand, context_settings=_RUN_OPTIONS_CONTEXT)
 def predict_command(
+    ctx: typer.Context,
     model_dir: str = typer.Option(..., "--model-dir", help="Tagger folder, or a training run folder (uses RUN/model)."),
     text: str | None = typer.Option(None, "--text", help="Tag this text; prints one JSON object."),
     input_path: str | None = typer.Option(
@@ -529,61 +562,76 @@ def predict_command(
     input_format: str = typer.Option(
         "auto", "--format", help="auto (.jsonl: jsonl; .conll/.iob/.bio/.tsv: conll; else text), text, jsonl, conll."
     ),
-    batch_size: int = typer.Option(32, "--batch-size", help="Documents per prediction call and rows per forward pass."),
-    precision: str = typer.Option(
-        "auto", "--precision", help="auto (bf16 where fast), fp32, bf16 (autocast) or bf16-full (all weights bf16)."
+    output_format: str = typer.Option(
+        "auto", "--output-format", help="auto (CoNLL for CoNLL input, else JSONL), jsonl (entities) or conll (tags)."
     ),
-    max_length: int | None = typer.Option(
-        None, "--max-length", help="Sub-tokens per window (default: as trained); longer inputs are windowed."
-    ),
-    max_batch_tokens: int | None = typer.Option(
-        None, "--max-batch-tokens", help="Fill each forward pass up to this many padded sub-tokens (e.g. 4096)."
-    ),
-    pack: bool = typer.Option(
-        False, "--pack/--no-pack", help="Pack short inputs into shared rows (block-diagonal mask; decoders only)."
-    ),
-    decoding: str = typer.Option(
-        "viterbi", "--decoding", help="viterbi (well-formed spans) or argmax (each word's best tag, as the paper)."
-    ),
-    threshold: float | None = typer.Option(
-        None, "--threshold", help="Drop entities whose confidence (calibrated span probability) is below this."
+    threads: int | None = typer.Option(
+        None, "--threads", help="torch CPU threads (default: torch's; 1 is best on a busy machine).", min=1
     ),
 ) -> None:
-    """Tag raw text, JSONL or CoNLL with a trained tagger; entities carry character offsets into the input text."""
-    import json
+    """Tag raw text, JSONL or CoNLL with a trained tagger; entities carry character offsets into the input text.
 
+    Run options (precision, batch size, decoding, threshold, ...) are the flags listed below."""
     if (text is None) == (input_path is None):
         raise LsfaError("give exactly one of --text or --input")
     if input_path not in (None, "-") and output is not None and Path(input_path).resolve() == Path(output).resolve():
         raise LsfaError(f"{output}: refusing to overwrite the input file; choose another output path")
+    if output_format not in OUTPUT_FORMATS:
+        raise LsfaError(f"--output-format: {output_format!r} is none of {', '.join(OUTPUT_FORMATS)}")
     from lsfa.inference import files
     from lsfa.inference.tagger import Tagger
 
     input_format = files.detect_format(input_path or "", input_format)  # validate before loading the model
-    options = _inference_options(
-        precision=precision, batch_size=batch_size, max_length=max_length, max_batch_tokens=max_batch_tokens,
-        pack=pack, decoding=decoding, threshold=threshold,
-    )  # fmt: skip
+    options = _run_options(ctx)
     records = None  # read and checked before the model loads, so a bad line fails fast
     if input_path is not None and input_format == "text":
         records = files.read_text_records(input_path)
     elif input_path is not None and input_format == "jsonl":
         records = files.read_jsonl_records(input_path)
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
     tagger = Tagger.load(model_dir, options)
-    show_progress = sys.stderr.isatty()
+    if output_format == "auto":
+        output_format = "conll" if input_format == "conll" else "jsonl"
     with files.output_stream(output) as stream:
-        if text is not None:
-            tagger.progress = show_progress and len(text) > 100_000
-            result = {"text": text, "entities": [entity.to_dict() for entity in tagger(text)]}
-            stream.write(json.dumps(result, ensure_ascii=False, indent=2) + "\n")
-        elif input_format == "conll":
-            count = files.predict_conll(tagger, input_path, stream, progress=show_progress)  # type: ignore[arg-type]
-            typer.echo(f"{count:,} sentences tagged" + (f": {output}" if output else ""), err=True)
+        if text is not None and output_format == "jsonl":
+            _predict_text(tagger, text, stream)
         else:
-            assert records is not None
-            objects = files.predict_records(tagger, records, batch_size=batch_size, progress=show_progress)
-            count = files.write_jsonl(objects, stream)
-            typer.echo(f"{count:,} documents tagged" + (f": {output}" if output else ""), err=True)
+            if text is not None:  # --text as CoNLL: one document
+                records, input_format = [files.Record(line=1, text=text)], "text"
+            count, unit = _predict_file(tagger, files, input_path or "", input_format, output_format, records, stream)
+            typer.echo(f"{count:,} {unit} tagged" + (f": {output}" if output else ""), err=True)
+
+
+def _predict_text(tagger, text: str, stream) -> None:
+    """``lsfa predict --text``: one indented JSON object."""
+    import json
+
+    tagger.progress = sys.stderr.isatty() and len(text) > 100_000
+    result = {"text": text, "entities": [entity.to_dict() for entity in tagger(text)]}
+    stream.write(json.dumps(result, ensure_ascii=False, indent=2) + "\n")
+
+
+def _predict_file(tagger, files, input_path: str, input_format: str, output_format: str, records, stream):
+    """Tag an input file (its ``records`` when it is text or JSONL) in ``output_format``; ``(count, what was
+    counted)``."""
+    from lsfa.data.conll import write_conll
+
+    progress = sys.stderr.isatty()
+    if input_format == "conll" and output_format == "conll":
+        return files.predict_conll(tagger, input_path, stream, progress=progress), "sentences"
+    if input_format == "conll":
+        return files.write_jsonl(files.conll_objects(tagger, input_path, progress), stream), "sentences"
+    size = tagger.batch_size
+    if output_format == "conll":
+        sentences = list(files.records_as_sentences(tagger, records, batch_size=size, progress=progress))
+        write_conll(sentences, stream)
+        return len(sentences), "documents"
+    return files.write_jsonl(files.predict_records(tagger, records, batch_size=size, progress=progress), stream), (
+        "documents"
+    )
 
 
 # --- bench -----------------------------------------------------------------------------------------

@@ -195,8 +195,9 @@ def corpus_dir(tmp_path):
 
 
 def test_evaluate_model_dir_reports_like_gold_and_pred(run, rule_dir, corpus_dir, tmp_path):
-    args = ["--corpus", str(corpus_dir), "--split", "test", "--precision", "fp32", "--json"]
-    code, out, _ = run(["evaluate", "--model-dir", rule_dir, *args])
+    args = ["--corpus", str(corpus_dir), "--split", "test", "--precision", "fp32", "--json", "--decoding", "argmax"]
+    code, out, err = run(["evaluate", "--model-dir", rule_dir, *args])
+    assert "decoding: argmax" in err
     assert code == 0
     from_model = json.loads(out)
 
@@ -234,9 +235,10 @@ def test_evaluate_model_dir_tables_and_default_corpus(run, tiny_taggers, corpus_
     run_dir = tmp_path / "run"
     shutil.copytree(tiny_taggers["rule"], run_dir / "model")
     (run_dir / "config.yaml").write_text(f"corpus: {corpus_dir}\ndata_dir: null\n")
-    code, out, _ = run(["evaluate", "--model-dir", str(run_dir), "--precision", "fp32"])
+    code, out, err = run(["evaluate", "--model-dir", str(run_dir), "--precision", "fp32"])
     assert code == 0
     assert "micro (strict)" in out and "Errors" in out
+    assert "decoding: viterbi" in err  # the tagger's default, as lsfa predict uses
 
 
 def test_evaluate_model_dir_errors(run, rule_dir, corpus_dir):
@@ -246,3 +248,55 @@ def test_evaluate_model_dir_errors(run, rule_dir, corpus_dir):
     assert code == 2 and "dev" in err
     code, _, err = run(["evaluate", "--corpus", str(corpus_dir)])
     assert code == 2 and "--model-dir" in err
+
+
+def test_a_new_inference_option_is_a_flag_of_predict_and_evaluate(run, monkeypatch):
+    """The run flags come from InferenceOptions' fields, as train's come from TrainConfig: a field added there is
+    listed in --help and parsed, with no CLI edit."""
+    from pydantic import Field
+
+    from lsfa.flags import parse_flags
+    from lsfa.inference import options
+
+    class WithCap(options.InferenceOptions):
+        max_entities: int | None = Field(None, ge=1, description="keep at most this many entities per text")
+
+    monkeypatch.setattr(options, "InferenceOptions", WithCap)
+    monkeypatch.setenv("COLUMNS", "200")
+    for command in ("predict", "evaluate"):
+        code, out, _ = run([command, "--help"])
+        assert code == 0 and "--max-entities" in out and "keep at most this many entities per text" in out
+    assert parse_flags(["--max-entities", "3", "--no-pack"], WithCap) == {"max_entities": 3, "pack": False}
+    assert WithCap.of(None, max_entities=3).max_entities == 3
+
+
+def test_output_format_is_chosen_apart_from_the_input(run, rule_dir, tmp_path):
+    """--output-format: CoNLL input can give JSONL entities (issue #37 item 8), text input CoNLL tags."""
+    gold = tmp_path / "gold.conll"
+    gold.write_text(GOLD, encoding="utf-8")
+    command = ["predict", "--model-dir", rule_dir, "--decoding", "argmax"]
+    code, out, err = run([*command, "--input", str(gold), "--output-format", "jsonl"])
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and "2 sentences" in err
+    assert [row["id"] for row in rows] == [3, 13] and rows[0]["words"][:2] == ["Bob", "Carter"]
+    assert rows[0]["tags"] == ["B-PER", "I-PER", "O", "B-PER", "O", "O", "O"]
+    assert [[e["text"] for e in row["entities"]] for row in rows] == [["Bob Carter", "Bill"], ["Cole"]]
+    source = tmp_path / "docs.txt"
+    source.write_text("Bob Carter sat.\n\nBill\n", encoding="utf-8")
+    code, out, _ = run([*command, "--input", str(source), "--output-format", "conll"])
+    assert code == 0 and out == "Bob B-PER\nCarter I-PER\nsat O\n. O\n\nBill B-PER\n\n"
+    code, out, _ = run([*command, "--text", "Bob sat", "--output-format", "conll"])
+    assert code == 0 and out == "Bob B-PER\nsat O\n\n"
+    code, _, err = run([*command, "--text", "Bob", "--output-format", "xml"])
+    assert code == 2 and "--output-format" in err
+
+
+def test_threads_sets_torchs_cpu_threads(run, rule_dir):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        code, _, _ = run(["predict", "--model-dir", rule_dir, "--text", "Bob", "--threads", "2"])
+        assert code == 0 and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -15,6 +15,7 @@ from typing import Any
 from lsfa.data.jsonl import SpanOptions
 from lsfa.errors import LsfaError
 from lsfa.eval.spans import Mode
+from lsfa.inference.options import InferenceOptions
 from lsfa.inference.tagger import Tagger, resolve_tagger_folder
 from lsfa.runs import CONFIG_FILE
 
@@ -41,18 +42,19 @@ def evaluate_model(
     split: str = "test",
     data_dir: str | Path | None = None,
     mode: Mode = "strict",
-    precision: str = "auto",
-    batch_size: int = 32,
     warn: Callable[[str], None] | None = None,
-    decoding: str = "argmax",
     span_options: SpanOptions | None = None,
+    options: InferenceOptions | None = None,
+    **option_values: Any,
 ) -> dict[str, Any]:
     """Predict ``split`` of ``corpus`` with a tagger (object or folder) and score it against the gold tags.
 
     Without ``corpus``, the corpus the tagger was trained on is used when its run's ``config.yaml`` is
     next to it. Tags are compared in IOB2 (corpora are normalised to IOB2 on reading). ``warn`` receives
-    reader warnings and a note when over-long single words had to be cut. ``decoding`` applies to a tagger
-    loaded here (argmax by default, as the paper scored); a :class:`Tagger` object keeps its own.
+    reader warnings and a note when over-long single words had to be cut. ``options`` (or their fields as
+    keywords: ``precision``, ``batch_size``, ``decoding``, ...) say how a tagger loaded here runs, validated before
+    the corpus is read (decoding: the tagger's default, viterbi, as ``lsfa predict``); a :class:`Tagger` object
+    keeps its own.
     ``span_options`` say how JSONL gold spans off word boundaries or overlapping are read (default: an error).
     """
     from lsfa.data.corpora import load_split
@@ -60,6 +62,7 @@ def evaluate_model(
     from lsfa.eval.spans import allowed_prefixes
 
     allowed_prefixes("IOB2", mode)  # refuse a bad mode before loading a model
+    options = InferenceOptions.of(options, **option_values)
     if corpus is None:
         if isinstance(tagger, Tagger):
             raise LsfaError("give the corpus to evaluate on (--corpus)")
@@ -70,7 +73,7 @@ def evaluate_model(
     # read before the model loads: a bad corpus fails fast
     gold = load_split(corpus, split, data_dir=data_dir, span_options=span_options)
     if not isinstance(tagger, Tagger):
-        tagger = Tagger.load(tagger, precision=precision, batch_size=batch_size, decoding=decoding)
+        tagger = Tagger.load(tagger, options)
     for warning in gold.warnings:
         if warn is not None:
             warn(warning)

@@ -1,4 +1,5 @@
-"""Prediction over files: plain text, JSONL and CoNLL in; JSONL or CoNLL out (what ``lsfa predict`` runs).
+"""Prediction over files: plain text, JSONL and CoNLL in; JSONL or CoNLL out, by default as the input (CoNLL for
+CoNLL, JSONL otherwise), either for any input with ``--output-format`` (what ``lsfa predict`` runs).
 
 Inputs are read and checked completely before the model runs, so a bad line 90,000 fails in a second,
 not after an hour of prediction; errors name the file and line.
@@ -127,6 +128,23 @@ def _json_type(value: Any) -> str:
 
 def predict_records(tagger: Tagger, records: list[Record], batch_size: int = 32, progress: bool = False):
     """Output objects for records, in order, predicted ``batch_size`` documents at a time."""
+    for tagged in _tagged_records(tagger, records, batch_size, progress):
+        yield _record_object(*tagged)
+
+
+def records_as_sentences(
+    tagger: Tagger, records: list[Record], batch_size: int = 32, progress: bool = False
+) -> Iterator[Sentence]:
+    """Each non-empty record as a CoNLL sentence of its words and their tags (``--output-format conll``); the
+    tags honour the threshold as the entities of JSONL output do."""
+    _check_tags_can_honour(tagger)
+    for record, _, words, tags, _ in _tagged_records(tagger, records, batch_size, progress):
+        if words:
+            yield Sentence([word.text for word in words], tags, line=record.line)
+
+
+def _tagged_records(tagger: Tagger, records: list[Record], batch_size: int, progress: bool):
+    """``(record, text, words, tags, entity spans)`` for each record, ``batch_size`` documents per call."""
     bar = _progress_bar(len(records), progress)
     try:
         for start in range(0, len(records), batch_size):
@@ -148,7 +166,7 @@ def _progress_bar(total: int, enabled: bool):
     return tqdm(total=total, desc="predict", unit="doc", file=sys.stderr, disable=None)
 
 
-def _predict_batch(tagger: Tagger, batch: list[Record]) -> Iterator[dict[str, Any]]:
+def _predict_batch(tagger: Tagger, batch: list[Record]):
     placed = []
     for record in batch:
         if record.words is not None:
@@ -160,14 +178,18 @@ def _predict_batch(tagger: Tagger, batch: list[Record]) -> Iterator[dict[str, An
     spans = tagger.entity_spans(predicted)
     kept_tags = tagger.kept_tags(predicted, spans)
     for record, (text, words), tags, found in zip(batch, placed, kept_tags, spans, strict=True):
-        entities = [entity.to_dict() for entity in entities_from_spans(text, words, found)]
-        output: dict[str, Any] = {"id": record.source.get("id", record.line)}
-        output.update(record.source)
-        output["text"] = text
-        if record.words is not None:
-            output["tags"] = tags
-        output["entities"] = entities
-        yield output
+        yield record, text, words, tags, found
+
+
+def _record_object(record: Record, text: str, words, tags: list[str], found) -> dict[str, Any]:
+    """The output object of one record: the input object, ``text``, ``tags`` for pre-split words, ``entities``."""
+    output: dict[str, Any] = {"id": record.source.get("id", record.line)}
+    output.update(record.source)
+    output["text"] = text
+    if record.words is not None:
+        output["tags"] = tags
+    output["entities"] = [entity.to_dict() for entity in entities_from_spans(text, words, found)]
+    return output
 
 
 # Line breaks for str.splitlines() and JavaScript that json.dumps(ensure_ascii=False) leaves raw; escaped so
@@ -286,19 +308,41 @@ def predict_conll(tagger: Tagger, path: str | Path, output: str | Path | TextIO,
     """
     from lsfa.data.conll import write_conll
 
-    if tagger.threshold is not None and tagger.task == "tokens":
-        raise LsfaError(
-            "--threshold drops entities, but this tagger writes a tag on every word (task tokens): "
-            "leave --threshold out for CoNLL output, or ask for JSONL (--output-format jsonl)"
-        )
+    _check_tags_can_honour(tagger)
     conll = read_conll_for_prediction(path)
     sentences = conll.sentences
+    kept, _ = _tag_sentences(tagger, sentences, progress)
+    tagged = [Sentence(s.tokens, tags, s.extra, s.doc_id, s.line) for s, tags in zip(sentences, kept, strict=True)]
+    write_conll(tagged, output, sep=conll.sep, docstart=conll.has_docstart)
+    return len(tagged)
+
+
+def conll_objects(tagger: Tagger, path: str | Path, progress: bool = False) -> Iterator[dict[str, Any]]:
+    """Each sentence of a CoNLL file as a JSONL output object (``--output-format jsonl``): ``id`` (its first
+    line), ``words``, ``text`` (the words joined by single spaces), ``tags`` and ``entities`` in that text."""
+    conll = read_conll_for_prediction(path)
+    kept, spans = _tag_sentences(tagger, conll.sentences, progress)
+    for sentence, tags, found in zip(conll.sentences, kept, spans, strict=True):
+        text, words = words_as_text(sentence.tokens)
+        record = Record(line=sentence.line, words=list(sentence.tokens), source={"words": list(sentence.tokens)})
+        yield _record_object(record, text, words, tags, found)
+
+
+def _tag_sentences(tagger: Tagger, sentences: list[Sentence], progress: bool):
+    """Tags that honour the threshold, and entity spans, of sentences predicted with their document ids."""
     previous, tagger.progress = tagger.progress, progress
     try:
         predicted = tagger.predict_words([s.tokens for s in sentences], documents=[s.doc_id for s in sentences])
     finally:
         tagger.progress = previous
-    kept = tagger.kept_tags(predicted, tagger.entity_spans(predicted))
-    tagged = [Sentence(s.tokens, tags, s.extra, s.doc_id, s.line) for s, tags in zip(sentences, kept, strict=True)]
-    write_conll(tagged, output, sep=conll.sep, docstart=conll.has_docstart)
-    return len(tagged)
+    spans = tagger.entity_spans(predicted)
+    return tagger.kept_tags(predicted, spans), spans
+
+
+def _check_tags_can_honour(tagger: Tagger) -> None:
+    """Refuse a threshold for tag-per-word output of a ``tokens`` tagger: every word keeps a tag there."""
+    if tagger.threshold is not None and tagger.task == "tokens":
+        raise LsfaError(
+            "--threshold drops entities, but this tagger writes a tag on every word (task tokens): "
+            "leave --threshold out for CoNLL output, or ask for JSONL (--output-format jsonl)"
+        )

@@ -27,7 +27,9 @@ class InferenceOptions(BaseModel):
     precision: Precision = Field(
         "auto", description="auto: bf16 where it is measured faster than fp32 here; int8: CPU only (lsfa.precision)"
     )
-    batch_size: int = Field(32, ge=1, description="model rows (windows) per forward pass")
+    batch_size: int = Field(
+        32, ge=1, description="model rows (windows) per forward pass (lsfa predict: also documents per call)"
+    )
     max_length: int | None = Field(None, gt=4, description="sub-tokens per window (default: as trained)")
     max_batch_tokens: int | None = Field(None, ge=1, description="fill each forward pass up to this many tokens")
     pack: bool = Field(False, description="pack short rows into shared rows (block-diagonal mask; decoders)")
@@ -36,8 +38,13 @@ class InferenceOptions(BaseModel):
         None, ge=1, description="round each batch's width up to a multiple of this (fewer distinct shapes)"
     )
     device: str | None = Field(None, description="cpu, cuda, cuda:1 ... (default: CUDA when available)")
-    decoding: Decoding = Field("viterbi", description="argmax or well-formed viterbi")
-    threshold: float | None = Field(None, ge=0, le=1, allow_inf_nan=False, strict=True, description="min confidence")
+    decoding: Decoding = Field(
+        "viterbi", description="viterbi (well-formed spans) or argmax (each word's best tag, as the paper scored)"
+    )
+    threshold: float | None = Field(
+        None, ge=0, le=1, allow_inf_nan=False, strict=True,
+        description="drop entities whose confidence (calibrated span probability) is below this",
+    )  # fmt: skip
     progress: bool = Field(False, description="show a progress bar over batches")
 
     @classmethod
