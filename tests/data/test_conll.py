@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lsfa.data.conll import conll_text, iter_documents, read_conll, write_conll
+from lsfa.data.conll import iter_documents, read_conll, write_conll
 from lsfa.data.types import Sentence
 from lsfa.errors import DataFormatError, LsfaError
 
@@ -261,7 +261,9 @@ def test_write_reproduces_a_conll2003_style_file(write_file: WriteFile, tmp_path
 
 def test_two_column_docstart_form(write_file: WriteFile) -> None:
     sentences = [Sentence(["a"], ["O"], doc_id=0), Sentence(["b"], ["B-X"], doc_id=1)]
-    assert conll_text(sentences, docstart=True) == "-DOCSTART- O\n\na O\n\n-DOCSTART- O\n\nb B-X\n\n"
+    written = io.StringIO()
+    write_conll(sentences, written, docstart=True)
+    assert written.getvalue() == "-DOCSTART- O\n\na O\n\n-DOCSTART- O\n\nb B-X\n\n"
 
 
 def test_write_tab_file_with_spaces_and_empty_token_round_trips(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ import torch
 from lsfa.bench.system import PeakMemory, synchronize
 from lsfa.data.encode import encode_sentences
 from lsfa.inference.options import InferenceOptions
-from lsfa.inference.predictor import WordPredictions, predict_encoded
+from lsfa.inference.predictor import predict_encoded
 
 
 class InferenceSettings(InferenceOptions):
@@ -240,12 +240,6 @@ def agreement(gold: Sequence[Sequence[str]], tokens, first: TaggerVariant, secon
         "f1": f1,
         "f1_difference_points": 100 * (f1[second.name] - f1[first.name]),
     }
-
-
-def predictions_of(variant: TaggerVariant, n_sentences: int) -> WordPredictions:
-    """The variant's tags in sentence order (scores are not kept by the benchmark)."""
-    tags = [variant.predictions[k] for k in range(n_sentences)]
-    return WordPredictions(tags, [[1.0] * len(t) for t in tags])
 
 
 def non_embedding_parameters(model) -> int:

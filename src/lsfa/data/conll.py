@@ -9,7 +9,6 @@ warning says so, so no tag is dropped and no column shifts.
 
 from __future__ import annotations
 
-import io
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -374,13 +373,6 @@ def write_conll(
             _write_stream(sentences, stream, sep, docstart)
     else:
         _write_stream(sentences, path_or_stream, sep, docstart)
-
-
-def conll_text(sentences: Iterable[Sentence], sep: str = " ", docstart: bool = False) -> str:
-    """What :func:`write_conll` would write, as a string."""
-    buffer = io.StringIO()
-    write_conll(sentences, buffer, sep=sep, docstart=docstart)
-    return buffer.getvalue()
 
 
 def _write_stream(sentences: Iterable[Sentence], stream: TextIO, sep: str, docstart: bool) -> None:
