@@ -160,8 +160,8 @@ def test_bench_bad_options_are_one_line_errors(workspace, tmp_path):
     outcome = CliRunner().invoke(app, _bench_args(workspace, tmp_path / "x.json", "--pack", "maybe"))
     assert outcome.exit_code != 0
     assert "--pack must be auto, on or off" in str(outcome.exception or outcome.output)
-    outcome = CliRunner().invoke(app, _bench_args(workspace, tmp_path / "x.json", "--precision", "fp16"))
-    expected = "--precision must be one of fastest, auto, fp32, bf16, bf16-full, int8"
+    outcome = CliRunner().invoke(app, _bench_args(workspace, tmp_path / "x.json", "--precision", "fp8"))
+    expected = "--precision must be one of fastest, auto, fp32, bf16, fp16, bf16-full, int8"
     assert expected in str(outcome.exception or outcome.output)
     outcome = CliRunner().invoke(app, _bench_args(workspace, tmp_path / "x.json", "--pack-tokens", "0"))
     assert "--pack-tokens must be at least 1" in str(outcome.exception or outcome.output)
