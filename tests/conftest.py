@@ -22,6 +22,17 @@ def _one_thread():
     torch.set_num_threads(previous)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _merged_cache_in_a_temporary_folder(tmp_path_factory):
+    """Merged LoRA taggers (lsfa.models.merged_cache) are cached in a temporary folder, not the user's LSFA_HOME:
+    a test run must not fill the real cache with the weights of test taggers."""
+    from lsfa.models.merged_cache import CACHE_ENV
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(CACHE_ENV, str(tmp_path_factory.mktemp("merged-cache")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def tiny_taggers(tmp_path_factory):
     """Folders ``base`` (tiny llama), ``random``, ``lora`` (untrained) and ``rule`` (tags B*/C* words as PER)."""

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 
 from lsfa.data.encode import Context
 from lsfa.errors import LsfaError
+from lsfa.models import merged_cache
 from lsfa.version import __version__
 
 META_FILE = "lsfa.json"
@@ -205,18 +206,22 @@ def load_tagger(
     A QLoRA tagger's base is quantised again as in training, then dequantised before the adapter goes on
     (:mod:`lsfa.models.quantise`: the function training optimised, merged or not), unless ``keep_quantised``
     keeps it in 4/8 bits with the adapter unmerged beside it (least memory), computing in ``compute_dtype``.
+    A merged CPU load of a LoRA tagger is kept in :mod:`lsfa.models.merged_cache` and read from there next time
+    (the same weights, without importing peft or merging again).
     """
     import torch
-    from transformers import AutoModelForTokenClassification, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    from lsfa.models.classifier import apply_attention, ensure_token_classification_class
+    from lsfa.models.classifier import apply_attention
     from lsfa.models.placement import device_map
 
     folder = Path(folder)
     meta = read_meta(folder)
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
     placement = device_map(device) if device is not None else None
-    if meta.weights == "lora":
+    cacheable = meta.weights == "lora" and merge and meta.quantize == "none" and _on_cpu(device)
+    cached = merged_cache.lookup(folder, meta, _base_folder(meta)) if cacheable else None
+    if meta.weights == "lora" and cached is None:
         from peft import PeftModel
 
         base = _lora_base(meta, attn_implementation, placement, compute_dtype)
@@ -229,20 +234,44 @@ def load_tagger(
         model = PeftModel.from_pretrained(base, str(folder))
         if merge:
             model = model.merge_and_unload()
+        if cacheable:
+            merged_cache.store(folder, meta, _base_folder(meta), model)
     else:
-        from lsfa.models.classifier import is_encoder
-
-        config = _tagger_config(folder)
-        ensure_token_classification_class(config)
-        if is_encoder(config):  # as in training: some encoders (MPNet) have no SDPA path, let transformers choose
-            attn_implementation = None
-        model = AutoModelForTokenClassification.from_pretrained(
-            str(folder), config=config, attn_implementation=attn_implementation, dtype=torch.float32,
-            **({"device_map": placement} if placement else {}),
-        )  # fmt: skip
+        model = _load_full_weights(cached or folder, attn_implementation, placement)
     apply_attention(model, meta.attention)
     model.eval()
     return model, tokenizer, meta
+
+
+def _on_cpu(device) -> bool:
+    """Whether weights built for ``device`` live on the CPU (the only place the merged cache is used)."""
+    import torch
+
+    return device is None or torch.device(device).type == "cpu"
+
+
+def _base_folder(meta: TaggerMeta) -> Path | str:
+    """The base model a LoRA tagger was trained on, as ``_lora_base`` finds it."""
+    from lsfa.models.catalogue import resolve_model
+
+    return resolve_model(meta.base_model)
+
+
+def _load_full_weights(folder: Path, attn_implementation: str | None, placement):
+    """A folder of complete weights (a full or merged tagger, or a merged-cache entry) as a token classifier."""
+    import torch
+    from transformers import AutoModelForTokenClassification
+
+    from lsfa.models.classifier import ensure_token_classification_class, is_encoder
+
+    config = _tagger_config(folder)
+    ensure_token_classification_class(config)
+    if is_encoder(config):  # as in training: some encoders (MPNet) have no SDPA path, let transformers choose
+        attn_implementation = None
+    return AutoModelForTokenClassification.from_pretrained(
+        str(folder), config=config, attn_implementation=attn_implementation, dtype=torch.float32,
+        **({"device_map": placement} if placement else {}),
+    )  # fmt: skip
 
 
 def _lora_base(meta: TaggerMeta, attn_implementation: str, placement, compute_dtype):
