@@ -101,13 +101,13 @@ def main_run(workspace: Path, tiny_model: Path, corpus: Path):
     """
     import transformers
 
-    import lsfa.data.corpora
+    import lsfa.data.formats
 
     hidden = workspace / "corpus-hidden-test"
     write_corpus(hidden, splits=("train", "dev"))
     events: list[str] = []
     original_train = transformers.Trainer.train
-    original_read = lsfa.data.corpora.read_conll
+    original_read = lsfa.data.formats.read_conll  # corpora read CoNLL through the format registry
 
     def train_then_reveal_test(self, *args, **kwargs):
         events.append("train:start")
@@ -123,7 +123,7 @@ def main_run(workspace: Path, tiny_model: Path, corpus: Path):
     config = load_config(None, settings_for(tiny_model, hidden, workspace / "main-run"))
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(transformers.Trainer, "train", train_then_reveal_test)
-        patch.setattr(lsfa.data.corpora, "read_conll", logged_read)
+        patch.setattr(lsfa.data.formats, "read_conll", logged_read)
         metrics = train(config, log=lambda message: None)
     return {"metrics": metrics, "run_dir": workspace / "main-run", "events": events, "config": config}
 
