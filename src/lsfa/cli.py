@@ -15,7 +15,14 @@ from typer.core import TyperCommand
 from lsfa.errors import LsfaError
 from lsfa.training.time_limit import EXIT_TIME_LIMIT, TimeLimitReached
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="Decoder LLMs as bidirectional NER taggers.")
+APP_HELP = (
+    "Decoder LLMs as bidirectional NER taggers.\n\n"
+    "Start here: `lsfa models` (the catalogue, with each model's test F1 and speed), then "
+    "`lsfa train -c configs/main.yaml` (smollm2-135m, LS-FA with LoRA, into runs/main/), then "
+    '`lsfa predict --model-dir runs/main/model --text "Peter Blackburn visited Brussels."`. '
+    "In a checkout, `make main` sets up .venv and the model and trains LS-FA beside LS-CA on a CoNLL-2003 slice."
+)
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=APP_HELP)
 data_app = typer.Typer(no_args_is_help=True, help="Corpora: statistics and conversion.")
 models_app = typer.Typer(help="The offline model catalogue.", invoke_without_command=True)
 
@@ -24,7 +31,7 @@ models_app = typer.Typer(help="The offline model catalogue.", invoke_without_com
 def _global_options(
     verbose: bool = typer.Option(False, "--verbose", help="Show transformers' load reports and warnings too."),
 ) -> None:
-    """Decoder LLMs as bidirectional NER taggers."""
+    """Decoder LLMs as bidirectional NER taggers (the app's help is APP_HELP)."""
     if verbose:
         import os
 
@@ -329,17 +336,29 @@ def _evaluate_model_dir(
 
 
 def _models_table() -> None:
-    """Print the catalogue as a table: what each model is and whether it is ready offline."""
+    """Print the catalogue as a table: what each model is, how well and how fast it tagged, whether it is ready."""
+    from rich.console import Console
+
+    console = Console()
+    if not console.is_terminal:  # piped or captured: do not squeeze the table into 80 columns
+        console = Console(width=200)
+    console.print(_catalogue_table())
+
+
+def _catalogue_table():
+    """The rich table of ``lsfa models``: the catalogue, with the committed test F1 and speed of each model."""
     import os
 
-    from rich.console import Console
     from rich.table import Table
 
     from lsfa.models.catalogue import list_models
+    from lsfa.models.results import CORPORA, load_results
 
-    table = Table(caption="* default model; provision with `lsfa models fetch NAME`", caption_justify="left")
-    for column in ("name", "family", "kind", "parameters", "license", "size", "provisioned"):
-        table.add_column(column, no_wrap=column in ("name", "parameters", "size"))
+    record = load_results().get("models", {})
+    table = Table(caption=_catalogue_caption(), caption_justify="left")
+    columns = ["name", "family", "kind", "parameters", *(f"{name} F1" for name in CORPORA.values())]
+    for column in (*columns, "ms/sentence", "speed measured on", "license", "size", "provisioned"):
+        table.add_column(column, no_wrap=column in ("name", "parameters", "size", "speed measured on"))
     table.add_column("path", overflow="fold")
     home = os.path.expanduser("~")
     for row in list_models():
@@ -350,15 +369,39 @@ def _models_table() -> None:
             row["family"],
             row["kind"],
             f"{row['params'] / 1e6:.1f}M",
+            *_quality_cells(record.get(row["name"], {})),
             row["license"],
             f"{row['size_bytes'] / 1e6:.0f} MB",
             "yes" if row["provisioned"] else "no",
             path if row["provisioned"] else "-",
         )
-    console = Console()
-    if not console.is_terminal:  # piped or captured: do not squeeze the table into 80 columns
-        console = Console(width=160)
-    console.print(table)
+    return table
+
+
+def _quality_cells(results: dict) -> list[str]:
+    """Test F1 per corpus, then the CoNLL-2003 speed and where it was measured ("-" where nothing is committed)."""
+    from lsfa.models.results import CORPORA, measured_on
+
+    cells = [f"{100 * results[corpus]['test_f1']:.1f}" if corpus in results else "-" for corpus in CORPORA]
+    speed = results.get("conll2003") or next(iter(results.values()), None)
+    if speed and speed.get("ms_per_sentence") is not None:
+        return [*cells, f"{speed['ms_per_sentence']:.0f} ms", measured_on(speed)]
+    return [*cells, "-", "-"]
+
+
+def _catalogue_caption() -> str:
+    """Where to start: what the star means, which model scored best, and where the numbers come from."""
+    from lsfa.models.results import CORPORA, highest_f1, load_results
+
+    best = highest_f1(load_results())
+    leaders = "; ".join(f"{CORPORA[corpus]}: {model} ({100 * f1:.1f})" for corpus, (model, f1) in best.items())
+    return (
+        "* default model: the smallest decoder, quickest to train (`make main`, configs/main.yaml use it). "
+        f"Highest test F1 -- {leaders}.\n"
+        "F1: test micro F1 of the best LS-FA LoRA run (encoders: full fine-tune), whole corpus, seed 42; "
+        "ms/sentence: median time to tag one CoNLL-2003 test sentence alone (batch 1), on the CPU named. "
+        "From docs/results/cpu-paper. Provision a model with `lsfa models fetch NAME`."
+    )
 
 
 @models_app.callback()
