@@ -3,6 +3,8 @@ without peft, and never from a stale entry."""
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 from pathlib import Path
 
@@ -79,3 +81,23 @@ def test_an_unwritable_cache_is_skipped(lora_copy, tmp_path, monkeypatch):
     monkeypatch.setenv(merged_cache.CACHE_ENV, str(blocker / "cache"))
     model, _, _ = load_tagger(lora_copy, merge=True)
     assert not hasattr(model, "peft_config")  # merged and usable all the same
+
+
+def _fake_entry(root: Path, name: str, tagger: Path, used_ns: int) -> Path:
+    entry = root / name
+    entry.mkdir(parents=True)
+    source = entry / merged_cache.SOURCE_FILE
+    source.write_text(json.dumps({"tagger": str(tagger)}))
+    os.utime(source, ns=(used_ns, used_ns))
+    return entry
+
+
+def test_only_the_most_recently_used_entries_of_existing_taggers_are_kept(tmp_path):
+    root, taggers = tmp_path / "cache", tmp_path / "taggers"
+    for index in range(6):
+        (taggers / str(index)).mkdir(parents=True)
+        _fake_entry(root, f"e{index}", taggers / str(index), used_ns=(index + 1) * 10**9)
+    _fake_entry(root, "gone", taggers / "deleted", used_ns=10**12)  # the newest, but its tagger folder is gone
+    (root / ".e9.staging").mkdir()  # not an entry: left alone
+    merged_cache.prune(root, keep=4)
+    assert sorted(path.name for path in root.iterdir()) == [".e9.staging", "e2", "e3", "e4", "e5"]

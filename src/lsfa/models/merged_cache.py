@@ -12,7 +12,8 @@ the cache gives the same weights, bit for bit, as merging again on this machine 
 Why it cannot go stale: the entry records a fingerprint of everything the weights come from (the adapter
 files' sizes and modification times, the base model's files, the labels, attention and layer count); any
 difference and the tagger is merged again and the entry replaced. There is one entry per tagger folder path
-(a retrained folder replaces its entry rather than adding one). Metadata that does not change the weights
+(a retrained folder replaces its entry rather than adding one), and only the
+:data:`MAX_ENTRIES` most recently used are kept. Metadata that does not change the weights
 (a fitted temperature, a recorded fast path) is read from the tagger folder itself, never from the cache.
 
 Only CPU loads of unquantised LoRA taggers use it (a merge on a GPU may round differently). It costs the
@@ -23,6 +24,7 @@ cannot be written (read-only home, full disk) is skipped: prediction never fails
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -41,6 +43,9 @@ SOURCE_FILE = "lsfa-merged-source.json"
 """The fingerprint of what an entry was merged from; written last, so an entry holding it is complete."""
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_model.bin", "adapter_config.json")
 BASE_FILES = ("config.json", "model.safetensors", "lsfa-model.json")
+MAX_ENTRIES = 4
+"""Entries kept (the most recently used): each is a whole model's weights, and every ``lsfa.train`` call, tuning
+trial or test tagger loads a new folder, so an unbounded cache would fill the disk."""
 
 
 def enabled() -> bool:
@@ -90,7 +95,11 @@ def lookup(tagger_folder: Path, meta: Any, base_folder: Path | str) -> Path | No
         recorded = json.loads((entry / SOURCE_FILE).read_text())
     except (OSError, ValueError):
         return None
-    return entry if recorded == fingerprint(tagger_folder, meta, base_folder) else None
+    if recorded != fingerprint(tagger_folder, meta, base_folder):
+        return None
+    with contextlib.suppress(OSError):  # bookkeeping must never make a load fail
+        os.utime(entry / SOURCE_FILE)  # most recently used: the last to be pruned
+    return entry
 
 
 def store(tagger_folder: Path, meta: Any, base_folder: Path | str, model: Any) -> Path | None:
@@ -117,4 +126,24 @@ def store(tagger_folder: Path, meta: Any, base_folder: Path | str, model: Any) -
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
         return None
+    with contextlib.suppress(OSError):
+        prune(entry.parent)
     return entry
+
+
+def prune(root: Path, keep: int = MAX_ENTRIES) -> None:
+    """Remove the entries of tagger folders that no longer exist, then all but the ``keep`` most recently used."""
+    entries: list[tuple[int, Path]] = []
+    for entry in root.iterdir() if root.is_dir() else ():
+        source = entry / SOURCE_FILE
+        try:
+            tagger = json.loads(source.read_text())["tagger"]
+            used = source.stat().st_mtime_ns
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # a staging folder or someone else's file: not an entry
+        if Path(tagger).is_dir():
+            entries.append((used, entry))
+        else:
+            shutil.rmtree(entry, ignore_errors=True)
+    for _, entry in sorted(entries, reverse=True)[keep:]:
+        shutil.rmtree(entry, ignore_errors=True)
