@@ -35,7 +35,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from load_test import build_tiny_tagger, machine, served  # noqa: E402
+from load_test import build_tiny_tagger, machine, served
 
 UNIT = "Peter Blackburn visited Brussels on Tuesday to meet officials of the European Commission . "
 

@@ -472,43 +472,37 @@ def _train_epilog() -> str:
     return "Config keys, as flags:\n\n" + config_help()
 
 
-@app.command(
-    "train",
-    help=_TRAIN_HELP,
-    epilog=_train_epilog(),
-    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-)
-def train_command(
-    ctx: typer.Context,
-    config: Path | None = typer.Option(None, "--config", "-c", help="YAML config (configs/*.yaml)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from the run's last complete checkpoint."),
-    time_limit: str | None = typer.Option(None, "--time-limit", help=_TIME_LIMIT_HELP),
-    list_options: bool = typer.Option(False, "--list-options", help="Print every config key and exit."),
-) -> None:
-    """Train with the transformers Trainer (works under torchrun / accelerate launch unchanged)."""
-    _train_run(ctx, config, resume, time_limit, list_options, "train")
-
+_TRAINING_OPTIONS_EPILOG = _train_epilog()
+"""Built once at import (it lists every config key) and shared by `lsfa train` and `lsfa distill`."""
 
 _DISTILL_HELP = """Train a student on a teacher tagger's word distributions (KL at --distill-temperature, weighted
 by --distill-weight against the gold cross-entropy), optionally also on --distill-unlabelled text: `lsfa train`
 with --distill-teacher required. The saved student is an ordinary tagger folder naming its teacher."""
 
 
-@app.command(
-    "distill",
-    help=_DISTILL_HELP,
-    epilog=_train_epilog(),
-    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-)
-def distill_command(
-    ctx: typer.Context,
-    config: Path | None = typer.Option(None, "--config", "-c", help="YAML config (configs/*.yaml)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from the run's last complete checkpoint."),
-    time_limit: str | None = typer.Option(None, "--time-limit", help=_TIME_LIMIT_HELP),
-    list_options: bool = typer.Option(False, "--list-options", help="Print every config key and exit."),
-) -> None:
-    """Distil a teacher tagger into a student (``lsfa train`` that requires ``--distill-teacher``)."""
-    _train_run(ctx, config, resume, time_limit, list_options, "distill")
+def _training_command(name: str, help_text: str) -> None:
+    """Register `lsfa train` or `lsfa distill`: the same options and body, told apart by ``name``."""
+
+    def command(
+        ctx: typer.Context,
+        config: Path | None = typer.Option(None, "--config", "-c", help="YAML config (configs/*.yaml)."),
+        resume: bool = typer.Option(False, "--resume", help="Continue from the run's last complete checkpoint."),
+        time_limit: str | None = typer.Option(None, "--time-limit", help=_TIME_LIMIT_HELP),
+        list_options: bool = typer.Option(False, "--list-options", help="Print every config key and exit."),
+    ) -> None:
+        _train_run(ctx, config, resume, time_limit, list_options, name)
+
+    command.__name__ = f"{name}_command"
+    app.command(
+        name,
+        help=help_text,
+        epilog=_TRAINING_OPTIONS_EPILOG,
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    )(command)
+
+
+_training_command("train", _TRAIN_HELP)  # the Trainer, so torchrun / accelerate launch work unchanged
+_training_command("distill", _DISTILL_HELP)
 
 
 def _train_run(ctx: typer.Context, config, resume: bool, time_limit, list_options: bool, command: str) -> None:
@@ -714,7 +708,9 @@ def bench_command(
     matmul_size: int = typer.Option(2048, "--matmul-size", help="Matrix size of the matmul peak measurement."),
     matmul_seconds: float = typer.Option(1.0, "--matmul-seconds", help="Length of each timed matmul loop."),
     choose_fast_path: bool = typer.Option(
-        False, "--choose-fast-path", help="Only measure precision, packing and token budget on these sentences and "
+        False,
+        "--choose-fast-path",
+        help="Only measure precision, packing and token budget on these sentences and "
         "record the fastest within --f1-tolerance of fp32's F1 in the tagger folder (used by predict and serve).",
     ),
     f1_tolerance: float = typer.Option(0.002, "--f1-tolerance", help="F1 a fast path may lose against fp32."),

@@ -45,9 +45,7 @@ def with_recorded_choice(options: InferenceOptions, extra: dict[str, Any], cpu: 
     if not choice:
         return options
     defaults = InferenceOptions.model_fields
-    unchosen = {
-        name: value for name, value in choice.items() if getattr(options, name) == defaults[name].default
-    }
+    unchosen = {name: value for name, value in choice.items() if getattr(options, name) == defaults[name].default}
     return InferenceOptions.of(options, **unchosen) if unchosen else options
 
 

@@ -55,8 +55,7 @@ from pydantic_core import PydanticCustomError
 from starlette.requests import ClientDisconnect
 
 from lsfa.data.schemes import entity_types
-from lsfa.inference.http_guard import (  # noqa: F401 (HARDENING_HEADERS: re-exported for tests and users)
-    HARDENING_HEADERS,
+from lsfa.inference.http_guard import (
     LOOPBACK_HOSTS,
     MAX_HEADER_BYTES,
     RETRY_AFTER_S,
@@ -622,16 +621,22 @@ def prepare_request(body: bytes, tagger: Any, settings: ServerSettings) -> Prepa
     check_texts(texts, paths, settings)
     per_call = {} if payload.threshold is None else {"threshold": payload.threshold}  # else the tagger's own
     items: list[Any] = [PlainText(text, payload.threshold) for text in texts]
-    if callable(getattr(tagger, "prepare", None)) and callable(getattr(tagger, "tag_steps", None)):
+    if _runs_in_steps(tagger):
         items = tagger.prepare(texts, **per_call)
         check_tokens([item.subtokens for item in items], paths, settings)
     return PreparedRequest(items, ids)
 
 
+def _runs_in_steps(tagger: Any) -> bool:
+    """Whether the tagger builds rows up front and runs them one forward pass at a time (a :class:`Tagger` does);
+    other objects offering only ``pipe`` are run whole and their texts are not counted in sub-tokens."""
+    return callable(getattr(tagger, "prepare", None)) and callable(getattr(tagger, "tag_steps", None))
+
+
 def _runner(tagger: Any) -> Callable[[list[Any]], Any]:
     """What the batcher calls on merged items: the tagger's step generator when it has one, else ``pipe``, once
     per run of texts that share a threshold (merged requests may have asked for different ones)."""
-    if callable(getattr(tagger, "prepare", None)) and callable(getattr(tagger, "tag_steps", None)):
+    if _runs_in_steps(tagger):
         return tagger.tag_steps
 
     def run(items: list[PlainText]) -> list[Any]:
