@@ -96,11 +96,13 @@ def read_jsonl_records(path: str | Path) -> list[Record]:
     shown = "<stdin>" if str(path) == STDIN else path
     for number, line in enumerate(read_lines(path), start=1):
         if line.strip():
-            records.append(_parse_json_record(line, shown, number))
+            records.append(parse_json_record(line, shown, number))
     return records
 
 
-def _parse_json_record(line: str, path: str | Path, number: int) -> Record:
+def parse_json_record(line: str, path: str | Path, number: int) -> Record:
+    """One JSONL input line as a record (``text`` or ``words``), or an error naming the file and line; shared by
+    ``lsfa predict`` and the Ray Data path so both read a record the same way."""
     try:
         value = json.loads(line)
     except json.JSONDecodeError as error:
