@@ -813,6 +813,9 @@ def serve_command(
         "--pad-to-multiple-of",
         help="Round each batch's width up to a multiple of this (1: off); bounds the kernels bf16 caches per shape.",
     ),
+    device: str = typer.Option(
+        "auto", "--device", help="auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N."
+    ),
 ) -> None:
     """Serve a tagger over HTTP: POST /v1/ner, GET /v1/model, GET /healthz, GET /openapi.json, a try-it page at /.
 
@@ -823,7 +826,9 @@ def serve_command(
 
     from lsfa.inference.server import LOOPBACK_HOSTS, ServerSettings, server_inference_options
 
-    inference = server_inference_options(precision=precision, decoding=decoding, pad_to_multiple_of=pad_to_multiple_of)
+    inference = server_inference_options(
+        precision=precision, decoding=decoding, pad_to_multiple_of=pad_to_multiple_of, device=device
+    )
     given = locals()
     options = {name: given[name] for name in ServerSettings.model_fields if name in given and name != "api_key"}
     options["loopback_only"] = host in LOOPBACK_HOSTS

@@ -27,17 +27,11 @@ def synchronize(device: torch.device) -> None:
 
 
 def pick_device(name: str = "auto") -> torch.device:
-    """``auto`` is the first CUDA GPU when there is one, else the CPU."""
-    from lsfa.errors import LsfaError
+    """``auto`` is the first CUDA GPU when there is one, else the CPU; a GPU that is not there is one clear line
+    (the same rule as ``lsfa predict --device``: :func:`lsfa.models.placement.resolve_device`)."""
+    from lsfa.models.placement import resolve_device
 
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise LsfaError(f"--device {name}: no CUDA GPU is available on this machine")
-    try:
-        return torch.device(name)
-    except RuntimeError as error:
-        raise LsfaError(f"--device {name}: {error}") from error
+    return resolve_device(name)
 
 
 def bf16_supported(device: torch.device) -> bool:

@@ -7,9 +7,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from lsfa.errors import LsfaError
 from lsfa.precision import Precision
@@ -17,6 +18,11 @@ from lsfa.precision import Precision
 Decoding = Literal["argmax", "viterbi"]
 """``argmax``: each word's most probable tag (the paper's reading; can be ill-formed, e.g. ``O I-PER``);
 ``viterbi``: the most probable well-formed tag sequence under the scheme's transitions."""
+
+DEVICE_NAMES = re.compile(r"auto|cpu|cuda(:\d+)?")
+"""The devices a tagger runs on: ``auto`` (the first CUDA GPU when there is one, else the CPU), ``cpu``, ``cuda``,
+``cuda:N``. Checked by name here, before torch is asked; whether the GPU exists is checked when the tagger loads
+(:func:`lsfa.models.placement.resolve_device`)."""
 
 
 class InferenceOptions(BaseModel):
@@ -37,7 +43,7 @@ class InferenceOptions(BaseModel):
     pad_to_multiple_of: int | None = Field(
         None, ge=1, description="round each batch's width up to a multiple of this (fewer distinct shapes)"
     )
-    device: str | None = Field(None, description="cpu, cuda, cuda:1 ... (default: CUDA when available)")
+    device: str = Field("auto", description="auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N")
     decoding: Decoding = Field(
         "viterbi", description="viterbi (well-formed spans) or argmax (each word's best tag, as the paper scored)"
     )
@@ -46,6 +52,17 @@ class InferenceOptions(BaseModel):
         description="drop entities whose confidence (calibrated span probability) is below this",
     )  # fmt: skip
     progress: bool = Field(False, description="show a progress bar over batches")
+
+    @field_validator("device", mode="before")
+    @classmethod
+    def _device_name(cls, value: Any) -> Any:
+        """``None`` (the old default) is ``auto``; any other name must be one :data:`DEVICE_NAMES` matches, so a
+        typo (``gpu``, ``cuda1``) is refused before a model loads rather than by torch after it."""
+        if value is None:
+            return "auto"
+        if not isinstance(value, str) or not DEVICE_NAMES.fullmatch(value):
+            raise ValueError("use auto, cpu, cuda or cuda:N")
+        return value
 
     @classmethod
     def of(cls, base: InferenceOptions | None = None, *, flags: bool = False, **values: Any) -> InferenceOptions:

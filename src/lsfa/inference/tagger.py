@@ -117,6 +117,18 @@ def _select(predicted: WordPredictions, indices: Sequence[int]) -> WordPredictio
     )
 
 
+def _merge_dtype(folder: Path, precision: str, device):
+    """The dtype a LoRA tagger's base is built and merged in on ``device``: bf16 on a GPU where that is exact and
+    the merged weights end in bf16 anyway (:func:`lsfa.models.placement.inference_load_dtype`), else None (fp32)."""
+    from lsfa.models.placement import inference_load_dtype
+    from lsfa.models.saving import base_config
+
+    meta = read_meta(folder)
+    if meta.weights != "lora" or meta.quantize != "none" or device.type == "cpu":
+        return None
+    return inference_load_dtype(base_config(meta), precision, device)
+
+
 class Tagger:
     """A loaded tagger: a token classifier, its tokenizer and its metadata, ready to predict.
 
@@ -162,17 +174,17 @@ class Tagger:
         then also stored in bf16 once
         (:func:`lsfa.models.optimise.optimise_for_inference`: the same numbers autocast computes, without
         re-casting ~100M weights on every call, which dominates batch-1 latency). ``precision="bf16-full"``
-        stores every weight in bf16 (faster again, not bit-identical to autocast). ``device`` defaults to CUDA
-        when available. ``max_length`` overrides the length the model was trained with (longer texts are
+        stores every weight in bf16 (faster again, not bit-identical to autocast). ``device`` (``auto``, ``cpu``,
+        ``cuda``, ``cuda:N``) defaults to the first CUDA GPU when there is one; a GPU that is not there is refused
+        in one line. ``max_length`` overrides the length the model was trained with (longer texts are
         windowed either way). ``max_batch_tokens`` fills each forward pass up to that many padded tokens
         instead of ``batch_size`` rows, and ``pack`` also packs several short rows into one with a
         block-diagonal mask (both are what ``lsfa bench`` measures as the optimised path). The weights are built
         on ``device`` directly and merged there; a QLoRA tagger (4-bit base) is dequantised and merged, or with
         ``merge=False`` stays 4-bit with its adapter beside it (docs/large-models.md).
         """
-        import torch
-
         from lsfa.models.optimise import optimise_for_inference
+        from lsfa.models.placement import resolve_device
         from lsfa.models.saving import load_tagger
         from lsfa.precision import BF16_PRECISIONS, MERGED_ONLY_PRECISIONS, autocast_dtype, resolve_precision
 
@@ -184,12 +196,13 @@ class Tagger:
             raise LsfaError(
                 f"precision {options.precision} rewrites the merged weights: it cannot keep an adapter unmerged"
             )
-        target = torch.device(options.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        target = resolve_device(options.device)  # a missing GPU is one line here, before any weight loads
         resolved = resolve_precision(options.precision, target)
         with quiet_transformers():
             model, tokenizer, meta = load_tagger(
-                folder, merge=merge, device=target, keep_quantised=not merge, compute_dtype=autocast_dtype(resolved)
-            )
+                folder, merge=merge, device=target, keep_quantised=not merge, compute_dtype=autocast_dtype(resolved),
+                base_dtype=_merge_dtype(folder, resolved, target) if merge else None,
+            )  # fmt: skip
         model.to(target)
         if merge and (resolved in BF16_PRECISIONS or resolved == "int8"):
             model = optimise_for_inference(model, resolved)

@@ -21,7 +21,8 @@ import os
 import torch
 from torch import nn
 
-from lsfa.precision import autocast_dtype
+from lsfa.errors import LsfaError
+from lsfa.precision import BF16_PRECISIONS, autocast_dtype
 
 HALF = (torch.bfloat16, torch.float16)
 
@@ -44,6 +45,58 @@ def training_load_dtype(config, precision: str, mode: str, quantize: str = "none
     if mode == "lora" and not save_merged and stored in HALF and autocast_dtype(precision) == stored:
         return stored
     return torch.float32
+
+
+def resolve_device(name: str | None = "auto") -> torch.device:
+    """The device ``name`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``) means here: ``auto`` is the first CUDA GPU when
+    there is one, else the CPU. A GPU that is not there is one clear line naming the option, before any weight
+    loads: torch's own error comes later and reads "Torch not compiled with CUDA enabled"."""
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise LsfaError(f"device {name}: not a device name (use auto, cpu, cuda or cuda:N)") from error
+    if device.type != "cuda":
+        return device
+    if not torch.cuda.is_available():
+        why = "torch is built without CUDA" if torch.version.cuda is None else "no GPU is visible"
+        raise LsfaError(f"device {name}: no CUDA GPU is available on this machine ({why}); use --device cpu")
+    count = torch.cuda.device_count()
+    if device.index is not None and device.index >= count:
+        raise LsfaError(f"device {name}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
+    return device
+
+
+def inference_load_dtype(config, precision: str, device: torch.device) -> torch.dtype:
+    """The dtype to build a LoRA tagger's base in before merging: bf16 on a GPU when the checkpoint is stored in
+    bf16 and ``precision`` (resolved) keeps the merged linear weights in bf16 anyway, fp32 otherwise.
+
+    Why: merging in fp32 first holds an 8B base in 32 GB on the card before the cast; built in bf16 it holds 16 GB.
+    The result is the same bit for bit: bf16 stored values are exact in either dtype, peft's merge adds its fp32
+    update to the bf16 weight computing in fp32 and rounds once, as the cast after an fp32 merge does, and the
+    rest (norms, embeddings, the head) is raised to fp32 before the adapter loads
+    (:func:`raise_to_fp32_but_linear_weights`). On the CPU the merged-weights cache (fp32) is used instead."""
+    if device.type != "cpu" and precision in BF16_PRECISIONS and checkpoint_dtype(config) == torch.bfloat16:
+        return torch.bfloat16
+    return torch.float32
+
+
+def raise_to_fp32_but_linear_weights(model: nn.Module, head: str) -> int:
+    """Every parameter of a freshly built (half-dtype) base in fp32 except the weights of its linear layers outside
+    the ``head``; returns how many it raised. The head then takes the adapter's trained fp32 head unrounded, and
+    norms and embeddings are as an fp32 build has them."""
+    keep = {
+        id(module.weight)
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Linear) and not (name == head or name.startswith(head + "."))
+    }
+    raised = 0
+    for parameter in model.parameters():
+        if id(parameter) not in keep and parameter.dtype in HALF:
+            parameter.data = parameter.data.float()
+            raised += 1
+    return raised
 
 
 def device_map(device: torch.device | str | None = None) -> dict[str, torch.device] | None:

@@ -198,6 +198,7 @@ def load_tagger(
     device=None,
     keep_quantised: bool = False,
     compute_dtype=None,
+    base_dtype=None,
 ):
     """Load ``(model, tokenizer, meta)`` from a tagger folder with its attention setting restored.
 
@@ -207,7 +208,9 @@ def load_tagger(
     (:mod:`lsfa.models.quantise`: the function training optimised, merged or not), unless ``keep_quantised``
     keeps it in 4/8 bits with the adapter unmerged beside it (least memory), computing in ``compute_dtype``.
     A merged CPU load of a LoRA tagger is kept in :mod:`lsfa.models.merged_cache` and read from there next time
-    (the same weights, without importing peft or merging again).
+    (the same weights, without importing peft or merging again). ``base_dtype`` (bf16) builds a LoRA tagger's base
+    in that dtype and merges there (:func:`lsfa.models.placement.inference_load_dtype` says when that is exact):
+    half the memory of an fp32 merge on the device.
     """
     import torch
     from transformers import AutoTokenizer
@@ -219,12 +222,18 @@ def load_tagger(
     meta = read_meta(folder)
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
     placement = device_map(device) if device is not None else None
-    cacheable = meta.weights == "lora" and merge and meta.quantize == "none" and _on_cpu(device)
+    half = base_dtype is not None and base_dtype != torch.float32 and meta.quantize == "none"
+    cacheable = meta.weights == "lora" and merge and meta.quantize == "none" and _on_cpu(device) and not half
     cached = merged_cache.lookup(folder, meta, _base_folder(meta)) if cacheable else None
     if meta.weights == "lora" and cached is None:
         from peft import PeftModel
 
-        base = _lora_base(meta, attn_implementation, placement, compute_dtype)
+        base = _lora_base(meta, attn_implementation, placement, compute_dtype, base_dtype if half else None)
+        if half:
+            from lsfa.models.classifier import head_name
+            from lsfa.models.placement import raise_to_fp32_but_linear_weights
+
+            raise_to_fp32_but_linear_weights(base, head_name(base))
         if meta.quantize != "none" and not keep_quantised:
             from lsfa.models.quantise import dequantise
 
@@ -241,6 +250,13 @@ def load_tagger(
     apply_attention(model, meta.attention)
     model.eval()
     return model, tokenizer, meta
+
+
+def base_config(meta: TaggerMeta):
+    """The ``config.json`` of the base model a tagger was trained from (to choose how to build it)."""
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(str(_base_folder(meta)))
 
 
 def _on_cpu(device) -> bool:
@@ -274,9 +290,10 @@ def _load_full_weights(folder: Path, attn_implementation: str | None, placement)
     )  # fmt: skip
 
 
-def _lora_base(meta: TaggerMeta, attn_implementation: str, placement, compute_dtype):
+def _lora_base(meta: TaggerMeta, attn_implementation: str, placement, compute_dtype, dtype=None):
     """The base model a LoRA tagger's adapter goes on: built as in training (the same layers, and quantised the
-    same way from the same stored values, so a QLoRA base gets the very codes training saw)."""
+    same way from the same stored values, so a QLoRA base gets the very codes training saw), in ``dtype`` when
+    given (default fp32)."""
     import torch
     from transformers import AutoConfig
 
@@ -285,7 +302,7 @@ def _lora_base(meta: TaggerMeta, attn_implementation: str, placement, compute_dt
     from lsfa.models.placement import training_load_dtype
 
     path = resolve_model(meta.base_model)
-    dtype = torch.float32
+    dtype = dtype or torch.float32
     if meta.quantize != "none":
         dtype = training_load_dtype(AutoConfig.from_pretrained(str(path)), "fp32", "lora", meta.quantize)
     return build_token_classifier(
