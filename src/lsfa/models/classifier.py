@@ -34,6 +34,24 @@ HEAD_NAMES = ("score", "classifier")
 """Names transformers gives token-classification heads (decoders / encoders)."""
 
 
+TEXT_WEIGHT_PREFIXES = {r"^language_model\.model\.": "model.", r"^model\.language_model\.": "model."}
+"""Where a multimodal checkpoint (Gemma 3 4B and up) keeps its language model's weights, mapped to a text token
+classifier's ``model.``: the hub's layout (``language_model.model.``, which transformers 5 also saves) and
+transformers 5's in-memory one (``model.language_model.``)."""
+
+
+def text_only_config(config: PretrainedConfig) -> tuple[PretrainedConfig, dict[str, str] | None]:
+    """The config a token classifier is built from, and the checkpoint key mapping it needs: for a multimodal
+    checkpoint (a ``text_config`` beside a ``vision_config``) its text config and :data:`TEXT_WEIGHT_PREFIXES`.
+
+    Why: a head over the whole ``Gemma3Model`` wraps the vision tower too; ``all-linear`` LoRA then adapts vision
+    layers that get no gradient from text (DDP fails on them) and the vision weights are loaded for nothing. NER
+    reads text only, so only the language model is built and loaded."""
+    text = config.get_text_config()
+    if text is config or getattr(config, "vision_config", None) is None:
+        return config, None
+    return text, dict(TEXT_WEIGHT_PREFIXES)
+
 
 def is_encoder(config: PretrainedConfig) -> bool:
     """True for BERT-style encoders (bidirectional by design), False for decoder LLMs."""
@@ -137,6 +155,7 @@ def build_token_classifier(
 
     with hub_errors(model_path):
         config = AutoConfig.from_pretrained(str(model_path))
+    config, key_mapping = text_only_config(config)
     ensure_token_classification_class(config)
     if is_encoder(config):
         # Encoders are bidirectional already; some (MPNet) have no SDPA path, so let transformers choose.
@@ -150,11 +169,28 @@ def build_token_classifier(
     quantization = quantization_config(quantize, compute_dtype or dtype, HEAD_NAMES)
     if quantization is not None:
         placement["quantization_config"] = quantization
+    if key_mapping is not None:
+        placement.update(key_mapping=key_mapping, output_loading_info=True)
     with quiet_transformers():
         model = AutoModelForTokenClassification.from_pretrained(
             str(model_path), config=config, attn_implementation=attn_implementation, dtype=dtype, **placement
         )
+    if key_mapping is not None:
+        model = _with_text_weights(model, model_path)
     apply_attention(model, attention)
+    return model
+
+
+def _with_text_weights(loaded: tuple[nn.Module, dict], model_path: str | Path) -> nn.Module:
+    """The model of a multimodal checkpoint's text-only load, once every weight but the fresh head was found: a
+    checkpoint whose language model sits under another prefix would otherwise train a random model silently."""
+    model, info = loaded
+    missing = sorted(key for key in info["missing_keys"] if key.split(".", 1)[0] not in HEAD_NAMES)
+    if missing:
+        raise LsfaError(
+            f"{model_path}: {len(missing)} language-model weights not found in the multimodal checkpoint "
+            f"(e.g. {missing[0]}; looked under language_model.model. and model.language_model.)"
+        )
     return model
 
 

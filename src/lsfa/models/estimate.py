@@ -48,10 +48,11 @@ def count_on_meta_device(model_path: str | Path, targets: Sequence[str] | str = 
     from accelerate import init_empty_weights
     from transformers import AutoConfig, AutoModelForTokenClassification
 
-    from lsfa.models.classifier import ensure_token_classification_class, hub_errors, linear_targets
+    from lsfa.models.classifier import ensure_token_classification_class, hub_errors, linear_targets, text_only_config
 
     with hub_errors(model_path):
         config = AutoConfig.from_pretrained(str(model_path))
+    config = text_only_config(config)[0]  # a multimodal checkpoint's tagger is its language model only
     ensure_token_classification_class(config)
     config.num_labels = 9
     with init_empty_weights():
