@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# GPU check (issues #16, #35), at most ~8 minutes on one GPU: the CUDA-only tests, a 200-step bf16 `lsfa train` on
+# GPU check (issues #16, #35), at most ~10 minutes on one GPU: the CUDA-only tests, a 200-step bf16 `lsfa train` on
 # CUDA, a 4-bit QLoRA `lsfa train` (where bitsandbytes is installed), `lsfa bench --device cuda`, and the large-model
 # paths (scripts/gpu_large_models.py: a 1B-shaped Llama in bf16 LoRA and 4-bit QLoRA with gradient checkpointing,
 # FlashAttention-2 padding-free vs SDPA where flash-attn is installed, the memory estimate beside measured peaks;
-# written to $out/large-models.json), then one summary line. Exits 0 with a clear message where there is no GPU.
+# written to $out/large-models.json), `lsfa predict --device cuda` against `--device cpu`, the multimodal Gemma 3
+# text-only and device tests, then one summary line. Exits 0 with a clear message where there is no GPU.
 #
 # The GPU machine reaches no package registry and has its own torch / transformers / peft / accelerate, so lsfa
 # goes in with `pip install --no-deps -e .`; nothing of ../shared travels, so the model is a tiny llama built
@@ -44,7 +45,19 @@ else
   qlora=skipped; echo "bitsandbytes not installed" >"$out/qlora.log"
 fi
 timeout 300 python scripts/gpu_large_models.py "$out/large-models.json" >"$out/large-models.log" 2>&1; large=$?
+# --device cuda for predict (the same entities as --device cpu in fp32), and the multimodal Gemma 3 text-only build
+# and the device tests under this machine's own transformers / torch (tests/models/test_gemma3_multimodal.py)
+text="Peter Blackburn flew from Brussels to London with the European Commission ."
+for dev in cpu cuda; do
+  timeout 60 lsfa predict --model-dir "$out/run/model" --text "$text" --precision fp32 --device "$dev" \
+    >"$out/predict-$dev.json" 2>"$out/predict-$dev.log"
+done
+python -c "import json, sys; a, b = ([(e['start'], e['end'], e['label']) for e in json.load(open(f'$out/predict-{d}.json'))['entities']] for d in ('cpu', 'cuda')); sys.exit(a != b)" \
+  2>/dev/null; predict=$?  # the spans, not the scores' last digits
+timeout 120 python -m pytest -q -p no:cacheprovider tests/models/test_gemma3_multimodal.py tests/inference/test_device.py \
+  >"$out/gemma3-device.log" 2>&1; gemma3=$?
 f1=$(python -c "import json; print(round(json.load(open('$out/run/metrics.json'))['dev']['micro']['f1'], 4))" 2>/dev/null || echo "?")
 speed=$(python -c "import json; r=json.load(open('$out/bench.json')); print(round(r['inference']['optimised']['sentences_per_second'], 1), 'sent/s, x', round(r['inference']['speedup'], 2))" 2>/dev/null || echo "?")
-echo "gpu-check: tests rc=$tests, train rc=$train (200 bf16 steps, dev F1 $f1), qlora rc=$qlora, bench rc=$bench ($speed), large-models rc=$large ($out/large-models.json), $(( $(date +%s) - start )) s" | tee "$out/summary.txt"
-[ "$tests" = 0 ] && [ "$train" = 0 ] && [ "$bench" = 0 ] && [ "$large" = 0 ] && [ "$qlora" != 1 ]
+echo "gpu-check: tests rc=$tests, train rc=$train (200 bf16 steps, dev F1 $f1), qlora rc=$qlora, bench rc=$bench ($speed), large-models rc=$large ($out/large-models.json), predict --device cuda = cpu rc=$predict, gemma3/device tests rc=$gemma3, $(( $(date +%s) - start )) s" | tee "$out/summary.txt"
+[ "$tests" = 0 ] && [ "$train" = 0 ] && [ "$bench" = 0 ] && [ "$large" = 0 ] && [ "$qlora" != 1 ] && [ "$predict" = 0 ] \
+  && [ "$gemma3" = 0 ]
