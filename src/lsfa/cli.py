@@ -596,6 +596,15 @@ def predict_command(
         None, "--input", "-i", help="File to tag (- for stdin): plain text (one document per line), JSONL or CoNLL."
     ),
     output: str | None = typer.Option(None, "--output", "-o", help="Write here instead of stdout."),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue the interrupted output of --output from its last complete record."
+    ),
+    workers: int = typer.Option(
+        1, "--workers", min=1, help="Processes, each tagging a contiguous shard with --threads (default 1) threads."
+    ),
+    chunk: int = typer.Option(
+        256, "--chunk", min=1, help="Documents read, tagged and written at a time (memory is bounded by it)."
+    ),
     input_format: str = typer.Option(
         "auto", "--format", help="auto (.jsonl: jsonl; .conll/.iob/.bio/.tsv: conll; else text), text, jsonl, conll."
     ),
@@ -620,55 +629,51 @@ def predict_command(
 
     input_format = files.detect_format(input_path or "", input_format)  # validate before loading the model
     options = _run_options(ctx)
-    records = None  # read and checked before the model loads, so a bad line fails fast
-    if input_path is not None and input_format == "text":
-        records = files.read_text_records(input_path)
-    elif input_path is not None and input_format == "jsonl":
-        records = files.read_jsonl_records(input_path)
+    if output_format == "auto":
+        output_format = "conll" if input_format == "conll" else "jsonl"
+    if text is not None:
+        if resume or workers > 1:
+            raise LsfaError("--resume and --workers are for --input files, not --text")
+        _predict_text(_load_tagger(Tagger, model_dir, options, threads), text, output, output_format)
+        return
+    from lsfa.inference import batch
+
+    with batch.input_file(input_path or "") as (path, shown):
+        by_document = input_format == "conll" and batch.document_context(model_dir)
+        source = batch.Source(path, shown, input_format, output_format, chunk, by_document)
+        surveyed = batch.survey(source)  # every line checked before the model loads, so a bad line fails fast
+        if workers > 1:
+            count = batch.predict_with_workers(model_dir, options, threads or 1, surveyed, workers, output, resume)
+        else:
+            count = batch.predict_file(_load_tagger(Tagger, model_dir, options, threads), surveyed, output, resume)
+    typer.echo(f"{count:,} {source.unit} tagged" + (f": {output}" if output else ""), err=True)
+
+
+def _load_tagger(tagger_class, model_dir: str, options, threads: int | None):
+    """The tagger, loaded after ``--threads`` is set (torch reads it when its first thread pool starts)."""
     if threads is not None:
         import torch
 
         torch.set_num_threads(threads)
-    tagger = Tagger.load(model_dir, options)
-    if output_format == "auto":
-        output_format = "conll" if input_format == "conll" else "jsonl"
-    with files.output_stream(output) as stream:
-        if text is not None and output_format == "jsonl":
-            _predict_text(tagger, text, stream)
-        else:
-            if text is not None:  # --text as CoNLL: one document
-                records, input_format = [files.Record(line=1, text=text)], "text"
-            count, unit = _predict_file(tagger, files, input_path or "", input_format, output_format, records, stream)
-            typer.echo(f"{count:,} {unit} tagged" + (f": {output}" if output else ""), err=True)
+    return tagger_class.load(model_dir, options)
 
 
-def _predict_text(tagger, text: str, stream) -> None:
-    """``lsfa predict --text``: one indented JSON object."""
+def _predict_text(tagger, text: str, output: str | None, output_format: str) -> None:
+    """``lsfa predict --text``: one indented JSON object, or one CoNLL document with a summary line."""
     import json
 
-    tagger.progress = sys.stderr.isatty() and len(text) > 100_000
-    result = {"text": text, "entities": [entity.to_dict() for entity in tagger(text)]}
-    stream.write(json.dumps(result, ensure_ascii=False, indent=2) + "\n")
-
-
-def _predict_file(tagger, files, input_path: str, input_format: str, output_format: str, records, stream):
-    """Tag an input file (its ``records`` when it is text or JSONL) in ``output_format``; ``(count, what was
-    counted)``."""
     from lsfa.data.conll import write_conll
+    from lsfa.inference import files
 
-    progress = sys.stderr.isatty()
-    if input_format == "conll" and output_format == "conll":
-        return files.predict_conll(tagger, input_path, stream, progress=progress), "sentences"
-    if input_format == "conll":
-        return files.write_jsonl(files.conll_objects(tagger, input_path, progress), stream), "sentences"
-    size = tagger.batch_size
-    if output_format == "conll":
-        sentences = list(files.records_as_sentences(tagger, records, batch_size=size, progress=progress))
+    tagger.progress = sys.stderr.isatty() and len(text) > 100_000
+    with files.output_stream(output) as stream:
+        if output_format == "jsonl":
+            result = {"text": text, "entities": [entity.to_dict() for entity in tagger(text)]}
+            stream.write(json.dumps(result, ensure_ascii=False, indent=2) + "\n")
+            return
+        sentences = list(files.records_as_sentences(tagger, [files.Record(line=1, text=text)]))
         write_conll(sentences, stream)
-        return len(sentences), "documents"
-    return files.write_jsonl(files.predict_records(tagger, records, batch_size=size, progress=progress), stream), (
-        "documents"
-    )
+    typer.echo(f"{len(sentences):,} documents tagged" + (f": {output}" if output else ""), err=True)
 
 
 # --- bench -----------------------------------------------------------------------------------------

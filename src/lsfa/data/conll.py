@@ -10,7 +10,7 @@ warning says so, so no tag is dropped and no column shifts.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -206,42 +206,60 @@ def _parse_lines(
     lines: Sequence[str], path: Path, tag_column: int, sep: str | None, warnings: list[str], check: bool = True
 ) -> tuple[list[Sentence], bool, _Layout]:
     """Group word lines into sentences, numbering documents at ``-DOCSTART-`` lines."""
-    sentences: list[Sentence] = []
-    layout: _Layout | None = None
-    words: list[list[str]] = []
-    first_line = 0
-    doc_id = 0
-    has_docstart = False
-
-    def close_sentence() -> None:
-        nonlocal words
-        if words and layout is not None:
-            sentences.append(_make_sentence(words, layout.tag_index, doc_id, first_line))
-        words = []
-
-    for number, line in enumerate(lines, start=1):
-        if not line.strip(_BLANK):
-            close_sentence()
-            continue
-        if line.lstrip(_BLANK).startswith(DOCSTART) and _first_field(line) == DOCSTART:
-            close_sentence()
-            has_docstart = True
-            # A new document starts only if the current one has sentences, so a -DOCSTART- at the very
-            # start or end of a file (or two in a row) creates no empty document.
-            if sentences and sentences[-1].doc_id == doc_id:
-                doc_id += 1
-            continue
-        if layout is None:
-            layout = _layout_from_first_line(line, path, number, tag_column, sep)
-        fields = _split_fields(line, layout, path, number, warnings, check)
-        if not words:
-            first_line = number
-        words.append(fields)
-    close_sentence()
-    if layout is None:
+    stream = SentenceStream(lines, path, tag_column, sep, warnings, check)
+    sentences = list(stream)
+    if stream.layout is None:
         raise DataFormatError("no sentences found (only blank or -DOCSTART- lines)", path)
-    # Documents are numbered 0, 1, 2, ... among those that hold sentences.
-    return sentences, has_docstart, layout
+    return sentences, stream.has_docstart, stream.layout
+
+
+class SentenceStream:
+    """The sentences of CoNLL lines, parsed one at a time as they are read, so a caller that tags a file in
+    chunks (``lsfa predict``) never holds the whole file; :func:`read_conll` collects them.
+
+    ``layout`` (separator, column count) is known from the first word line on, ``has_docstart`` once
+    iteration is done. Documents are numbered 0, 1, 2, ... among those that hold sentences.
+    """
+
+    def __init__(
+        self,
+        lines: Iterable[str],
+        path: str | Path,
+        tag_column: int = -1,
+        sep: str | None = None,
+        warnings: list[str] | None = None,
+        check: bool = True,
+    ) -> None:
+        self.lines, self.path, self.tag_column, self.sep = lines, Path(path), tag_column, sep
+        self.warnings = warnings if warnings is not None else []
+        self.check = check
+        self.layout: _Layout | None = None
+        self.has_docstart = False
+
+    def __iter__(self) -> Iterator[Sentence]:
+        words: list[list[str]] = []
+        first_line = doc_id = 0
+        doc_has_sentences = False
+        for number, line in enumerate(self.lines, start=1):
+            if not line.strip(_BLANK) or (line.lstrip(_BLANK).startswith(DOCSTART) and _first_field(line) == DOCSTART):
+                if words and self.layout is not None:
+                    yield _make_sentence(words, self.layout.tag_index, doc_id, first_line)
+                    doc_has_sentences = True
+                words = []
+                if line.strip(_BLANK):  # -DOCSTART-
+                    self.has_docstart = True
+                    # A new document starts only if the current one has sentences, so a -DOCSTART- at the very
+                    # start or end of a file (or two in a row) creates no empty document.
+                    doc_id, doc_has_sentences = doc_id + doc_has_sentences, False
+                continue
+            if self.layout is None:
+                self.layout = _layout_from_first_line(line, self.path, number, self.tag_column, self.sep)
+            fields = _split_fields(line, self.layout, self.path, number, self.warnings, self.check)
+            if not words:
+                first_line = number
+            words.append(fields)
+        if words and self.layout is not None:
+            yield _make_sentence(words, self.layout.tag_index, doc_id, first_line)
 
 
 def _first_field(line: str) -> str:

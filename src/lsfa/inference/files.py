@@ -17,11 +17,14 @@ not after an hour of prediction; errors name the file and line.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
+import io
+import itertools
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -98,6 +101,41 @@ def read_jsonl_records(path: str | Path) -> list[Record]:
         if line.strip():
             records.append(parse_json_record(line, shown, number))
     return records
+
+
+def iter_lines(path: str | Path, shown: str | Path | None = None) -> Iterator[str]:
+    """The lines of a UTF-8 file one at a time, without line ends, as :func:`read_lines` gives them all at once:
+    what ``lsfa predict`` streams, so an input larger than memory can be checked and tagged. ``shown`` names the
+    file in errors (``<stdin>`` for a copy of stdin)."""
+    path = Path(path)
+    shown = path if shown is None else shown
+    if not path.is_file():
+        raise LsfaError(f"{shown}: no such file" if not path.exists() else f"{shown}: not a file")
+    with path.open("rb") as stream:
+        # Binary lines split at b"\n" only: \x1c, \x85 or \u2028 inside a document must not split it.
+        for number, raw in enumerate(stream, start=1):
+            if number == 1 and raw.startswith(codecs.BOM_UTF8):
+                raw = raw[len(codecs.BOM_UTF8) :]
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise DataFormatError("not valid UTF-8 text", shown, number) from None
+            line = line[:-1] if line.endswith("\n") else line
+            yield line[:-1] if line.endswith("\r") else line
+
+
+def iter_text_records(path: str | Path, shown: str | Path | None = None) -> Iterator[Record]:
+    """:func:`read_text_records`, one record at a time."""
+    for number, line in enumerate(iter_lines(path, shown), start=1):
+        yield Record(line=number, text=line)
+
+
+def iter_jsonl_records(path: str | Path, shown: str | Path | None = None) -> Iterator[Record]:
+    """:func:`read_jsonl_records`, one record at a time."""
+    shown = path if shown is None else shown
+    for number, line in enumerate(iter_lines(path, shown), start=1):
+        if line.strip():
+            yield parse_json_record(line, shown, number)
 
 
 def parse_json_record(line: str, path: str | Path, number: int) -> Record:
@@ -234,29 +272,61 @@ def output_stream(path: str | Path | None) -> Iterator[TextIO]:
         partial.unlink(missing_ok=True)
 
 
-def read_conll_for_prediction(path: str | Path):
-    """A CoNLL file as a :class:`~lsfa.data.conll.ConllFile`; single-column files are words only."""
-    from lsfa.data.conll import read_conll
+class ConllStream:
+    """The sentences of a CoNLL file to tag, read one at a time: a file with a single column is words only (tags
+    ``O``, replaced by predictions), otherwise the last column holds tags (checked, then replaced) and the other
+    columns are kept. ``sep`` and ``has_docstart`` (the shape to write the output in) are known once the file has
+    been read through; errors name the file and line."""
 
-    if str(path) == STDIN:
-        raise LsfaError("CoNLL input must be a file, not stdin")
-    lines = read_lines(path)
-    if _first_word_line_columns(lines) == 1:
-        return _words_only_conll(lines, path)
-    try:
-        return read_conll(path)
-    except DataFormatError as error:
-        if "tag" in error.reason:
+    def __init__(self, path: str | Path, shown: str | Path | None = None) -> None:
+        self.path, self.shown = Path(path), path if shown is None else shown
+        self.sep, self.has_docstart = " ", False
+
+    def __iter__(self) -> Iterator[Sentence]:
+        from lsfa.data.conll import SentenceStream
+
+        if _first_word_line_columns(iter_lines(self.path, self.shown)) == 1:
+            yield from self._words_only()
+            return
+        stream = SentenceStream(iter_lines(self.path, self.shown), self.shown)
+        try:
+            yield from stream
+        except DataFormatError as error:
+            if "tag" not in error.reason:
+                raise
             raise DataFormatError(
                 f"{error.reason} (lsfa predict replaces the last column, which must hold tags; "
                 "give words only, one per line, if the file has no tags)",
                 error.path,
                 error.line,
             ) from None
-        raise
+        self.sep, self.has_docstart = stream.layout.sep if stream.layout else " ", stream.has_docstart
+
+    def _words_only(self) -> Iterator[Sentence]:
+        """Sentences of a one-word-per-line file (tags ``O``, replaced by predictions later)."""
+        from lsfa.data.conll import DOCSTART
+
+        words: list[str] = []
+        first, doc_id, doc_has_sentences = 0, 0, False
+        for number, line in enumerate(itertools.chain(iter_lines(self.path, self.shown), [""]), start=1):
+            word = line.strip()
+            if word and word != DOCSTART and len(line.split()) != 1:
+                raise DataFormatError(
+                    f"expected one word per line like the first one, found {line.strip()!r}", self.shown, number
+                )
+            if word and word != DOCSTART:
+                first = first if words else number
+                words.append(word)
+                continue
+            if words:
+                yield Sentence(words, ["O"] * len(words), doc_id=doc_id, line=first)
+                words, doc_has_sentences = [], True
+            if word == DOCSTART:
+                self.has_docstart = True
+                doc_id, doc_has_sentences = doc_id + doc_has_sentences, False
 
 
-def _first_word_line_columns(lines: list[str]) -> int:
+def _first_word_line_columns(lines: Iterable[str]) -> int:
     from lsfa.data.conll import DOCSTART
 
     for line in lines:
@@ -266,68 +336,52 @@ def _first_word_line_columns(lines: list[str]) -> int:
     return 0
 
 
-def _words_only_conll(lines: list[str], path: str | Path):
-    """Sentences of a one-word-per-line file (tags ``O``, replaced by predictions later)."""
-    from lsfa.data.conll import DOCSTART, ConllFile
-
-    sentences: list[Sentence] = []
-    words: list[str] = []
-    first, doc_id, has_docstart = 0, 0, False
-    for number, line in enumerate([*lines, ""], start=1):
-        word = line.strip()
-        if word and word != DOCSTART and len(line.split()) != 1:
-            raise DataFormatError(
-                f"expected one word per line like the first one, found {line.strip()!r}", path, number
-            )
-        if word and word != DOCSTART:
-            first = first if words else number
-            words.append(word)
-            continue
-        if words:
-            sentences.append(Sentence(words, ["O"] * len(words), doc_id=doc_id, line=first))
-            words = []
-        if word == DOCSTART:
-            has_docstart = True
-            doc_id += 1 if sentences and sentences[-1].doc_id == doc_id else 0
-    if not sentences:
-        raise DataFormatError("no words found", path)
-    return ConllFile(
-        sentences=sentences,
-        path=str(path),
-        n_documents=len({s.doc_id for s in sentences}),
-        has_docstart=has_docstart,
-        sep=" ",
-        n_columns=1,
-    )
-
-
-def predict_conll(tagger: Tagger, path: str | Path, output: str | Path | TextIO, progress: bool = False) -> int:
-    """Tag a CoNLL file and write it with the predicted tags in the last column; return the sentence count.
-
-    Sentences are predicted with their document ids, so a tagger trained with document context gets it. With a
-    threshold, the words of entities below it are written ``O``, as the entities of JSONL output drop them; a
-    ``tokens`` tagger (a tag on every word, no ``O`` to fall back to) refuses a threshold here.
-    """
+def conll_text(sentence: Sentence, sep: str = " ") -> str:
+    """One sentence as CoNLL lines and the blank line after it (no ``-DOCSTART-``: the caller knows where
+    documents start); words that cannot be written with ``sep`` are an error naming their line."""
     from lsfa.data.conll import write_conll
 
-    _check_tags_can_honour(tagger)
-    conll = read_conll_for_prediction(path)
-    sentences = conll.sentences
-    kept, _ = _tag_sentences(tagger, sentences, progress)
-    tagged = [Sentence(s.tokens, tags, s.extra, s.doc_id, s.line) for s, tags in zip(sentences, kept, strict=True)]
-    write_conll(tagged, output, sep=conll.sep, docstart=conll.has_docstart)
-    return len(tagged)
+    buffer = io.StringIO()
+    write_conll([sentence], buffer, sep=sep)
+    return buffer.getvalue()
 
 
-def conll_objects(tagger: Tagger, path: str | Path, progress: bool = False) -> Iterator[dict[str, Any]]:
-    """Each sentence of a CoNLL file as a JSONL output object (``--output-format jsonl``): ``id`` (its first
-    line), ``words``, ``text`` (the words joined by single spaces), ``tags`` and ``entities`` in that text."""
-    conll = read_conll_for_prediction(path)
-    kept, spans = _tag_sentences(tagger, conll.sentences, progress)
-    for sentence, tags, found in zip(conll.sentences, kept, spans, strict=True):
-        text, words = words_as_text(sentence.tokens)
-        record = Record(line=sentence.line, words=list(sentence.tokens), source={"words": list(sentence.tokens)})
-        yield _record_object(record, text, words, tags, found)
+def rendered_outputs(tagger: Tagger, items: list[Record] | list[Sentence], output_format: str, sep: str = " "):
+    """The output text of each item (records of text/JSONL input or sentences of CoNLL input), tagged in one call:
+    a JSON line, or CoNLL lines with the blank line after them (``None`` for a record without words, which CoNLL
+    output skips, as :func:`records_as_sentences` does). CoNLL sentences are tagged with their document ids and
+    written with their other columns; the tags honour the threshold as the entities of JSONL output do."""
+    if output_format == "conll":
+        _check_tags_can_honour(tagger)
+    if items and isinstance(items[0], Sentence):
+        sentences: list[Sentence] = items  # type: ignore[assignment]
+        kept, spans = _tag_sentences(tagger, sentences, progress=False)
+        if output_format == "conll":
+            return [
+                conll_text(Sentence(s.tokens, tags, s.extra, s.doc_id, s.line), sep)
+                for s, tags in zip(sentences, kept, strict=True)
+            ]
+        return [
+            json_line(_sentence_object(s, tags, found)) + "\n"
+            for s, tags, found in zip(sentences, kept, spans, strict=True)
+        ]
+    outputs: list[str | None] = []
+    for record, text, words, tags, found in _predict_batch(tagger, items):  # type: ignore[arg-type]
+        if output_format == "jsonl":
+            outputs.append(json_line(_record_object(record, text, words, tags, found)) + "\n")
+        else:
+            outputs.append(
+                conll_text(Sentence([word.text for word in words], tags, line=record.line)) if words else None
+            )
+    return outputs
+
+
+def _sentence_object(sentence: Sentence, tags: list[str], found) -> dict[str, Any]:
+    """A tagged CoNLL sentence as a JSONL output object (``--output-format jsonl``): ``id`` (its first line),
+    ``words``, ``text`` (the words joined by single spaces), ``tags`` and ``entities`` in that text."""
+    text, words = words_as_text(sentence.tokens)
+    record = Record(line=sentence.line, words=list(sentence.tokens), source={"words": list(sentence.tokens)})
+    return _record_object(record, text, words, tags, found)
 
 
 def _tag_sentences(tagger: Tagger, sentences: list[Sentence], progress: bool):
