@@ -96,7 +96,7 @@ def train_steps(folder: Path, **settings: Any) -> dict[str, Any]:
     """lsfa's own model building (build_model) for ``settings``, then three optimiser steps on random rows."""
     from lsfa.models.quantise import quantised_layers
     from lsfa.training.config import load_config
-    from lsfa.training.runner import build_model
+    from lsfa.training.model import build_model
 
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()

@@ -8,7 +8,7 @@ from lsfa.data.encode import encode_sentences
 from lsfa.models.catalogue import resolve_model
 from lsfa.models.classifier import load_tokenizer
 from lsfa.models.saving import load_tagger
-from lsfa.training.runner import inside_map
+from lsfa.training.dataset import inside_map
 
 TAGGER = "runs/conll2003-lsfa-lora/model"
 

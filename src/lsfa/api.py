@@ -20,8 +20,8 @@ from lsfa.eval.files import evaluate_files
 from lsfa.eval.report import evaluate_sentences
 from lsfa.inference.evaluate import evaluate_model
 from lsfa.inference.tagger import Tagger
+from lsfa.runs import MODEL_DIR
 from lsfa.training.config import TrainConfig, deep_merge, load_config
-from lsfa.training.runner import MODEL
 
 
 def train(
@@ -48,7 +48,7 @@ def train(
     metrics = run_training(resolved, resume=resume, log=log, deadline=deadline)
     if not metrics:
         return None
-    return Tagger.load(Path(resolved.output_dir) / MODEL, precision="auto")
+    return Tagger.load(Path(resolved.output_dir) / MODEL_DIR, precision="auto")
 
 
 def _config_of(config: TrainConfig | str | Path | None, overrides: dict[str, Any]) -> TrainConfig:

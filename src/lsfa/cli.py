@@ -516,7 +516,8 @@ def _train_run(ctx: typer.Context, config, resume: bool, time_limit, list_option
     resolved: TrainConfig = load_config(config, parse_overrides(list(ctx.args)))
     if command == "distill" and resolved.distill.teacher is None:
         raise LsfaError("lsfa distill needs a teacher: --distill-teacher FOLDER (or distill: {teacher: ...})")
-    from lsfa.training.runner import leave_process_group, train
+    from lsfa.training.distributed import leave_process_group
+    from lsfa.training.runner import train
     from lsfa.training.time_limit import deadline_after, parse_duration
 
     if _is_main_process():

@@ -240,7 +240,7 @@ def test_tiny_ift_run_writes_lsfa_style_metrics_and_jsonl_predictions(workspace:
 def test_an_ift_run_past_its_deadline_stops_at_a_checkpoint_and_resumes(workspace: Path, corpus: Path) -> None:
     import time
 
-    from lsfa.training.runner import last_complete_checkpoint
+    from lsfa.training.checkpoints import last_complete_checkpoint
     from lsfa.training.time_limit import TimeLimitReached
 
     run_dir = workspace / "run-time-limit"

@@ -23,7 +23,7 @@ from lsfa.models.classifier import build_token_classifier, load_tokenizer
 from lsfa.models.saving import TaggerMeta, load_tagger, read_meta, save_tagger
 from lsfa.training.collate import PackingCollator
 from lsfa.training.config import load_config
-from lsfa.training.runner import encode_split
+from lsfa.training.dataset import encode_split
 from tests.tiny import tiny_decoder_dir
 from tests.training.synthetic import write_synthetic_corpus
 

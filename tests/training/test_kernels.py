@@ -86,7 +86,7 @@ def test_fast_dropout_replaces_only_active_lora_dropouts(tmp_path) -> None:
 
 def test_fast_kernels_select_the_fused_adamw(tmp_path) -> None:
     from lsfa.training.config import TrainConfig
-    from lsfa.training.runner import training_arguments
+    from lsfa.training.trainer import training_arguments
 
     fast = training_arguments(TrainConfig(output_dir=str(tmp_path)), "fp32", tmp_path)
     default = training_arguments(TrainConfig(output_dir=str(tmp_path), kernels="default"), "fp32", tmp_path)

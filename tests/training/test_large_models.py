@@ -17,7 +17,8 @@ from lsfa.models.estimate import GIB, count_on_meta_device, estimates
 from lsfa.models.placement import device_map, raise_to_fp32_but_frozen_linear, training_load_dtype
 from lsfa.training.collate import FlatteningCollator, packing_collator
 from lsfa.training.config import config_help, load_config, parse_overrides
-from lsfa.training.runner import check_training_precision, refuse_sharded_training, training_arguments
+from lsfa.training.distributed import refuse_sharded_training
+from lsfa.training.trainer import check_training_precision, training_arguments
 from tests.tiny import tiny_decoder_dir
 
 LLAMA_8B = {

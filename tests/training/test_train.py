@@ -24,8 +24,10 @@ from lsfa.data.conll import read_conll
 from lsfa.errors import LsfaError
 from lsfa.eval.report import evaluate_sentences
 from lsfa.machine import cpu_label
+from lsfa.training.callbacks import TIMING_FILE
+from lsfa.training.checkpoints import last_complete_checkpoint, stopped_at
 from lsfa.training.config import TrainConfig, load_config
-from lsfa.training.runner import TIMING_FILE, last_complete_checkpoint, stopped_at, train
+from lsfa.training.runner import train
 from lsfa.training.time_limit import TimeLimitReached
 from tests.tiny import tiny_decoder_dir
 from tests.training.synthetic import synthetic_sentence
@@ -255,7 +257,9 @@ def test_gradient_accumulation_divides_the_loss(tmp_path: Path, tiny_model: Path
 
     from lsfa.data.align import IGNORE_INDEX
     from lsfa.data.types import Sentence
-    from lsfa.training.runner import RowDataset, build_model, encode_split, ner_trainer_class, training_arguments
+    from lsfa.training.dataset import RowDataset, encode_split
+    from lsfa.training.model import build_model
+    from lsfa.training.trainer import ner_trainer_class, training_arguments
 
     labels = ["O", "B-PER", "B-LOC"]
     sentences = [Sentence(["Peter", "visited", "Paris"], ["B-PER", "O", "B-LOC"])] * 4
@@ -472,6 +476,8 @@ def test_bf16_lora_run_casts_frozen_weights_and_its_saved_model_predicts_the_sam
     attention kernel; the saved adapter (on an fp32 base, under autocast) must give the written predictions."""
     import lsfa.models.optimise
     import lsfa.training.kernels
+    import lsfa.training.runner
+    import lsfa.training.trainer
     from lsfa.inference.predictor import predict_words
     from lsfa.models.saving import load_tagger
 
@@ -491,8 +497,8 @@ def test_bf16_lora_run_casts_frozen_weights_and_its_saved_model_predicts_the_sam
         assert all(p.dtype == torch.float32 for p in model.parameters() if p.requires_grad)
         return cast_layers[-1]
 
-    monkeypatch.setattr(lsfa.training.kernels, "training_attention_context", recording)
-    monkeypatch.setattr(lsfa.models.optimise, "cast_frozen_linear_weights", recording_cast)
+    monkeypatch.setattr(lsfa.training.trainer, "training_attention_context", recording)  # where the Trainer calls it
+    monkeypatch.setattr(lsfa.training.runner, "cast_frozen_linear_weights", recording_cast)
     settings = settings_for(tiny_model, corpus, tmp_path / "run", epochs=1, precision="bf16", test_split=None)
     metrics = train(load_config(None, settings), log=lambda message: None)
     assert metrics["precision"] == "bf16"
@@ -571,14 +577,14 @@ def _no_space_in_final_save(monkeypatch) -> None:
     """The final save of the selected tagger fails as on a full disk, after writing part of the folder."""
     import errno
 
-    import lsfa.models.saving
+    import lsfa.training.runner
 
     def full_disk(model, tokenizer, folder, meta, merge=False):
         Path(folder).mkdir(parents=True, exist_ok=True)
         (Path(folder) / "adapter_model.safetensors").write_bytes(b"half")
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(Path(folder) / "adapter_model.safetensors"))
 
-    monkeypatch.setattr(lsfa.models.saving, "save_tagger", full_disk)
+    monkeypatch.setattr(lsfa.training.runner, "save_tagger", full_disk)  # the run's final save
 
 
 def test_a_write_error_is_one_line_and_leaves_no_finished_record(

@@ -38,12 +38,23 @@ from torch import nn
 
 from lsfa.baselines import ift as generative
 from lsfa.data.align import IGNORE_INDEX
+from lsfa.data.corpora import load_split
 from lsfa.data.schemes import entity_types
 from lsfa.data.types import Sentence
 from lsfa.errors import LsfaError
 from lsfa.inference.latency import sentence_latency
+from lsfa.models.catalogue import resolve_model
+from lsfa.models.classifier import count_parameters, is_encoder, linear_targets, load_tokenizer
+from lsfa.models.optimise import optimise_for_inference
+from lsfa.precision import resolve_precision
 from lsfa.runs import CONFIG_FILE, MODEL_DIR, RunFolder, machine_info
+from lsfa.training.callbacks import EpochTimer, run_callbacks, stopped_by_train_time, timing_record
+from lsfa.training.checkpoints import last_complete_checkpoint, resume_from
+from lsfa.training.collate import packing_collator
 from lsfa.training.config import TrainConfig, dump_config, load_config
+from lsfa.training.dataset import load_training_data
+from lsfa.training.kernels import use_fast_lora_dropout
+from lsfa.training.trainer import kernel_trainer_class, training_arguments
 
 SYSTEM = "ift"
 MODEL = MODEL_DIR
@@ -158,9 +169,6 @@ def load_causal_lm(config: TrainConfig):
     """The decoder with its language-model head, fp32 (bf16 comes from autocast), and its tokenizer."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from lsfa.models.catalogue import resolve_model
-    from lsfa.models.classifier import is_encoder, load_tokenizer
-
     path = resolve_model(config.model, auto_fetch=True)
     model_config = AutoConfig.from_pretrained(str(path))
     if is_encoder(model_config):
@@ -183,8 +191,6 @@ def apply_causal_lora(model: nn.Module, config: TrainConfig) -> nn.Module:
     """LoRA adapters on the projections (the paper's r/alpha/dropout); the base weights stay frozen."""
     from peft import LoraConfig, TaskType, get_peft_model
 
-    from lsfa.models.classifier import linear_targets
-
     lora = config.lora
     targets = linear_targets(model, lora.target_modules)
     present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
@@ -200,10 +206,8 @@ def apply_causal_lora(model: nn.Module, config: TrainConfig) -> nn.Module:
 def ift_training_arguments(config: TrainConfig, precision: str, run_dir: Path, eval_steps: int | None = None):
     """The token classifier's Trainer arguments, but keeping the checkpoint with the lowest dev loss, evaluated
     every epoch or every ``eval_steps`` steps (checkpoints follow the evaluations, so the best can be restored)."""
-    from lsfa.training import runner
-
     every = {"eval_strategy": "steps", "eval_steps": eval_steps, "save_strategy": "steps", "save_steps": eval_steps}
-    return runner.training_arguments(
+    return training_arguments(
         config,
         precision,
         run_dir,
@@ -229,8 +233,6 @@ def ift_collator(model, tokenizer, train_set: PairDataset, pack: bool):
     its rows, which packing changes (a selection criterion either way; it only ranks checkpoints of one run).
     """
     from transformers import DataCollatorForSeq2Seq
-
-    from lsfa.training.collate import packing_collator
 
     padded = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=IGNORE_INDEX, padding=True)
     if not pack:
@@ -267,7 +269,6 @@ def ift_trainer_class(kernels: str):
     """The Trainer of the IFT baseline: lsfa's per-step attention kernels, and :func:`answer_only_loss` for the
     models of :data:`PLAIN_HEAD_LMS` in a single process (under DDP the forward pass must go through the
     wrapped model, so the stock loss is used there)."""
-    from lsfa.training.runner import kernel_trainer_class
 
     class IftTrainer(kernel_trainer_class(kernels)):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -297,17 +298,6 @@ def train_ift(
     stops at a saved checkpoint (:mod:`lsfa.training.time_limit`).
     """
     from transformers import set_seed
-
-    from lsfa.inference.predictor import resolve_precision
-    from lsfa.training.kernels import use_fast_lora_dropout
-    from lsfa.training.runner import (
-        EpochTimer,
-        last_complete_checkpoint,
-        load_training_data,
-        resume_from,
-        run_callbacks,
-        stopped_by_train_time,
-    )
 
     started = time.perf_counter()
     grid_config = config
@@ -385,16 +375,11 @@ def train_ift(
 
 def _finish(model, tokenizer, dev_sentences, facts, extra, context) -> dict[str, Any]:
     """Save the best model, answer dev and test greedily, score them and write ``metrics.json``."""
-    from lsfa.models.classifier import count_parameters
-    from lsfa.training.runner import _timing
-
     grid_config, config, settings, precision, run_dir, log = context
     types = extra["types"]
     _save_model(model, tokenizer, run_dir / MODEL, config, settings, types)
     # Decode with merged LoRA and bf16 weights stored once, as lsfa's taggers predict: under plain autocast
     # every decoding step would re-cast all ~100M weights for one new token per row.
-    from lsfa.models.optimise import optimise_for_inference
-
     parameters = count_parameters(model)  # before merging, which folds the adapter away
     model = optimise_for_inference(model, precision)
     metrics: dict[str, Any] = {
@@ -416,8 +401,6 @@ def _finish(model, tokenizer, dev_sentences, facts, extra, context) -> dict[str,
     }
     splits = {"dev": dev_sentences}
     if config.test_split:
-        from lsfa.data.corpora import load_split
-
         test = load_split(config.corpus, config.test_split, data_dir=config.data_dir).sentences
         splits["test"] = test[: config.test_limit]
     batch_size = settings.generation_batch_size or config.eval_batch_size
@@ -439,7 +422,7 @@ def _finish(model, tokenizer, dev_sentences, facts, extra, context) -> dict[str,
         scores = metrics[split]["set"]
         log(f"{split}: set P {scores['precision']:.4f}  R {scores['recall']:.4f}  F1 {scores['f1']:.4f}"
             f"  malformed {metrics[split]['malformed']}")  # fmt: skip
-    metrics.update(_timing(facts, config))
+    metrics.update(timing_record(facts))
     metrics["parameters"] = parameters
     metrics["machine"] = extra["machine"]
     RunFolder(run_dir).write_metrics(metrics)

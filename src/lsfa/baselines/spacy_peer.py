@@ -170,7 +170,7 @@ def train_spacy(
     check_options(options)
     if config.max_train_time:
         log("note: max_train_time does not apply to the spaCy peer, which trains on its own schedule (max_steps)")
-    from lsfa.training.runner import load_training_data
+    from lsfa.training.dataset import load_training_data  # it imports torch, which the spaCy peer does not need
 
     wall_start = time.perf_counter()
     run_dir = Path(run_dir)

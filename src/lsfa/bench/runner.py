@@ -456,7 +456,7 @@ def _training(options, meta, sentences, tokenizer, device, precision, log) -> di
     from lsfa.bench.training import TrainVariant, fresh_lora_model, measure_training, prepare_variant
     from lsfa.data.encode import encode_sentences
     from lsfa.training.collate import packing_collator
-    from lsfa.training.runner import inside_map, label_ids_for
+    from lsfa.training.dataset import inside_map, label_ids_for
 
     label2id = {label: k for k, label in enumerate(meta.labels)}
     encoded = encode_sentences(

@@ -454,7 +454,7 @@ def run_grid(
 
 def unfinished_state(folder: Path) -> str:
     """What a dry run says of an unfinished cell: whether a live process holds it, and where it would resume."""
-    from lsfa.training.runner import resume_point
+    from lsfa.training.checkpoints import resume_point
 
     point = resume_point(folder)
     saved = f"step {point['step']} of {point['max_steps']} saved (epoch {point['epoch']:.2f})" if point else ""

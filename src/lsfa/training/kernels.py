@@ -1,6 +1,6 @@
 """CPU kernels for training (``kernels: fast``): math attention for short rows, a cheaper LoRA dropout mask.
 
-(``kernels: fast`` also selects the fused AdamW kernel, in :func:`lsfa.training.runner.training_arguments`.)
+(``kernels: fast`` also selects the fused AdamW kernel, in :func:`lsfa.training.trainer.training_arguments`.)
 
 Why: PyTorch's fused CPU attention (``_scaled_dot_product_flash_attention_for_cpu``) is built for long
 sequences. NER training rows are short (CoNLL-2003 sentences average 22 sub-tokens), and there its backward
