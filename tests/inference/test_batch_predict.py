@@ -1,0 +1,38 @@
+"""Streaming ``lsfa predict``: ``--resume`` after a cut output and ``--workers 2`` equal one uninterrupted process
+byte for byte (issue #38 items 1-2); an interrupted output is not overwritten without ``--resume``."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from lsfa.cli import main
+from lsfa.inference import batch
+
+
+def _run(monkeypatch, args: list[str]) -> int:
+    monkeypatch.setattr(sys, "argv", ["lsfa", *args])
+    try:
+        main()
+    except SystemExit as exit_:
+        return exit_.code
+    return 0
+
+
+def test_resume_and_workers_equal_one_process(tiny_taggers, tmp_path, monkeypatch):
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"text": f"Bob Carter sat {i} in Berlin"}) + "\n" for i in range(40)))
+    model = str(tiny_taggers["random"])
+    base = ["predict", "--model-dir", model, "--precision", "fp32", "-i", str(source), "--chunk", "4"]
+    assert _run(monkeypatch, [*base, "-o", str(tmp_path / "a.jsonl")]) == 0
+    reference = (tmp_path / "a.jsonl").read_bytes()
+    lines = reference.splitlines(keepends=True)
+    # an interrupted run: 9 whole lines and a cut one, with the state file it wrote first
+    (tmp_path / ".b.jsonl.partial").write_bytes(b"".join(lines[:9]) + lines[9][:10])
+    surveyed = batch.survey(batch.Source(str(source), str(source), "jsonl", "jsonl", 4))
+    (tmp_path / ".b.jsonl.partial.json").write_text(json.dumps(batch.run_state(surveyed, [(0, 40)])))
+    assert _run(monkeypatch, [*base, "-o", str(tmp_path / "b.jsonl")]) == 2  # refused without --resume
+    assert _run(monkeypatch, [*base, "-o", str(tmp_path / "b.jsonl"), "--resume"]) == 0
+    assert (tmp_path / "b.jsonl").read_bytes() == reference
+    assert _run(monkeypatch, [*base, "-o", str(tmp_path / "c.jsonl"), "--workers", "2"]) == 0
+    assert (tmp_path / "c.jsonl").read_bytes() == reference
