@@ -106,3 +106,19 @@ def test_a_language_model_under_another_prefix_is_refused(multimodal, tmp_path) 
     save_file(tensors, str(moved / "model.safetensors"), metadata={"format": "pt"})
     with pytest.raises(LsfaError, match="language-model weights not found in the multimodal checkpoint"):
         build_token_classifier(moved, LABELS, "full")
+
+
+def test_lora_wrap_and_adapter_load_raise_no_gradient_checkpointing_warning(multimodal, tmp_path) -> None:
+    """peft reads the deprecated ``is_gradient_checkpointing`` on every wrap and load (issue #37 item 8)."""
+    import warnings
+
+    from lsfa.models.saving import TaggerMeta, load_tagger, save_tagger
+    from tests.tiny import byte_bpe_tokenizer as tokenizer_of
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = apply_lora(build_token_classifier(multimodal, LABELS, "full"), r=4, alpha=8, dropout=0.0)
+        meta = TaggerMeta(base_model=str(multimodal), model_type="gemma3_text", labels=LABELS, weights="lora")
+        save_tagger(model, tokenizer_of(), tmp_path / "tagger", meta)
+        load_tagger(tmp_path / "tagger", merge=True)
+    assert not [w for w in caught if "is_gradient_checkpointing" in str(w.message)]

@@ -106,6 +106,19 @@ def quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
+GRADIENT_CHECKPOINTING_WARNING = r"`is_gradient_checkpointing` is deprecated"
+"""transformers 5's FutureWarning when peft 0.21 (``PeftModel.__init__``) reads ``model.is_gradient_checkpointing``:
+raised by peft's own code on every LoRA wrap or adapter load, nothing a user can act on (issue #37 item 8)."""
+
+
+@contextlib.contextmanager
+def peft_quietly() -> Iterator[None]:
+    """Wrap or load a peft model without :data:`GRADIENT_CHECKPOINTING_WARNING` (other warnings still show)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", GRADIENT_CHECKPOINTING_WARNING, FutureWarning)
+        yield
+
+
 @contextlib.contextmanager
 def hub_errors(model_path: str | Path) -> Iterator[None]:
     """Turn transformers' "couldn't connect to huggingface.co" for a hub id into one clear lsfa error."""
@@ -283,7 +296,8 @@ def apply_lora(
         target_modules=targets,
         modules_to_save=[head_name(model)],
     )
-    return get_peft_model(model, lora)
+    with peft_quietly():
+        return get_peft_model(model, lora)
 
 
 def count_parameters(model: nn.Module) -> dict[str, int | float]:

@@ -240,7 +240,10 @@ def load_tagger(
             base = dequantise(base, torch.float32)
         elif keep_quantised and merge:
             raise LsfaError("a quantised base cannot be merged exactly: keep_quantised needs merge=False")
-        model = PeftModel.from_pretrained(base, str(folder))
+        from lsfa.models.classifier import peft_quietly
+
+        with peft_quietly():
+            model = PeftModel.from_pretrained(base, str(folder))
         if merge:
             model = model.merge_and_unload()
         if cacheable:
