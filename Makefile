@@ -18,7 +18,7 @@ $(BIN)/python:
 # torch first, pinned to the local CPU wheel: any other spec pulls GBs of CUDA packages.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[dev,peers,quant]"
+	$(BIN)/pip install --quiet -e ".[dev,peers,quant,ray]"
 	touch $@
 
 setup: $(VENV)/.installed

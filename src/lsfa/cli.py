@@ -615,6 +615,16 @@ def predict_command(
     threads: int | None = typer.Option(
         None, "--threads", help="torch CPU threads (default: torch's; 1 is best on a busy machine).", min=1
     ),
+    ray_address: str | None = typer.Option(
+        None,
+        "--ray",
+        metavar="ADDRESS",
+        help="Tag on a Ray cluster (pip install 'lsfa[ray]'; docs/ray.md): local (start one here), auto (the one "
+        "`ray start` runs here) or ray://HOST:10001. Input: JSONL or Parquet; --output: a folder of JSONL shards; "
+        "a re-run skips finished shards.",
+    ),
+    ray_actors: int = typer.Option(2, "--ray-actors", min=1, help="--ray: taggers at once, each with --threads CPUs."),
+    ray_gpus: float = typer.Option(0.0, "--ray-gpus", min=0, help="--ray: GPUs per tagger (0.5: two share one)."),
 ) -> None:
     """Tag raw text, JSONL or CoNLL with a trained tagger; entities carry character offsets into the input text.
 
@@ -625,6 +635,10 @@ def predict_command(
         raise LsfaError(f"{output}: refusing to overwrite the input file; choose another output path")
     if output_format not in OUTPUT_FORMATS:
         raise LsfaError(f"--output-format: {output_format!r} is none of {', '.join(OUTPUT_FORMATS)}")
+    if ray_address is not None:
+        cluster = (ray_address, ray_actors, threads or 1, ray_gpus)
+        _predict_on_ray(ctx, model_dir, input_path, output, (input_format, output_format), cluster, chunk)
+        return
     from lsfa.inference import files
     from lsfa.inference.tagger import Tagger
 
@@ -648,6 +662,35 @@ def predict_command(
         else:
             count = batch.predict_file(_load_tagger(Tagger, model_dir, options, threads), surveyed, output, resume)
     typer.echo(f"{count:,} {source.unit} tagged" + (f": {output}" if output else ""), err=True)
+
+
+def _predict_on_ray(ctx, model_dir, input_path, output, formats, cluster: tuple, chunk: int):
+    """``lsfa predict --ray``: a JSONL or Parquet file tagged on a Ray cluster into a folder of JSONL shards
+    (:func:`lsfa.integrations.ray.predict_with_ray`); one summary line."""
+    if input_path in (None, "-") or output is None:
+        raise LsfaError("--ray needs --input FILE (JSONL or Parquet) and --output FOLDER (one JSONL file per shard)")
+    if formats[0] not in ("auto", "jsonl") or formats[1] not in ("auto", "jsonl"):
+        raise LsfaError("--ray reads JSONL or Parquet (by suffix) and writes JSONL: leave out --format/--output-format")
+    from lsfa.integrations.ray import predict_with_ray
+
+    address, actors, threads, gpus = cluster
+    summary = predict_with_ray(
+        model_dir,
+        input_path,
+        output,
+        options=_run_options(ctx),
+        address=address,
+        num_actors=actors,
+        threads_per_actor=threads,
+        gpus_per_actor=gpus,
+        chunk=chunk,
+    )
+    typer.echo(
+        f"{summary['records']:,} documents tagged in {summary['shards']} shards: {output} "
+        f"({summary['tagged_shards']} shards now, {summary['skipped_shards']} done before; "
+        f"{summary['documents_per_second']:,} documents/s)",
+        err=True,
+    )
 
 
 def _load_tagger(tagger_class, model_dir: str, options, threads: int | None):
