@@ -619,7 +619,7 @@ def predict_command(
         None,
         "--ray",
         metavar="ADDRESS",
-        help="Tag on a Ray cluster (pip install 'lsfa[ray]'; docs/ray.md): local (start one here), auto (the one "
+        help="Tag on a Ray cluster (pip install 'lsfa\\[ray]'; docs/ray.md): local (start one here), auto (the one "
         "`ray start` runs here) or ray://HOST:10001. Input: JSONL or Parquet; --output: a folder of JSONL shards; "
         "a re-run skips finished shards.",
     ),
