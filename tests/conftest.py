@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 from hypothesis import settings
@@ -47,3 +49,21 @@ def rule_tagger(tiny_taggers):
     from lsfa.inference.tagger import Tagger
 
     return Tagger.load(tiny_taggers["rule"], precision="fp32")
+
+
+@pytest.fixture
+def run(monkeypatch, capsys):
+    """Run the console entry point (so LsfaError handling is exercised): ``(exit code, stdout, stderr)``."""
+    from lsfa.cli import main
+
+    def invoke(args: list[str]) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["lsfa", *args])
+        code = 0
+        try:
+            main()
+        except SystemExit as exit_:
+            code = exit_.code
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return invoke

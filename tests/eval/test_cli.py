@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
-
-from lsfa.cli import main
 
 GOLD = """-DOCSTART- -X- -X- O
 
@@ -19,23 +16,6 @@ call NN I-NP O
 Peter NNP B-NP B-PER
 Blackburn NNP I-NP I-PER
 """
-
-
-@pytest.fixture
-def run(monkeypatch, capsys):
-    """Run the console entry point (so LsfaError handling is exercised): ``(exit code, stdout, stderr)``."""
-
-    def invoke(args: list[str]) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["lsfa", *args])
-        code = 0
-        try:
-            main()
-        except SystemExit as exit_:
-            code = exit_.code
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return invoke
 
 
 @pytest.fixture

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 
 import pytest
 
-from lsfa.cli import main
 from lsfa.data.conll import read_conll
 from lsfa.inference.files import detect_format
 
@@ -28,23 +26,6 @@ the DT B-NP O
 dog NN I-NP O
 Cole NNP I-NP B-PER
 """
-
-
-@pytest.fixture
-def run(monkeypatch, capsys):
-    """Run the console entry point: ``(exit code, stdout, stderr)``."""
-
-    def invoke(args: list[str]) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["lsfa", *args])
-        code = 0
-        try:
-            main()
-        except SystemExit as exit_:
-            code = exit_.code
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return invoke
 
 
 @pytest.fixture

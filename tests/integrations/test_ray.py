@@ -7,7 +7,6 @@ check that matters: the sorted shards, concatenated, are byte for byte what one 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -31,24 +30,6 @@ def cluster():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
-
-
-@pytest.fixture
-def run(monkeypatch, capsys):
-    """Run the console entry point: ``(exit code, stdout, stderr)``."""
-    from lsfa.cli import main
-
-    def invoke(args: list[str]) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["lsfa", *args])
-        code = 0
-        try:
-            main()
-        except SystemExit as exit_:
-            code = exit_.code
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return invoke
 
 
 def documents(count: int = 30) -> list[dict]:

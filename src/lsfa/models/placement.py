@@ -91,6 +91,11 @@ def raise_to_fp32_but_linear_weights(model: nn.Module, head: str) -> int:
         for name, module in model.named_modules()
         if isinstance(module, nn.Linear) and not (name == head or name.startswith(head + "."))
     }
+    return _raise_half_to_fp32(model, keep)
+
+
+def _raise_half_to_fp32(model: nn.Module, keep: set[int]) -> int:
+    """Every half-dtype parameter of ``model`` whose id is not in ``keep`` raised to fp32; how many were."""
     raised = 0
     for parameter in model.parameters():
         if id(parameter) not in keep and parameter.dtype in HALF:
@@ -119,9 +124,4 @@ def raise_to_fp32_but_frozen_linear(model: nn.Module) -> int:
     for module in model.modules():
         if isinstance(module, nn.Linear) and not is_quantised_layer(module):
             keep.update(id(p) for p in module.parameters(recurse=False) if not p.requires_grad)
-    raised = 0
-    for parameter in model.parameters():
-        if id(parameter) not in keep and parameter.dtype in HALF:
-            parameter.data = parameter.data.float()
-            raised += 1
-    return raised
+    return _raise_half_to_fp32(model, keep)
