@@ -16,14 +16,20 @@ class LsfaError(Exception):
 
 
 class DataFormatError(LsfaError, ValueError):
-    """A problem in an input file, located by file and 1-based line number."""
+    """A problem in an input file, located by file and 1-based line number, or by 1-based record number where
+    the file is one JSON list (a Label Studio export), whose records are not lines."""
 
-    def __init__(self, message: str, path: str | Path | None = None, line: int | None = None):
+    def __init__(
+        self, message: str, path: str | Path | None = None, line: int | None = None, record: int | None = None
+    ):
         self.path = str(path) if path is not None else None
         self.line = line
+        self.record = record
         self.reason = message
         where = ""
-        if self.path is not None:
+        if self.path is not None and record is not None:
+            where = f"{self.path}: record {record}: "
+        elif self.path is not None:
             where = f"{self.path}:{line}: " if line is not None else f"{self.path}: "
         super().__init__(f"{where}{message}")
 

@@ -50,6 +50,19 @@ def test_a_label_studio_json_list_is_read_too(tmp_path: Path) -> None:
     assert [s.tags[0] for s in read_span_jsonl(path).sentences] == ["B-PER", "B-PER"]
 
 
+def test_a_problem_in_a_json_list_names_its_record_not_a_line(tmp_path: Path) -> None:
+    """The whole list may sit on one line: ':3' would point at nothing, 'record 3' at the third task."""
+    good = {"data": {"text": TEXT}, "annotations": [{"result": []}]}
+    bad = {"data": {"text": TEXT}, "annotations": [{"result": [{"value": {"start": 2, "end": 13, "labels": ["PER"]}}]}]}
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps([good, good, bad]))
+    with pytest.raises(DataFormatError, match=r"export\.json: record 3: span \[2, 13, 'PER'\]"):
+        read_span_jsonl(path)
+    path.write_text(json.dumps([good, 7]))
+    with pytest.raises(DataFormatError, match=r"export\.json: record 2: a record must be a JSON object"):
+        read_span_jsonl(path)
+
+
 def test_misaligned_spans_are_an_error_or_snapped_or_dropped(tmp_path: Path) -> None:
     path = write_lines(tmp_path / "a.jsonl", {"text": TEXT, "entities": [[0, 13, "PER"]]},
                        {"text": TEXT, "entities": [[2, 13, "PER"]]})  # fmt: skip
@@ -63,7 +76,12 @@ def test_misaligned_spans_are_an_error_or_snapped_or_dropped(tmp_path: Path) -> 
 
 def test_overlapping_spans_are_an_error_or_the_longest_is_kept(tmp_path: Path) -> None:
     path = write_lines(tmp_path / "o.jsonl", {"text": TEXT, "entities": [[0, 13, "PER"], [7, 13, "PER"]]})
-    with pytest.raises(DataFormatError, match=r"o\.jsonl:1: spans .* overlap"):
+    # The clash is named in the character offsets the user wrote, not lsfa's word indices.
+    with pytest.raises(
+        DataFormatError,
+        match=r"o\.jsonl:1: spans \[0, 13, 'PER'\] \('Angela Merkel'\) and \[7, 13, 'PER'\] "
+        r"\('Merkel'\) overlap",
+    ):
         read_span_jsonl(path)
     longest = read_span_jsonl(path, SpanOptions(overlaps="longest"))
     assert longest.sentences[0].tags[:2] == ["B-PER", "I-PER"] and "overlapping dropped" in longest.warnings[0]

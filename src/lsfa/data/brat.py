@@ -144,7 +144,7 @@ def _sentences(
         if not words:
             continue
         spans = [word_span((s, e, kind), words, text, ann, n, options) for s, e, kind, n in by_line.get(index, [])]
-        spans = resolve_overlaps([span for span in spans if span is not None], txt, index + 1, options)
+        spans = resolve_overlaps([span for span in spans if span is not None], words, text, txt, index + 1, options)
         tags = schemes.from_spans([schemes.Span(*span) for span in spans], len(words), schemes.IOB2)
         sentences.append(Sentence([w.text for w in words], tags, doc_id=doc_id, line=index + 1))
     return sentences

@@ -49,8 +49,9 @@ def read_span_jsonl(path: str | Path, options: SpanOptions | None = None) -> Con
     """Read a span-annotated ``.jsonl`` (or ``.json`` list) file into IOB2 sentences, one per record."""
     options = options or SpanOptions()
     path = Path(path)
+    records, listed = _records(path)
     sentences = [
-        _record_sentence(record, path, line, index, options) for index, (line, record) in enumerate(_records(path))
+        _located_sentence(record, path, line, index, options, listed) for index, (line, record) in enumerate(records)
     ]
     warnings = [f"{path}: {count} spans {what.replace('_', ' ')}" for what, count in options.changed.items() if count]
     return ConllFile(sentences, str(path), n_documents=len(sentences), has_docstart=False, warnings=warnings)
@@ -72,8 +73,19 @@ def write_span_jsonl(sentences: Iterable[Sentence], path: str | Path) -> int:
     return count
 
 
-def _records(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    """``(line number, record)`` pairs of a JSONL file, or of a JSON file holding a list of records."""
+def _located_sentence(record: dict, path: Path, line: int, index: int, options: SpanOptions, listed: bool) -> Sentence:
+    """The record's sentence; a problem in a JSON list names its record number (its "line" is that number)."""
+    try:
+        return _record_sentence(record, path, line, index, options)
+    except DataFormatError as error:
+        if not listed:
+            raise
+        raise DataFormatError(error.reason, path, record=line) from None
+
+
+def _records(path: Path) -> tuple[list[tuple[int, dict[str, Any]]], bool]:
+    """``(line number, record)`` pairs of a JSONL file, or of a JSON file holding a list of records (then
+    numbered by record, and ``True`` second)."""
     if not path.is_file():
         raise DataFormatError("no such file", path)
     text = path.read_text(encoding="utf-8-sig")
@@ -84,7 +96,7 @@ def _records(path: Path) -> list[tuple[int, dict[str, Any]]]:
             raise DataFormatError(f"not valid JSON: {error.msg}", path, error.lineno) from None
         if not isinstance(data, list):
             raise DataFormatError("a .json file must hold a list of records", path)
-        return [(index + 1, _object(record, path, index + 1)) for index, record in enumerate(data)]
+        return [(k + 1, _object(record, path, record=k + 1)) for k, record in enumerate(data)], True
     records = []
     for number, line in enumerate(text.splitlines(), start=1):
         if line.strip():
@@ -92,12 +104,12 @@ def _records(path: Path) -> list[tuple[int, dict[str, Any]]]:
                 records.append((number, _object(json.loads(line), path, number)))
             except json.JSONDecodeError as error:
                 raise DataFormatError(f"not valid JSON: {error.msg}", path, number) from None
-    return records
+    return records, False
 
 
-def _object(value: Any, path: Path, line: int) -> dict[str, Any]:
+def _object(value: Any, path: Path, line: int | None = None, record: int | None = None) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise DataFormatError(f"a record must be a JSON object, not {type(value).__name__}", path, line)
+        raise DataFormatError(f"a record must be a JSON object, not {type(value).__name__}", path, line, record)
     return value
 
 
@@ -105,7 +117,7 @@ def _record_sentence(record: dict, path: Path, line: int, index: int, options: S
     text, raw_spans = _text_and_spans(record, path, line)
     words = _words(record, text, path, line)
     spans = [word_span(span, words, text, path, line, options) for span in raw_spans]
-    spans = resolve_overlaps([span for span in spans if span is not None], path, line, options)
+    spans = resolve_overlaps([span for span in spans if span is not None], words, text, path, line, options)
     tags = schemes.from_spans(spans, len(words), schemes.IOB2)
     return Sentence([word.text for word in words], tags, doc_id=index, line=line)
 
@@ -215,10 +227,16 @@ def word_span(
 
 
 def resolve_overlaps(
-    spans: list[tuple[int, int, str]], path: Path, line: int, options: SpanOptions
+    spans: list[tuple[int, int, str]],
+    words: Sequence[Word],
+    text: str,
+    path: Path,
+    line: int,
+    options: SpanOptions,
 ) -> list[tuple[int, int, str]]:
     """Word spans without overlaps: an error at ``path:line`` unless ``options.overlaps`` keeps the longest
-    (counted), because IOB tags cannot hold nested entities."""
+    (counted), because IOB tags cannot hold nested entities. The error gives the clashing spans as the character
+    offsets the user wrote (from ``words``), not lsfa's word indices."""
     kept: list[tuple[int, int, str]] = []
     for span in sorted(set(spans), key=lambda s: (-(s[1] - s[0]), s[0])):
         clash = next((k for k in kept if k[0] < span[1] and span[0] < k[1]), None)
@@ -228,9 +246,15 @@ def resolve_overlaps(
             options.changed["overlapping_dropped"] += 1
         else:
             raise DataFormatError(
-                f"spans {list(clash)} and {list(span)} (word indices) overlap; IOB tags cannot hold nested "
-                "entities: fix them, or pass --overlaps longest",
+                f"spans {_characters(clash, words, text)} and {_characters(span, words, text)} overlap; IOB tags "
+                "cannot hold nested entities: fix them, or pass --overlaps longest",
                 path,
                 line,
             )
     return sorted(kept)
+
+
+def _characters(span: tuple[int, int, str], words: Sequence[Word], text: str) -> str:
+    """A word span as the user wrote it: ``[start, end, 'LABEL'] ('covered text')`` in character offsets."""
+    start, end = words[span[0]].start, words[span[1] - 1].end
+    return f"[{start}, {end}, {span[2]!r}] ({text[start:end]!r})"
