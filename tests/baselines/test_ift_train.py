@@ -150,6 +150,21 @@ def loss_and_grads(model, compute):
     return loss.detach(), torch.cat([p.grad.flatten() for p in model.parameters() if p.requires_grad])
 
 
+def test_the_ift_lora_wrap_raises_no_gradient_checkpointing_warning(workspace: Path, corpus: Path) -> None:
+    """peft's own read of the deprecated ``is_gradient_checkpointing`` showed on every IFT run (issue #37 item 8);
+    the tagger's wrap was silenced already, the IFT baseline's ``get_peft_model`` was not."""
+    import warnings
+
+    from lsfa.baselines.ift_train import apply_causal_lora, load_causal_lm
+
+    config = tiny_config(tiny_lm(workspace / "lm-warning"), corpus)
+    model, _ = load_causal_lm(config)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        apply_causal_lora(model, config)
+    assert not [w for w in caught if "is_gradient_checkpointing" in str(w.message)]
+
+
 def test_packed_batches_give_the_padded_loss_and_gradients(workspace: Path, corpus: Path) -> None:
     """Packing the IFT batches (each example its own causal block, positions from 0) must not change what is
     learnt: the same loss and the same LoRA gradients as the padded batch, up to float summation order

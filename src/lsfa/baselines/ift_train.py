@@ -44,7 +44,7 @@ from lsfa.data.types import Sentence
 from lsfa.errors import LsfaError
 from lsfa.inference.latency import sentence_latency
 from lsfa.models.catalogue import resolve_model
-from lsfa.models.classifier import count_parameters, is_encoder, linear_targets, load_tokenizer
+from lsfa.models.classifier import count_parameters, is_encoder, linear_targets, load_tokenizer, peft_quietly
 from lsfa.models.optimise import optimise_for_inference
 from lsfa.precision import resolve_precision
 from lsfa.runs import CONFIG_FILE, MODEL_DIR, RunFolder, machine_info
@@ -200,7 +200,8 @@ def apply_causal_lora(model: nn.Module, config: TrainConfig) -> nn.Module:
     settings = LoraConfig(
         task_type=TaskType.CAUSAL_LM, r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets
     )
-    return get_peft_model(model, settings)
+    with peft_quietly():  # peft's own deprecated read, as in the tagger's LoRA wrap
+        return get_peft_model(model, settings)
 
 
 def ift_training_arguments(config: TrainConfig, precision: str, run_dir: Path, eval_steps: int | None = None):
