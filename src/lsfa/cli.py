@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 from typer.core import TyperCommand
@@ -139,14 +140,24 @@ class _InferenceCommand(TyperCommand):
     options' module imports torch, which ``lsfa --help`` must not. A new field is a flag here with no CLI edit."""
 
     skip: tuple[str, ...] = ("progress",)
+    heading = "Run options (every InferenceOptions field), as flags:"
+
+    @classmethod
+    def skipped(cls, model: type) -> tuple[str, ...]:
+        """The fields of ``model`` that are no flag of this command."""
+        return cls.skip
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """This command's defaults where they are not the fields' own (`lsfa serve`: the server's fast path)."""
+        return {}
 
     def format_help(self, ctx, formatter) -> None:
         from lsfa.flags import flags_help
         from lsfa.inference.options import InferenceOptions
 
-        self.epilog = "Run options (every InferenceOptions field), as flags:\n\n" + flags_help(
-            InferenceOptions, self.skip
-        )
+        shown = flags_help(InferenceOptions, self.skipped(InferenceOptions), self.defaults())
+        self.epilog = f"{self.heading}\n\n{shown}"
         super().format_help(ctx, formatter)
 
 
@@ -154,17 +165,46 @@ class _EvaluateCommand(_InferenceCommand):
     skip = ("progress", "threshold")  # scores come from the tags, which a threshold does not choose
 
 
+class _ServeCommand(_InferenceCommand):
+    """`lsfa serve`: every run option, defaulting to the server's fast path (``SERVER_FAST_PATH``)."""
+
+    heading = "Run options (every InferenceOptions field; defaults: the server's fast path), as flags:"
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        from lsfa.inference.server import SERVER_FAST_PATH
+
+        return dict(SERVER_FAST_PATH)
+
+
+class _BenchCommand(_InferenceCommand):
+    """`lsfa bench`: the run options its optimised path takes as they are. ``--precision`` (which adds
+    ``fastest``) and ``--pack`` (``auto`` keeps packing only if it measured faster) are searches, not run options,
+    so they stay options of the command itself."""
+
+    kept = ("device", "max_batch_tokens", "pack_tokens")
+    heading = "Run options of the optimised path (InferenceOptions fields), as flags:"
+
+    @classmethod
+    def skipped(cls, model: type) -> tuple[str, ...]:
+        return tuple(name for name in model.model_fields if name not in cls.kept)
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        return {"max_batch_tokens": 4096}  # the bench times token-budget batches; lsfa.bench.runner.BenchOptions
+
+
 def _run_options(ctx: typer.Context, command: type[_InferenceCommand] = _InferenceCommand):
-    """The :class:`~lsfa.inference.options.InferenceOptions` of the extra arguments, validated once, before any
-    model loads (errors name the flag)."""
+    """The :class:`~lsfa.inference.options.InferenceOptions` of the extra arguments over ``command``'s defaults,
+    validated once, before any model loads (errors name the flag)."""
     from lsfa.flags import UnknownFlagError, parse_flags
     from lsfa.inference.options import InferenceOptions
 
     try:
-        values = parse_flags(list(ctx.args), InferenceOptions, command.skip)
+        values = parse_flags(list(ctx.args), InferenceOptions, command.skipped(InferenceOptions))
     except UnknownFlagError as error:
         ctx.fail(str(error))  # click's usage error: the usage line and status 2, as for the command's own options
-    return InferenceOptions.of(None, flags=True, **values)
+    return InferenceOptions.of(None, flags=True, **(command.defaults() | values))
 
 
 # --- evaluate --------------------------------------------------------------------------------------
@@ -721,8 +761,9 @@ def _predict_text(tagger, text: str, output: str | None, output_format: str) -> 
 
 
 # --- bench -----------------------------------------------------------------------------------------
-@app.command("bench")
+@app.command("bench", cls=_BenchCommand, context_settings=_RUN_OPTIONS_CONTEXT)
 def bench_command(
+    ctx: typer.Context,
     model_dir: str = typer.Option(..., "--model-dir", help="Tagger folder (a run's model/ folder)."),
     corpus: str = typer.Option(..., "--corpus", help="Corpus name, folder or file."),
     split: str = typer.Option("test", "--split", help="Split whose sentences are tagged."),
@@ -741,18 +782,13 @@ def bench_command(
         "en_core_web_sm", "--spacy-model", help="spaCy pipeline (name, folder or spaCy-peer run) for --compare."
     ),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads of the optimised path (default: tried)."),
-    max_batch_tokens: int = typer.Option(4096, "--max-batch-tokens", help="Token budget per optimised batch."),
     pack: str = typer.Option("auto", "--pack", help="Sequence packing: auto (keep if faster), on, off."),
-    pack_tokens: int | None = typer.Option(
-        None, "--pack-tokens", help="Longest packed row (default: about three average rows, 64-256)."
-    ),
     precision: str = typer.Option(
         "fastest",
         "--precision",
         help="Optimised path: fastest (bf16-full where bf16 pays, else fp32), auto, fp32, bf16, bf16-full, int8.",
     ),
     ablation_sentences: int = typer.Option(200, "--ablation-sentences", help="Sample for per-optimisation timing."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     data_dir: str | None = typer.Option(None, "--data-dir", help="Folder of named corpora (default LSFA_DATA_DIR)."),
     matmul_size: int = typer.Option(2048, "--matmul-size", help="Matrix size of the matmul peak measurement."),
     matmul_seconds: float = typer.Option(1.0, "--matmul-seconds", help="Length of each timed matmul loop."),
@@ -766,8 +802,8 @@ def bench_command(
 ) -> None:
     """Inference and training speed: the paper's fp32 recipe against lsfa's optimised paths, in one run."""
     import json
-    from dataclasses import fields
 
+    options = _bench_options(ctx, locals())  # checked before any model loads, --choose-fast-path included
     if choose_fast_path:
         _choose_fast_path(model_dir, corpus, split, sentences, data_dir, f1_tolerance, threads, json_out)
         return
@@ -775,10 +811,8 @@ def bench_command(
     from rich.console import Console
 
     from lsfa.bench.report import render_bench
-    from lsfa.bench.runner import BenchOptions, run_bench
+    from lsfa.bench.runner import run_bench
 
-    given = locals()  # every option of this command that is a BenchOptions field, by name
-    options = BenchOptions(**{field.name: given[field.name] for field in fields(BenchOptions) if field.name in given})
     result = run_bench(options, log=lambda message: typer.echo(message, err=True))
     if markdown_out:
         from lsfa.bench.report import render_markdown
@@ -798,6 +832,20 @@ def bench_command(
     console.print(render_bench(result))
     if json_out:
         typer.echo(f"figures written to {json_out}", err=True)
+
+
+def _bench_options(ctx: typer.Context, given: dict[str, Any]):
+    """The :class:`~lsfa.bench.runner.BenchOptions` of `lsfa bench`: its own options by name (``given``: the
+    command's locals) and the run options of its optimised path from the generated flags (:class:`_BenchCommand`)."""
+    from dataclasses import fields
+
+    from lsfa.bench.runner import BenchOptions
+
+    run = _run_options(ctx, _BenchCommand)
+    if run.max_batch_tokens is None:
+        raise LsfaError("--max-batch-tokens: lsfa bench times token-budget batches; give a number, not null")
+    given = given | {name: getattr(run, name) for name in _BenchCommand.kept}
+    return BenchOptions(**{field.name: given[field.name] for field in fields(BenchOptions) if field.name in given})
 
 
 def _choose_fast_path(model_dir, corpus, split, sentences, data_dir, f1_tolerance, threads, json_out) -> None:
@@ -823,16 +871,14 @@ def _choose_fast_path(model_dir, corpus, split, sentences, data_dir, f1_toleranc
 
 
 # --- serve -----------------------------------------------------------------------------------------
-@app.command("serve")
+@app.command("serve", cls=_ServeCommand, context_settings=_RUN_OPTIONS_CONTEXT)
 def serve_command(
+    ctx: typer.Context,
     model_dir: str = typer.Option(..., "--model-dir", help="Tagger folder, or a training run folder (uses RUN/model)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; 0.0.0.0 exposes the server to the network."),
     port: int = typer.Option(8000, "--port", help="TCP port."),
     api_key: str | None = typer.Option(
         None, "--api-key", help="Require 'Authorization: Bearer KEY' on /v1/* (default: $LSFA_API_KEY, else none)."
-    ),
-    precision: str = typer.Option(
-        "auto", "--precision", help="auto (bf16 where fast), fp32, bf16 (autocast) or bf16-full (all weights bf16)."
     ),
     max_request_bytes: int = typer.Option(1_000_000, "--max-request-bytes", help="Largest request body."),
     max_texts: int = typer.Option(64, "--max-texts", help="Most texts or documents per request."),
@@ -854,30 +900,19 @@ def serve_command(
     threads: int | None = typer.Option(
         None, "--threads", help="torch CPU threads for the model (default: torch's; 1 is best on a busy machine)."
     ),
-    decoding: str = typer.Option(
-        "viterbi", "--decoding", help="viterbi (well-formed spans) or argmax (each word's best tag)."
-    ),
-    pad_to_multiple_of: int = typer.Option(
-        32,  # lsfa.inference.server.SERVER_PAD_MULTIPLE (a test checks they agree)
-        "--pad-to-multiple-of",
-        help="Round each batch's width up to a multiple of this (1: off); bounds the kernels bf16 caches per shape.",
-    ),
-    device: str = typer.Option(
-        "auto", "--device", help="auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N."
-    ),
 ) -> None:
     """Serve a tagger over HTTP: POST /v1/ner, GET /v1/model, GET /healthz, GET /openapi.json, a try-it page at /.
 
     Runs on lsfa's fast path (packed rows, a token budget per forward pass, passes of concurrent requests
     interleaved); limits count the sub-tokens the model will compute as well as characters, the queue and the
-    requests in flight are bounded (503 + Retry-After), slow headers are cut off and slow bodies time out (408)."""
+    requests in flight are bounded (503 + Retry-After), slow headers are cut off and slow bodies time out (408).
+    Run options (precision, decoding, a default threshold, ...) are the flags listed below, defaulting to that
+    fast path; a request's own threshold wins over --threshold."""
     from pydantic import ValidationError
 
-    from lsfa.inference.server import LOOPBACK_HOSTS, ServerSettings, server_inference_options
+    from lsfa.inference.server import LOOPBACK_HOSTS, ServerSettings
 
-    inference = server_inference_options(
-        precision=precision, decoding=decoding, pad_to_multiple_of=pad_to_multiple_of, device=device
-    )
+    inference = _run_options(ctx, _ServeCommand)
     given = locals()
     options = {name: given[name] for name in ServerSettings.model_fields if name in given and name != "api_key"}
     options["loopback_only"] = host in LOOPBACK_HOSTS

@@ -9,7 +9,7 @@ them. Torch-free, so a command's ``--help`` costs no model imports beyond the mo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import yaml
@@ -32,13 +32,14 @@ def model_flags(model: type[BaseModel], skip: Sequence[str] = ()) -> dict[str, s
     return {flag_of(name): name for name in model.model_fields if name not in skip}
 
 
-def flags_help(model: type[BaseModel], skip: Sequence[str] = ()) -> str:
-    """One line per flag: the flag (``--pack / --no-pack`` for a boolean), the field's description, its default."""
+def flags_help(model: type[BaseModel], skip: Sequence[str] = (), defaults: Mapping[str, Any] | None = None) -> str:
+    """One line per flag: the flag (``--pack / --no-pack`` for a boolean), the field's description, its default
+    (``defaults`` where the command has its own, as `lsfa serve` does: the help shows what the command uses)."""
     lines = []
     for flag, name in model_flags(model, skip).items():
         field = model.model_fields[name]
         shown = f"{flag} / --no-{flag[2:]}" if field.annotation is bool else flag
-        default = field.default
+        default = (defaults or {}).get(name, field.default)
         default = "null" if default is None else str(default).lower() if isinstance(default, bool) else default
         lines.append(f"  {shown:30s} {field.description or ''} (default: {default})")  # [...] is rich markup
     return "\n".join(lines)

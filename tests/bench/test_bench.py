@@ -164,7 +164,11 @@ def test_bench_bad_options_are_one_line_errors(workspace, tmp_path):
     expected = "--precision must be one of fastest, auto, fp32, bf16, fp16, bf16-full, int8"
     assert expected in str(outcome.exception or outcome.output)
     outcome = CliRunner().invoke(app, _bench_args(workspace, tmp_path / "x.json", "--pack-tokens", "0"))
-    assert "--pack-tokens must be at least 1" in str(outcome.exception or outcome.output)
+    assert "--pack-tokens: Input should be greater than or equal to 8" in str(outcome.exception or outcome.output)
+    outcome = CliRunner().invoke(app, _bench_args(workspace, tmp_path / "x.json", "--max-batch-tokens", "null"))
+    assert "--max-batch-tokens: lsfa bench times token-budget batches" in str(outcome.exception or outcome.output)
+    outcome = CliRunner().invoke(app, _bench_args(workspace, tmp_path / "x.json", "--batch-size", "4"))
+    assert outcome.exit_code == 2 and "No such option: --batch-size" in outcome.output  # not a flag bench varies
     outcome = CliRunner().invoke(app, ["bench", "--model-dir", str(tmp_path), "--corpus", "x"])
     assert "not an lsfa tagger folder" in str(outcome.exception or outcome.output)
 

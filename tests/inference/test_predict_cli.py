@@ -8,6 +8,7 @@ import shutil
 import pytest
 
 from lsfa.data.conll import read_conll
+from lsfa.errors import LsfaError
 from lsfa.inference.files import detect_format
 
 GOLD = """-DOCSTART- -X- -X- O
@@ -231,24 +232,38 @@ def test_evaluate_model_dir_errors(run, rule_dir, corpus_dir):
     assert code == 2 and "--model-dir" in err
 
 
-def test_a_new_inference_option_is_a_flag_of_predict_and_evaluate(run, monkeypatch):
+def test_a_new_inference_option_is_a_flag_of_predict_evaluate_and_serve(run, rule_dir, monkeypatch):
     """The run flags come from InferenceOptions' fields, as train's come from TrainConfig: a field added there is
-    listed in --help and parsed, with no CLI edit."""
+    listed in --help and parsed through to the options the tagger is loaded with, with no CLI edit (issue #36)."""
     from pydantic import Field
 
-    from lsfa.flags import parse_flags
     from lsfa.inference import options
+    from lsfa.inference.tagger import Tagger
 
     class WithCap(options.InferenceOptions):
         max_entities: int | None = Field(None, ge=1, description="keep at most this many entities per text")
 
+    loaded = []
+
+    def load(folder, run_options=None, **_):
+        loaded.append(run_options)
+        raise LsfaError("stopped before the weights load")
+
     monkeypatch.setattr(options, "InferenceOptions", WithCap)
+    monkeypatch.setattr(Tagger, "load", load)
     monkeypatch.setenv("COLUMNS", "200")
-    for command in ("predict", "evaluate"):
+    for command in ("predict", "evaluate", "serve"):
         code, out, _ = run([command, "--help"])
         assert code == 0 and "--max-entities" in out and "keep at most this many entities per text" in out
-    assert parse_flags(["--max-entities", "3", "--no-pack"], WithCap) == {"max_entities": 3, "pack": False}
-    assert WithCap.of(None, max_entities=3).max_entities == 3
+    code, out, _ = run(["bench", "--help"])
+    assert code == 0 and "--max-batch-tokens" in out and "--max-entities" not in out  # only what bench varies
+    for command in (["predict", "--text", "Bob"], ["serve"]):
+        code, _, err = run([*command, "--model-dir", rule_dir, "--max-entities", "3", "--decoding", "argmax"])
+        assert code == 2 and "stopped before the weights load" in err
+        assert type(loaded[-1]) is WithCap and (loaded[-1].max_entities, loaded[-1].decoding) == (3, "argmax")
+    assert loaded[-1].pack and loaded[-1].pad_to_multiple_of == 32  # serve: the fast path under the new flag
+    code, _, err = run(["serve", "--model-dir", rule_dir, "--max-entities", "0"])
+    assert code == 2 and "--max-entities: Input should be greater than or equal to 1" in err
 
 
 def test_output_format_is_chosen_apart_from_the_input(run, rule_dir, tmp_path):

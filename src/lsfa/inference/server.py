@@ -832,11 +832,18 @@ ahead of it (the batcher interleaves passes), so it is the smallest budget that 
 at 4,096 and 8.7 s at 1,024."""
 
 
+SERVER_FAST_PATH: dict[str, Any] = {
+    "pack": True, "max_batch_tokens": SERVER_BATCH_TOKENS, "pad_to_multiple_of": SERVER_PAD_MULTIPLE,
+}  # fmt: skip
+"""The :class:`InferenceOptions` defaults of a served tagger where they differ from a library one's: lsfa's fast
+path (packed rows, a token budget per pass, widths in steps of :data:`SERVER_PAD_MULTIPLE`). `lsfa serve` shows
+them as its flags' defaults; a flag given on the command line wins."""
+
+
 def server_inference_options(**values: Any) -> InferenceOptions:
-    """The tagger options `lsfa serve` loads with: lsfa's fast path (packed rows, a token budget per pass, widths
-    in steps of :data:`SERVER_PAD_MULTIPLE`), with ``values`` (precision, decoding, ...) on top."""
-    defaults = {"pack": True, "max_batch_tokens": SERVER_BATCH_TOKENS, "pad_to_multiple_of": SERVER_PAD_MULTIPLE}
-    return InferenceOptions.of(None, flags=True, **(defaults | values))
+    """The tagger options `lsfa serve` loads with: :data:`SERVER_FAST_PATH` with ``values`` (precision, decoding,
+    ...) on top."""
+    return InferenceOptions.of(None, flags=True, **(SERVER_FAST_PATH | values))
 
 
 def run_server(app: FastAPI, host: str, port: int, settings: ServerSettings) -> None:
