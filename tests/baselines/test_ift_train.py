@@ -270,6 +270,34 @@ def test_an_ift_run_past_its_deadline_stops_at_a_checkpoint_and_resumes(workspac
     assert metrics["global_step"] == 4 and metrics["epochs_run"] == 2
 
 
+def test_an_ift_resume_after_a_failed_final_save_reports_the_run_as_it_ended(
+    workspace: Path, corpus: Path, monkeypatch
+) -> None:
+    """Training ended inside an epoch (``max_steps`` 1 of 2 per epoch), then the final save failed: the resumed
+    run restores that state and takes no further step (as ``lsfa train`` does, issue #37 item 6); with a plain
+    ``train(resume_from_checkpoint=...)`` the Trainer takes one more step and saves a ``checkpoint-2``."""
+    import errno
+    import os
+
+    import lsfa.baselines.ift_train
+
+    run_dir = workspace / "run-final-save"
+    config = tiny_config(tiny_lm(workspace / "lm-final-save"), corpus, max_steps=1, test_split=None)
+    options = {"max_new_tokens": 4, "generation_batch_size": 3}
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(lsfa.baselines.ift_train, "_save_model", full_disk)
+        with pytest.raises(OSError):
+            train_ift(config, options, run_dir, lambda _: None)
+    assert not (run_dir / "metrics.json").exists()
+    metrics = train_ift(config, options, run_dir, lambda _: None)
+    assert metrics["global_step"] == 1
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["checkpoint-1"]
+
+
 def test_the_dev_loss_sample_is_fixed_by_the_seed_and_keeps_file_order() -> None:
     sentences = [f"sentence {index}" for index in range(50)]
     sample = loss_sample(sentences, 10, seed=42)

@@ -49,7 +49,7 @@ from lsfa.models.optimise import optimise_for_inference
 from lsfa.precision import resolve_precision
 from lsfa.runs import CONFIG_FILE, MODEL_DIR, RunFolder, machine_info
 from lsfa.training.callbacks import EpochTimer, run_callbacks, stopped_by_train_time, timing_record
-from lsfa.training.checkpoints import last_complete_checkpoint, resume_from
+from lsfa.training.checkpoints import last_complete_checkpoint, train_or_restore
 from lsfa.training.collate import packing_collator
 from lsfa.training.config import TrainConfig, dump_config, load_config
 from lsfa.training.dataset import load_training_data
@@ -351,9 +351,8 @@ def train_ift(
     checkpoint = last_complete_checkpoint(run_dir)
     if checkpoint:
         log(f"resuming from {checkpoint}")
-    resume_path = resume_from(trainer, checkpoint, timer, log)
     log(f"ift: {len(train_set)} train / {len(dev_set)} dev-loss examples, types {', '.join(types)}")
-    output = trainer.train(resume_from_checkpoint=resume_path)
+    global_step = train_or_restore(trainer, checkpoint, timer, log)  # idempotent after a kill in the final save
     train_seconds = timer.train_seconds
     if not trainer.is_world_process_zero():
         return {}
@@ -361,7 +360,7 @@ def train_ift(
         "train_seconds": train_seconds,
         "wall_start": started,
         "epochs": timer.epochs,
-        "global_step": output.global_step,
+        "global_step": global_step,
         "train_tokens": sum(len(row["input_ids"]) for row in train_set.rows),
         "ranks": {"world_size": trainer.args.world_size},
         "best_checkpoint": trainer.state.best_model_checkpoint,
