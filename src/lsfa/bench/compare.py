@@ -15,7 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from lsfa.bench.inference import InferenceSettings, TaggerVariant
+from lsfa.data.docbin import doc_tags, spacy_words
+from lsfa.errors import LsfaError
+from lsfa.models.catalogue import resolve_model
+from lsfa.models.classifier import build_token_classifier, is_encoder, load_tokenizer
 from lsfa.models.optimise import optimise_for_inference
+from lsfa.models.saving import load_tagger
 
 
 def encoder_variant(
@@ -26,11 +31,7 @@ def encoder_variant(
     encoder_model: str | None = "mpnet-base",
 ) -> tuple[TaggerVariant | None, str]:
     """The encoder baseline as a variant, or ``(None, why not)``."""
-    from lsfa.errors import LsfaError
-
     if encoder_dir:
-        from lsfa.models.saving import load_tagger
-
         model, tokenizer, meta = load_tagger(encoder_dir, merge=True)
         model = optimise_for_inference(model.to(device), settings.precision)
         note = f"trained tagger {encoder_dir} ({meta.base_model})"
@@ -38,9 +39,6 @@ def encoder_variant(
         return variant, ""
     if not encoder_model:
         return None, "no --encoder-dir or --encoder-model given"
-    from lsfa.models.catalogue import resolve_model
-    from lsfa.models.classifier import build_token_classifier, is_encoder, load_tokenizer
-
     try:
         path = resolve_model(encoder_model)
     except LsfaError as error:
@@ -72,8 +70,6 @@ class SpacyVariant:
 
     def run(self, sentences: Sequence[Sequence[str]], indices: Sequence[int]) -> None:
         from spacy.tokens import Doc
-
-        from lsfa.baselines.spacy_peer import doc_tags, spacy_words
 
         start = time.perf_counter()
         docs = [Doc(self.nlp.vocab, words=spacy_words(sentences[k])) for k in indices]

@@ -18,10 +18,13 @@ from typing import Any
 
 import torch
 
+from lsfa.data.corpora import load_split
 from lsfa.errors import LsfaError
+from lsfa.eval.metrics import strict_prf
 from lsfa.inference.fast_path import add_record, this_cpu
 from lsfa.inference.options import InferenceOptions
 from lsfa.inference.tagger import Tagger, resolve_tagger_folder
+from lsfa.models.saving import read_meta, update_meta
 from lsfa.version import __version__
 
 PRECISIONS = ("fp32", "bf16", "bf16-full", "int8")
@@ -48,8 +51,6 @@ class _Candidate:
 
 def _measure(candidates: Sequence[_Candidate], words, gold, rounds: int) -> None:
     """Time every candidate over all sentences in interleaved rounds (best kept) and score its tags."""
-    from lsfa.eval.metrics import strict_prf
-
     for _ in range(rounds):
         for candidate in candidates:
             start = time.perf_counter()
@@ -84,9 +85,6 @@ def choose_fast_path(
 ) -> dict[str, Any]:
     """Measure the candidate paths, pick the fastest within ``f1_tolerance`` of fp32's F1, and (``record``) write
     it to the tagger folder; return the record."""
-    from lsfa.data.corpora import load_split
-    from lsfa.models.saving import read_meta, update_meta
-
     folder = resolve_tagger_folder(model_dir)
     chosen_sentences = [s for s in load_split(corpus, split, data_dir=data_dir).sentences if s.tokens][:sentences]
     if not chosen_sentences:

@@ -19,6 +19,7 @@ import torch
 
 from lsfa.bench.system import PeakMemory, synchronize
 from lsfa.data.encode import encode_sentences
+from lsfa.eval.report import evaluate_sentences
 from lsfa.inference.options import InferenceOptions
 from lsfa.inference.predictor import predict_encoded
 
@@ -218,8 +219,6 @@ def latency_summary(values: Sequence[float]) -> dict[str, Any]:
 
 def agreement(gold: Sequence[Sequence[str]], tokens, first: TaggerVariant, second: TaggerVariant) -> dict[str, Any]:
     """Share of identical tags between two variants and the strict span F1 of each against the gold tags."""
-    from lsfa.eval.report import evaluate_sentences
-
     indices = sorted(set(first.predictions) & set(second.predictions))
     same = total = 0
     for index in indices:

@@ -23,6 +23,8 @@ from typing import Any
 import torch
 
 from lsfa.bench import inference as inf
+from lsfa.bench.compare import encoder_variant, spacy_variant
+from lsfa.bench.report import targets
 from lsfa.bench.system import (
     bf16_supported,
     machine_description,
@@ -31,9 +33,17 @@ from lsfa.bench.system import (
     process_peak_mb,
     thread_settings,
 )
+from lsfa.bench.training import TrainVariant, fresh_lora_model, measure_training, prepare_variant
+from lsfa.data.corpora import load_split
+from lsfa.data.encode import encode_sentences
 from lsfa.errors import LsfaError
+from lsfa.eval.report import evaluate_sentences
 from lsfa.models.optimise import optimise_for_inference
+from lsfa.models.packing import auto_pack_tokens, packing_supported
+from lsfa.models.saving import load_tagger, read_meta
 from lsfa.precision import PRECISIONS, resolve_precision
+from lsfa.training.collate import packing_collator
+from lsfa.training.dataset import inside_map, label_ids_for
 
 Log = Callable[[str], None]
 
@@ -98,9 +108,6 @@ def _stderr(message: str) -> None:
 
 def run_bench(options: BenchOptions, log: Log = _stderr) -> dict[str, Any]:
     """Run the whole benchmark and return every figure (the ``--json`` document)."""
-    from lsfa.data.corpora import load_split
-    from lsfa.models.saving import load_tagger, read_meta
-
     options.validate()
     started = time.perf_counter()
     device = pick_device(options.device)
@@ -198,8 +205,6 @@ def run_bench(options: BenchOptions, log: Log = _stderr) -> dict[str, Any]:
     result["memory"] = {"process_peak_rss_mb": process_peak_mb()}
     result["seconds"] = time.perf_counter() - started
 
-    from lsfa.bench.report import targets
-
     result["targets"] = targets(result)
     return result
 
@@ -224,9 +229,6 @@ def _precision_note(precision: str) -> str:
 
 def _auto_pack_tokens(tokenizer, words, documents, meta) -> int:
     """The pack length :func:`lsfa.models.packing.auto_pack_tokens` picks for the benchmark rows."""
-    from lsfa.data.encode import encode_sentences
-    from lsfa.models.packing import auto_pack_tokens
-
     encoded = encode_sentences(tokenizer, words, max_length=meta.max_length, documents=documents, context=meta.context)
     return auto_pack_tokens([len(row.input_ids) for row in encoded.examples])
 
@@ -278,8 +280,6 @@ def _choose_threads(optimised, words, documents, options, device, log) -> tuple[
 
 def _ablation(reference, optimised, merged_fp32, words, documents, options, log) -> list[dict[str, Any]]:
     """Each optimisation added on top of the previous ones, on the same sample, at the chosen thread count."""
-    from lsfa.models.packing import packing_supported
-
     sample = min(options.ablation_sentences, len(words))
     if sample == 0:
         return []
@@ -324,8 +324,6 @@ def _ablation(reference, optimised, merged_fp32, words, documents, options, log)
 
 def _decide_packing(options: BenchOptions, ablation: list[dict[str, Any]], model) -> bool:
     """Packing stays on only if it was measured faster than plain token-budget batches (``--pack auto``)."""
-    from lsfa.models.packing import packing_supported
-
     if options.pack == "off" or not packing_supported(model)[0]:
         return False
     if options.pack == "on":
@@ -342,8 +340,6 @@ def _comparison_systems(options, meta, optimised, device, result) -> list[Any]:
     """The encoder and spaCy variants for ``--compare`` (skips recorded in ``result['compare_skipped']``)."""
     if not options.compare:
         return []
-    from lsfa.bench.compare import encoder_variant, spacy_variant
-
     skipped: dict[str, str] = {}
     others: list[Any] = []
     settings = optimised.settings.changed(pack=False)
@@ -423,8 +419,6 @@ def _latency(reference, optimised, others, words, documents, options, log) -> di
 
 def _compare_summary(others, result, sentences) -> dict[str, Any]:
     """Throughput of each other system and its ratio to lsfa's optimised path and to the reference recipe."""
-    from lsfa.eval.report import evaluate_sentences
-
     lsfa_fast = result["inference"]["optimised"]["sentences_per_second"]
     lsfa_ref = result["inference"]["reference"]["sentences_per_second"]
     summary: dict[str, Any] = {}
@@ -453,11 +447,6 @@ def _training(options, meta, sentences, tokenizer, device, precision, log) -> di
     """Tokens per second of the reference and the optimised training recipe on fresh LoRA models."""
     if options.train_steps == 0:
         return {"skipped": "--train-steps 0"}
-    from lsfa.bench.training import TrainVariant, fresh_lora_model, measure_training, prepare_variant
-    from lsfa.data.encode import encode_sentences
-    from lsfa.training.collate import packing_collator
-    from lsfa.training.dataset import inside_map, label_ids_for
-
     label2id = {label: k for k, label in enumerate(meta.labels)}
     encoded = encode_sentences(
         tokenizer,

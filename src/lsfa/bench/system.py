@@ -17,7 +17,9 @@ from typing import Any
 
 import torch
 
+from lsfa.models.placement import resolve_device
 from lsfa.precision import bf16_is_faster
+from lsfa.runs import machine_info
 
 
 def synchronize(device: torch.device) -> None:
@@ -29,8 +31,6 @@ def synchronize(device: torch.device) -> None:
 def pick_device(name: str = "auto") -> torch.device:
     """``auto`` is the first CUDA GPU when there is one, else the CPU; a GPU that is not there is one clear line
     (the same rule as ``lsfa predict --device``: :func:`lsfa.models.placement.resolve_device`)."""
-    from lsfa.models.placement import resolve_device
-
     return resolve_device(name)
 
 
@@ -157,8 +157,6 @@ def thread_settings() -> dict[str, Any]:
 def machine_description(device: torch.device) -> dict[str, Any]:
     """Where the numbers come from: CPU model, flags and cores, GPU, library versions, commit (the run record's
     :func:`lsfa.runs.machine_info`, so a bench and a training run name a machine the same way)."""
-    from lsfa.runs import machine_info
-
     info = machine_info()
     info.update({"cores": os.cpu_count(), "device": str(device)})
     with contextlib.suppress(AttributeError, OSError):

@@ -26,6 +26,9 @@ from lsfa.bench.system import PeakMemory, synchronize
 from lsfa.data.align import IGNORE_INDEX
 from lsfa.data.encode import Example
 from lsfa.inference.predictor import autocast_context
+from lsfa.models.catalogue import resolve_model
+from lsfa.models.classifier import apply_lora, build_token_classifier
+from lsfa.models.optimise import cast_frozen_linear_weights
 from lsfa.training.kernels import training_attention_context, use_fast_lora_dropout
 
 
@@ -121,9 +124,6 @@ def collate(rows: Sequence[Example], pad_id: int, device: torch.device) -> dict[
 
 def fresh_lora_model(base_model: str, labels: Sequence[str], attention: str, device: torch.device, seed: int):
     """The tagger's base model with a new head and fresh LoRA adapters (paper defaults), in training mode."""
-    from lsfa.models.catalogue import resolve_model
-    from lsfa.models.classifier import apply_lora, build_token_classifier
-
     torch.manual_seed(seed)
     model = build_token_classifier(resolve_model(base_model), list(labels), attention)
     model = apply_lora(model).to(device)
@@ -161,8 +161,6 @@ def train_step(variant: TrainVariant, rows: Sequence[Example], pad_id: int, devi
 def prepare_variant(variant: TrainVariant, model, lengths: Sequence[int], seed: int, learning_rate: float) -> None:
     """Attach a model, an AdamW optimiser over its trainable weights and the batch order of the recipe."""
     if variant.cast_frozen:
-        from lsfa.models.optimise import cast_frozen_linear_weights
-
         cast_frozen_linear_weights(model, torch.bfloat16)
     if variant.kernels == "fast" and next(model.parameters()).device.type == "cpu":
         use_fast_lora_dropout(model)
