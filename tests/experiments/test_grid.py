@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ import yaml
 from lsfa.errors import LsfaError
 from lsfa.experiments import grid as grid_module
 from lsfa.experiments.grid import expand_cells, layer_group_patterns, load_grid, parse_grid, run_grid, safe_name
+from lsfa.experiments.systems import SYSTEMS, TAGGER, System, register
 from lsfa.models.attention import parse_attention
 from tests.training.synthetic import tiny_grid_file
 
@@ -162,8 +164,15 @@ def fake_system(config, options, run_dir: Path, log, deadline=None) -> None:
     (run_dir / "metrics.json").write_text(json.dumps({"system": "fake", "seed": config.seed, "options": options}))
 
 
-def test_system_cells_call_their_trainer_with_options(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setitem(grid_module.SYSTEMS, "fake", ("tests.experiments.test_grid", "fake_system", "peer"))
+@pytest.fixture
+def fake_peer() -> Iterator[System]:
+    """A system registered as a new baseline would be (one ``register`` call), taken out again after the test."""
+    system = register(System("fake", "peer", fake_system, "a stand-in peer"))
+    yield system
+    del SYSTEMS["fake"]
+
+
+def test_system_cells_call_their_trainer_with_options(tmp_path: Path, fake_peer) -> None:
     spec = parse_grid(_grid(models=[], systems=[{"name": "fake", "depth": 3}], output_dir=str(tmp_path / "g")))
     outcome = run_grid(spec, log=lambda _: None)
     assert outcome.trained == ["conll2003/fake/peer/none/seed42"]
@@ -173,8 +182,29 @@ def test_system_cells_call_their_trainer_with_options(tmp_path: Path, monkeypatc
     assert cell["system"] == "fake" and cell["attention"] == "none"
 
 
-def test_a_cell_claimed_by_a_live_process_is_passed_over(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setitem(grid_module.SYSTEMS, "fake", ("tests.experiments.test_grid", "fake_system", "peer"))
+def test_systems_are_one_registry(tmp_path: Path, fake_peer, monkeypatch) -> None:
+    """The grid names, checks and dispatches systems through lsfa.experiments.systems only: a registered system is
+    accepted in a grid file (by path too: the baselines are imported on first call), a name is taken once, the
+    token tagger is no peer to list, and a model cell dispatches to the tagger's entry."""
+    with pytest.raises(LsfaError, match="already registered"):
+        register(System("fake", "other", fake_system, "a second fake"))
+    assert [name for name in ("spacy", "ift") if SYSTEMS[name].peer] == ["spacy", "ift"]
+    assert SYSTEMS["ift"].function().__name__ == "train_ift"  # the path resolves to the baseline's function
+    with pytest.raises(LsfaError, match="unknown system 'lsfa'; known systems: spacy, ift, fake"):
+        parse_grid(_grid(models=[], systems=["lsfa"], output_dir=str(tmp_path / "g")))
+    tagged: list[str] = []
+
+    def train_tagger(config, options, run_dir: Path, log, deadline=None) -> None:
+        tagged.append(config.model)
+        (run_dir / "metrics.json").write_text("{}")
+
+    monkeypatch.setitem(SYSTEMS, TAGGER, System(TAGGER, "", train_tagger, "a stand-in tagger", peer=False))
+    spec = parse_grid(_grid(models=["m"], systems=["fake"], output_dir=str(tmp_path / "g")))
+    outcome = run_grid(spec, log=lambda _: None)
+    assert tagged == ["m"] and outcome.trained == ["conll2003/m/lora/full/seed42", "conll2003/fake/peer/none/seed42"]
+
+
+def test_a_cell_claimed_by_a_live_process_is_passed_over(tmp_path: Path, fake_peer) -> None:
     spec = parse_grid(_grid(models=[], systems=["fake"], seeds=[1, 2], output_dir=str(tmp_path / "g")))
     busy = tmp_path / "g" / "conll2003/fake/peer/none/seed1"
     busy.mkdir(parents=True)

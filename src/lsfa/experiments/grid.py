@@ -45,8 +45,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lsfa.errors import LsfaError
-from lsfa.runs import CHECKPOINTS_DIR, RunFolder, RunMetrics, claim_folder, lock_holder, release_folder
+from lsfa.experiments.systems import TAGGER, peer_names, system_named
 from lsfa.runs import LOCK_FILE as LOCK_FILE  # the cell lock, by its name here too
+from lsfa.runs import RunFolder, RunMetrics, claim_folder, lock_holder, release_folder
 from lsfa.training.config import TrainConfig, deep_merge, load_config
 from lsfa.training.time_limit import TimeLimitReached, deadline_after
 from lsfa.yaml_files import read_yaml_mapping
@@ -56,15 +57,6 @@ FAILURES_FILE = "failures.json"
 GRID_FILE = "grid.yaml"
 GRID_KEYS = ("models", "attention", "modes", "corpora", "seeds", "systems", "output_dir", "name", "description")
 LAYER_GROUPS_PREFIX = "layer-groups:"
-
-# Peers and baselines that are not lsfa token classifiers: name -> (module, function, mode label).
-# The function is called as ``function(config, options, run_dir, log, deadline=...)`` and must write
-# ``metrics.json``; past ``deadline`` (``time.time()`` scale, or None) it may stop at a saved checkpoint by
-# raising ``TimeLimitReached`` (lsfa.training.time_limit), and is then called again to resume.
-SYSTEMS: dict[str, tuple[str, str, str]] = {
-    "spacy": ("lsfa.baselines.spacy_peer", "train_spacy", "tok2vec"),
-    "ift": ("lsfa.baselines.ift_train", "train_ift", "lora"),
-}
 
 
 def layer_group_patterns(groups: int = 4, named_ends: bool = False) -> list[str]:
@@ -154,7 +146,7 @@ class Cell:
     attention: str
     seed: int
     config: TrainConfig
-    system: str = "lsfa"
+    system: str = TAGGER
     options: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -173,7 +165,7 @@ class Cell:
             "model": self.model,
             "model_path": self.config.model,
             "mode": self.mode,
-            "training": self.config.mode if self.system == "lsfa" else self.system,
+            "training": self.config.mode if self.system == TAGGER else self.system,
             "attention": self.attention,
             "seed": self.seed,
             "system": self.system,
@@ -288,8 +280,8 @@ def _check_names(spec: GridSpec) -> None:
                     f"{spec.source}: model {model.name!r} asks for mode {wanted!r}; modes are {sorted(modes)}"
                 )
     for system in spec.systems:
-        if system.name not in SYSTEMS:
-            raise LsfaError(f"{spec.source}: unknown system {system.name!r}; known systems: {', '.join(SYSTEMS)}")
+        if system.name not in peer_names():
+            raise LsfaError(f"{spec.source}: unknown system {system.name!r}; known systems: {', '.join(peer_names())}")
 
 
 # --- cells -------------------------------------------------------------------------------------------
@@ -350,7 +342,7 @@ def _model_cell(spec: GridSpec, corpus: _Entry, model: ModelEntry, mode: ModeEnt
 
 
 def _system_cell(spec: GridSpec, corpus: _Entry, system: SystemEntry, seed: int) -> Cell:
-    _, _, mode_label = SYSTEMS[system.name]
+    mode_label = system_named(system.name).mode_label
     cell = Cell(corpus.name, system.name, mode_label, "none", seed, TrainConfig(), system.name, system.overrides)
     layers = [
         corpus.overrides,
@@ -483,7 +475,7 @@ def config_drift(folder: Path, cell: Cell) -> list[str]:
 def describe_config(cell: Cell) -> str:
     """A short line of what a cell will train, for ``--dry-run``."""
     config = cell.config
-    if cell.system != "lsfa":
+    if cell.system != TAGGER:
         # Systems keep their own schedules (spaCy's steps) or take the grid's through their options, so only
         # the options are shown, not the base config's epochs.
         options = ", ".join(f"{key} {value}" for key, value in cell.options.items() if not isinstance(value, dict))
@@ -523,18 +515,9 @@ def _run_one(
 
 
 def run_cell(cell: Cell, folder: Path, log: Callable[[str], None], deadline: float | None = None) -> None:
-    """One cell: an lsfa training run (resumed from its last checkpoint if it was cut short) or a peer."""
-    if cell.system == "lsfa":
-        from lsfa.training import runner
-
-        resume = (folder / CHECKPOINTS_DIR).is_dir()
-        runner.train(cell.config, resume=resume, log=log, deadline=deadline)
-        return
-    import importlib
-
-    module_name, function_name, _ = SYSTEMS[cell.system]
-    function = getattr(importlib.import_module(module_name), function_name)
-    function(cell.config, cell.options, folder, log, deadline=deadline)
+    """One cell, trained by its system (:mod:`lsfa.experiments.systems`): the token tagger (resumed from its last
+    checkpoint if it was cut short) or a peer."""
+    system_named(cell.system).run(cell.config, cell.options, folder, log, deadline=deadline)
 
 
 def _write_grid_file(spec: GridSpec, grid_dir: Path) -> None:

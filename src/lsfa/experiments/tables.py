@@ -28,6 +28,7 @@ from lsfa.errors import LsfaError
 from lsfa.eval.errors import ERROR_CATEGORIES
 from lsfa.experiments import paper
 from lsfa.experiments.grid import key_matches
+from lsfa.experiments.systems import TAGGER
 from lsfa.machine import cpu_label
 from lsfa.models.saving import META_FILE
 from lsfa.runs import CHECKPOINTS_DIR, METRICS_FILE, MODEL_DIR, RunFolder, RunMetrics
@@ -122,15 +123,15 @@ def _cell_result(folder: Path, metrics: dict[str, Any]) -> CellResult:
     if (folder / "cell.json").is_file():
         info = json.loads((folder / "cell.json").read_text())
     config = metrics.get("config") or {}
-    system = info.get("system") or metrics.get("system") or "lsfa"
-    model = info.get("model") or (system if system != "lsfa" else Path(str(config.get("model", "?"))).name)
-    training = info.get("training") or (config.get("mode") if system == "lsfa" else system)
+    system = info.get("system") or metrics.get("system") or TAGGER
+    model = info.get("model") or (system if system != TAGGER else Path(str(config.get("model", "?"))).name)
+    training = info.get("training") or (config.get("mode") if system == TAGGER else system)
     return CellResult(
         corpus=info.get("corpus") or Path(str(config.get("corpus", "?"))).name,
         model=model,
         mode=info.get("mode") or str(training),
         training=str(training),
-        attention=info.get("attention") or (metrics.get("attention") if system == "lsfa" else "none") or "?",
+        attention=info.get("attention") or (metrics.get("attention") if system == TAGGER else "none") or "?",
         seed=int(info.get("seed", config.get("seed", 0))),
         system=system,
         kind=_kind(system, info.get("model_path") or config.get("model") or model, folder),
@@ -141,7 +142,7 @@ def _cell_result(folder: Path, metrics: dict[str, Any]) -> CellResult:
 
 def _kind(system: str, model: str, folder: Path) -> str:
     """decoder / encoder / peer: from the catalogue, else from the saved tagger's model type."""
-    if system != "lsfa":
+    if system != TAGGER:
         return "peer"
     from lsfa.models.catalogue import CATALOGUE
 
