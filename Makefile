@@ -41,7 +41,7 @@ browser:
 
 test: models browser
 	$(BIN)/lsfa env
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests scripts
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/pytest -q
 
@@ -49,12 +49,12 @@ test-fast: setup
 	$(BIN)/pytest -q -m "not integration and not slow"
 
 lint: setup
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests scripts
 	$(BIN)/ruff format --check src tests
 
 format: setup
 	$(BIN)/ruff format src tests
-	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff check --fix src tests scripts
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache
