@@ -569,6 +569,37 @@ def _train_run(ctx: typer.Context, config, resume: bool, time_limit, list_option
         typer.echo(f"run folder: {resolved.output_dir}  (metrics.json, predictions/, model/)")
 
 
+# --- plan ------------------------------------------------------------------------------------------
+_PLAN_HELP = """Memory per GPU of one training run, before anything is downloaded: weights, LoRA adapters and head,
+gradients, AdamW state, activations (with and without gradient checkpointing), ending in a `total ... GiB` line
+that says whether it fits --gpu-memory. The model's config.json alone is read (a catalogue name, a folder holding
+only config.json, or a cached hub id). Every training config key is a flag, as in `lsfa train`."""
+
+
+@app.command(
+    "plan",
+    help=_PLAN_HELP,
+    epilog=_TRAINING_OPTIONS_EPILOG,
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def plan_command(
+    ctx: typer.Context,
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML training config (configs/*.yaml)."),
+    gpu_memory: float = typer.Option(24.0, "--gpu-memory", help="Memory of one card in GiB (a '24 GB' card has 24)."),
+    target: str = typer.Option("cuda-bf16", "--target", help="cuda-bf16, cuda-fp16 (T4, V100) or cpu: what auto is."),
+    reserve: float | None = typer.Option(None, "--reserve", help="GiB for CUDA context/allocator (CUDA 1.5, CPU 0)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
+) -> None:
+    """``lsfa plan``: resolve the config as ``lsfa train`` does, plan it, print the plan (help: _PLAN_HELP)."""
+    import json
+
+    from lsfa.training.config import load_config, parse_overrides
+    from lsfa.training.plan import plan_record, plan_run, render_plan
+
+    plan = plan_run(load_config(config, parse_overrides(list(ctx.args))), target, gpu_memory, reserve)
+    typer.echo(json.dumps(plan_record(plan), indent=2) if as_json else render_plan(plan))
+
+
 @app.command(
     "compare",
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},

@@ -5,6 +5,9 @@ is counted in a second from its ``config.json`` alone. What accelerate's ``estim
 dtype) is extended with what a tagger run adds: LoRA adapters on every target projection, the fresh head, the
 gradients and AdamW state of the trainable part, and the activations kept for the backward pass.
 
+One computation, :func:`memory`, serves both commands: ``lsfa models estimate`` (every recipe side by side,
+:func:`estimates`) and ``lsfa plan`` (one training config, :mod:`lsfa.training.plan`).
+
 The figures are estimates, stated as such: weights and optimiser state are exact byte counts of the tensors;
 activations follow the per-layer count of Korthikanti et al. (2022) for a transformer layer with fused
 attention (about 34 x hidden bytes per token and layer in half precision, no sequence-squared term because SDPA
@@ -17,8 +20,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
+from accelerate import init_empty_weights
 from torch import nn
+from transformers import AutoConfig, AutoModelForTokenClassification, PretrainedConfig
+
+from lsfa.models.classifier import (
+    ensure_token_classification_class,
+    hub_errors,
+    keep_first_layers,
+    linear_targets,
+    text_only_config,
+)
 
 GIB = 1024**3
 NF4_BYTES = 0.5 + 0.5 / 64 + 4 / (64 * 256)
@@ -26,6 +40,14 @@ NF4_BYTES = 0.5 + 0.5 / 64 + 4 / (64 * 256)
 256 absmax values (QLoRA's block sizes)."""
 ADAMW_TRAINABLE_BYTES = 16
 """Per trainable parameter: fp32 master weight, fp32 gradient and AdamW's two fp32 moments."""
+DEFAULT_LABELS = 9
+"""Head size assumed when no corpus is read: CoNLL-2003's nine BIO tags (the head is hidden x labels, tiny)."""
+
+Storage = Literal["fp32", "half", "half-linear", "8bit", "4bit"]
+"""How base weights are held: ``fp32``; ``half`` (every weight bf16/fp16: ``bf16-full`` inference);
+``half-linear`` (frozen linear weights bf16/fp16, embeddings, norms and head fp32: LoRA under autocast, the layout
+of ``raise_to_fp32_but_frozen_linear`` and ``cast_frozen_linear_weights``); ``8bit`` / ``4bit`` (bitsandbytes
+linear layers, the rest fp32 as peft's kbit preparation leaves it)."""
 
 
 @dataclass(frozen=True)
@@ -37,39 +59,49 @@ class ParameterCounts:
     """Weights of linear layers outside the head (what 4/8-bit quantisation packs)."""
     lora_per_rank: int
     """LoRA parameters per unit of rank over the target projections: the sum of ``in + out`` features."""
+    head: int
+    """The fresh head's weight and bias, trained in every recipe (a LoRA run's trainable part: adapters and head)."""
     hidden: int
     layers: int
     vocabulary: int
 
 
-def count_on_meta_device(model_path: str | Path, targets: Sequence[str] | str = "all-linear") -> ParameterCounts:
-    """Build the token classifier of ``model_path`` (a folder with only a ``config.json`` suffices) on the meta
-    device and count its parameters by role."""
-    from accelerate import init_empty_weights
-    from transformers import AutoConfig, AutoModelForTokenClassification
-
-    from lsfa.models.classifier import ensure_token_classification_class, hub_errors, linear_targets, text_only_config
-
+def load_model_config(model_path: str | Path, layers: int | None = None) -> PretrainedConfig:
+    """The config a tagger of ``model_path`` is built from (a folder holding only ``config.json`` will do): a
+    multimodal checkpoint's language model, cut to its first ``layers`` layers as ``layers:`` does in training."""
     with hub_errors(model_path):
         config = AutoConfig.from_pretrained(str(model_path))
     config = text_only_config(config)[0]  # a multimodal checkpoint's tagger is its language model only
     ensure_token_classification_class(config)
-    config.num_labels = 9
+    if layers is not None:
+        keep_first_layers(config, layers)
+    return config
+
+
+def count_on_meta_device(
+    model: str | Path | PretrainedConfig, targets: Sequence[str] | str = "all-linear", num_labels: int = DEFAULT_LABELS
+) -> ParameterCounts:
+    """Build the token classifier of ``model`` (a config, or a folder or hub id read by :func:`load_model_config`)
+    on the meta device and count its parameters by role."""
+    config = model if isinstance(model, PretrainedConfig) else load_model_config(model)
+    config.num_labels = num_labels
     with init_empty_weights():
-        model = AutoModelForTokenClassification.from_config(config)
-    wanted = set(linear_targets(model, targets))
-    head = next(name for name in ("score", "classifier") if hasattr(model, name))
+        built = AutoModelForTokenClassification.from_config(config)
+    wanted = set(linear_targets(built, targets))
+    head = next(name for name in ("score", "classifier") if hasattr(built, name))
+    head_parameters = sum(p.numel() for p in getattr(built, head).parameters())
     linear = lora = 0
-    for name, module in model.named_modules():
+    for name, module in built.named_modules():
         if isinstance(module, nn.Linear) and not name.startswith(head):
             linear += module.weight.numel()
             if name.rsplit(".", 1)[-1] in wanted:
                 lora += module.in_features + module.out_features
     text = config.get_text_config()
     return ParameterCounts(
-        total=sum(p.numel() for p in model.parameters()),
+        total=sum(p.numel() for p in built.parameters()),
         linear=linear,
         lora_per_rank=lora,
+        head=head_parameters,
         hidden=int(text.hidden_size),
         layers=int(text.num_hidden_layers),
         vocabulary=int(getattr(text, "vocab_size", 0) or 0),
@@ -77,39 +109,118 @@ def count_on_meta_device(model_path: str | Path, targets: Sequence[str] | str = 
 
 
 @dataclass(frozen=True)
+class Recipe:
+    """One way to run a tagger, reduced to what decides its memory."""
+
+    use: Literal["train", "infer"]
+    name: str
+    """e.g. ``LoRA bf16``, ``QLoRA 4bit``, ``full fp32``."""
+    mode: Literal["lora", "full"] = "lora"
+    storage: Storage = "half-linear"
+    """How the base weights are held while training (full fine-tuning: fp32 masters, whatever this says)."""
+    activation_bytes: int = 2
+    """Bytes per activation value: 2 under bf16/fp16 autocast, 4 in fp32."""
+    checkpointing: bool = False
+    lora_r: int = 32
+    build_storage: Storage | None = None
+    """How the weights are held while they are built, where that differs from ``storage`` (a LoRA run whose
+    checkpoint is stored in fp32 builds in fp32, then casts its frozen linear weights to the autocast dtype)."""
+
+
+@dataclass(frozen=True)
 class MemoryEstimate:
-    """One way to run the model and its memory in bytes: weights, trainable state, activations."""
+    """One way to run the model and its memory in bytes, by part."""
 
     use: str
     """``train`` or ``infer``."""
     recipe: str
-    """e.g. ``LoRA bf16``, ``QLoRA 4bit``, ``full fp32``."""
     weights: float
-    trainable_state: float
+    """The base model's weights (full fine-tuning: the fp32 master weights, which are the trainable part)."""
+    adapter: float
+    """Trainable weights outside the base (LoRA adapters and the head), fp32 masters."""
+    gradients: float
+    optimiser: float
+    """AdamW's two fp32 moments per trainable parameter."""
     activations: float
+    trainable_parameters: int = 0
+    loading: float = 0.0
+    """Bytes of the weights while they are built, when that is more than ``weights`` (else 0)."""
+
+    @property
+    def trainable_state(self) -> float:
+        """Adapter, gradients and optimiser: what training adds to the base weights, per trainable parameter
+        ``ADAMW_TRAINABLE_BYTES`` (the master weight counted in ``weights`` under full fine-tuning)."""
+        return self.adapter + self.gradients + self.optimiser
 
     @property
     def total(self) -> float:
+        """Memory while training (or predicting): weights, trainable state, activations."""
         return self.weights + self.trainable_state + self.activations
 
-
-def weight_bytes(counts: ParameterCounts, storage: str) -> float:
-    """Bytes of the base weights stored as ``storage``: fp32, bf16 (or fp16), 4bit or 8bit. Quantised bases keep
-    their non-linear weights (embeddings, norms, head) in fp32, as peft's kbit preparation leaves them."""
-    other = counts.total - counts.linear
-    if storage == "4bit":
-        return counts.linear * NF4_BYTES + other * 4
-    if storage == "8bit":
-        return counts.linear * 1 + other * 4
-    return counts.total * (4 if storage == "fp32" else 2)
+    @property
+    def peak(self) -> float:
+        """The larger of the running total and the weights while they are built."""
+        return max(self.total, self.loading)
 
 
-def activation_bytes(counts: ParameterCounts, tokens: int, checkpointing: bool) -> float:
-    """Activations kept for the backward pass over ``tokens`` sub-tokens per step, in half precision."""
-    per_layer = 34 * counts.hidden * tokens
+def weight_bytes(counts: ParameterCounts, storage: Storage) -> float:
+    """Bytes of the model's weights, head included, held as ``storage`` (:data:`Storage`). A LoRA run holds the head
+    twice: peft keeps the original (frozen, counted here) beside the trained copy (``modules_to_save``, counted with
+    the adapters)."""
+    other = counts.total - counts.linear - counts.head
+    per_linear = {"fp32": 4, "half": 2, "half-linear": 2, "8bit": 1, "4bit": NF4_BYTES}[storage]
+    head = 2 if storage in ("half", "half-linear") else 4  # a frozen linear layer too: cast with the others
+    return counts.linear * per_linear + counts.head * head + other * (2 if storage == "half" else 4)
+
+
+def activation_bytes(counts: ParameterCounts, tokens: int, checkpointing: bool, value_bytes: int = 2) -> float:
+    """Activations kept for the backward pass over ``tokens`` sub-tokens per step, ``value_bytes`` per value."""
+    per_layer = 17 * value_bytes * counts.hidden * tokens
     if checkpointing:
-        return counts.layers * 2 * counts.hidden * tokens + per_layer
+        return counts.layers * value_bytes * counts.hidden * tokens + per_layer
     return counts.layers * per_layer
+
+
+def trainable_parameters(counts: ParameterCounts, recipe: Recipe) -> int:
+    """What AdamW updates: every weight under full fine-tuning; else the adapters on the targets and the head."""
+    if recipe.mode == "full":
+        return counts.total
+    return counts.lora_per_rank * recipe.lora_r + counts.head
+
+
+def memory(counts: ParameterCounts, recipe: Recipe, batch_size: int, max_length: int) -> MemoryEstimate:
+    """The memory of ``recipe`` for steps of ``batch_size`` rows of ``max_length`` sub-tokens (rows assumed full:
+    the worst step, which a long sentence or a document window reaches)."""
+    tokens = batch_size * max_length
+    if recipe.use == "infer":
+        acts = 4 * counts.hidden * tokens * recipe.activation_bytes  # a few live hidden states, no backward
+        return MemoryEstimate("infer", recipe.name, weight_bytes(counts, recipe.storage), 0.0, 0.0, 0.0, acts)
+    trainable = trainable_parameters(counts, recipe)
+    full = recipe.mode == "full"
+    weights = counts.total * 4 if full else weight_bytes(counts, recipe.storage)
+    build = weight_bytes(counts, recipe.build_storage) if recipe.build_storage and not full else 0.0
+    return MemoryEstimate(
+        "train", recipe.name, weights, adapter=0.0 if full else trainable * 4.0, gradients=trainable * 4.0,
+        optimiser=trainable * 8.0,
+        activations=activation_bytes(counts, tokens, recipe.checkpointing, recipe.activation_bytes),
+        trainable_parameters=trainable, loading=build if build > weights else 0.0,
+    )  # fmt: skip
+
+
+def standard_recipes(lora_r: int = 32, checkpointing: bool = False) -> list[Recipe]:
+    """The recipes ``lsfa models estimate`` compares: full fp32, LoRA fp32 and bf16/fp16, QLoRA 8/4-bit;
+    inference in fp32, bf16-full and 4-bit."""
+    shared = {"lora_r": lora_r, "checkpointing": checkpointing}
+    return [
+        Recipe("train", "full fp32", mode="full", storage="fp32", activation_bytes=4, **shared),
+        Recipe("train", "LoRA fp32", storage="fp32", activation_bytes=4, **shared),
+        Recipe("train", "LoRA bf16/fp16", storage="half-linear", **shared),
+        Recipe("train", "QLoRA 8bit", storage="8bit", **shared),
+        Recipe("train", "QLoRA 4bit", storage="4bit", **shared),
+        Recipe("infer", "fp32", storage="fp32", activation_bytes=4),
+        Recipe("infer", "bf16-full", storage="half"),
+        Recipe("infer", "4bit unmerged", storage="4bit"),
+    ]
 
 
 def estimates(
@@ -117,32 +228,26 @@ def estimates(
     batch_size: int = 8,
     max_length: int = 256,
     lora_r: int = 32,
-    num_labels: int = 9,
     checkpointing: bool = False,
 ) -> list[MemoryEstimate]:
-    """Training and inference memory of the recipes lsfa runs, for ``batch_size`` rows of ``max_length``."""
-    tokens = batch_size * max_length
-    trainable_lora = counts.lora_per_rank * lora_r + counts.hidden * num_labels + num_labels
-    lora_state = trainable_lora * ADAMW_TRAINABLE_BYTES
-    acts = activation_bytes(counts, tokens, checkpointing)
-    rows = [
-        MemoryEstimate("train", "full fp32", counts.total * 4, counts.total * (ADAMW_TRAINABLE_BYTES - 4), acts),
-        MemoryEstimate("train", "LoRA fp32", weight_bytes(counts, "fp32"), lora_state, acts * 2),
-        MemoryEstimate("train", "LoRA bf16/fp16", weight_bytes(counts, "bf16"), lora_state, acts),
-        MemoryEstimate("train", "QLoRA 8bit", weight_bytes(counts, "8bit"), lora_state, acts),
-        MemoryEstimate("train", "QLoRA 4bit", weight_bytes(counts, "4bit"), lora_state, acts),
-    ]
-    inference_acts = 4 * counts.hidden * tokens * 2  # a few live hidden-state tensors, no backward
-    for recipe, storage in (("fp32", "fp32"), ("bf16-full", "bf16"), ("4bit unmerged", "4bit")):
-        rows.append(MemoryEstimate("infer", recipe, weight_bytes(counts, storage), 0.0, inference_acts))
-    return rows
+    """Training and inference memory of the recipes lsfa runs, for ``batch_size`` rows of ``max_length`` (the head's
+    labels are those ``counts`` was built with)."""
+    recipes = standard_recipes(lora_r, checkpointing)
+    return [memory(counts, recipe, batch_size, max_length) for recipe in recipes]
+
+
+def describe_counts(counts: ParameterCounts) -> str:
+    """``7.505B parameters (6.980B in linear layers, 32 layers, hidden 4096, vocabulary 128256)``."""
+    return (
+        f"{counts.total / 1e9:.3f}B parameters ({counts.linear / 1e9:.3f}B in linear layers, "
+        f"{counts.layers} layers, hidden {counts.hidden}, vocabulary {counts.vocabulary})"
+    )
 
 
 def render(counts: ParameterCounts, rows: Sequence[MemoryEstimate], title: str) -> str:
     """The estimate as plain text: parameters, then one line per recipe ending in its total in GiB."""
     lines = [
-        f"{title}: {counts.total / 1e9:.3f}B parameters ({counts.linear / 1e9:.3f}B in linear layers, "
-        f"{counts.layers} layers, hidden {counts.hidden}, vocabulary {counts.vocabulary})",
+        f"{title}: {describe_counts(counts)}",
         f"{'use':6s} {'recipe':15s} {'weights':>9s} {'trainable':>10s} {'activations':>12s} {'total':>9s}",
     ]
     for row in rows:
@@ -150,5 +255,6 @@ def render(counts: ParameterCounts, rows: Sequence[MemoryEstimate], title: str) 
             f"{row.use:6s} {row.recipe:15s} {row.weights / GIB:8.2f}G {row.trainable_state / GIB:9.2f}G "
             f"{row.activations / GIB:11.2f}G {row.total / GIB:8.2f}G"
         )
-    lines.append("(estimates: CUDA context and allocator overhead, often 1-2 GB, not included)")
+    lines.append("(GiB; estimates: CUDA context and allocator overhead, often 1-2 GiB, not included; "
+                 "`lsfa plan` plans one training config)")  # fmt: skip
     return "\n".join(lines)
