@@ -639,6 +639,29 @@ def _argv(argv: list[str]) -> Iterator[None]:
         sys.argv = saved
 
 
+def test_a_request_threshold_is_checked_as_the_options_check_it():
+    """One Threshold type (lsfa.inference.options): the body answers 422 for exactly what InferenceOptions refuses."""
+    from pydantic import ValidationError
+
+    from lsfa.errors import LsfaError
+    from lsfa.inference.options import InferenceOptions
+    from lsfa.inference.server import NerRequest
+
+    def accepted(check, value) -> bool:
+        try:
+            check(value)
+        except (LsfaError, ValidationError):
+            return False
+        return True
+
+    values = (0, 1, 0.25, None, 1.5, -0.1, "0.5", True, float("nan"), float("inf"), [0.5])
+    by_options = [accepted(lambda v: InferenceOptions.of(threshold=v), value) for value in values]
+    by_request = [
+        accepted(lambda v: NerRequest.model_validate({"texts": ["a"], "threshold": v}), value) for value in values
+    ]
+    assert by_options == by_request == [True] * 4 + [False] * 7
+
+
 def test_threshold_per_request_is_validated_and_filters_entities(client):
     everything = client.post("/v1/ner", json={"texts": ["Bob went home"], "threshold": 0})
     assert everything.status_code == 200, everything.text

@@ -8,9 +8,9 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from lsfa.errors import LsfaError
 from lsfa.precision import Precision
@@ -23,6 +23,19 @@ DEVICE_NAMES = re.compile(r"auto|cpu|cuda(:\d+)?")
 """The devices a tagger runs on: ``auto`` (the first CUDA GPU when there is one, else the CPU), ``cpu``, ``cuda``,
 ``cuda:N``. Checked by name here, before torch is asked; whether the GPU exists is checked when the tagger loads
 (:func:`lsfa.models.placement.resolve_device`)."""
+
+
+def _whole_number_as_float(value: Any) -> Any:
+    """``0`` and ``1`` are numbers in [0, 1] too (JSON and YAML write them without a point); ``True`` is not."""
+    return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+Threshold = Annotated[
+    Annotated[float, Field(ge=0, le=1, allow_inf_nan=False, strict=True)] | None,
+    BeforeValidator(_whole_number_as_float),
+]
+"""A confidence threshold in [0, 1], or none: a real number (not a string, a boolean or NaN). One type, so
+``InferenceOptions`` and the server's request body (which must answer 422 before any work) check it alike."""
 
 
 class InferenceOptions(BaseModel):
@@ -47,10 +60,9 @@ class InferenceOptions(BaseModel):
     decoding: Decoding = Field(
         "viterbi", description="viterbi (well-formed spans) or argmax (each word's best tag, as the paper scored)"
     )
-    threshold: float | None = Field(
-        None, ge=0, le=1, allow_inf_nan=False, strict=True,
-        description="drop entities whose confidence (calibrated span probability) is below this",
-    )  # fmt: skip
+    threshold: Threshold = Field(
+        None, description="drop entities whose confidence (calibrated span probability) is below this"
+    )
     progress: bool = Field(False, description="show a progress bar over batches")
 
     @field_validator("device", mode="before")
@@ -69,8 +81,6 @@ class InferenceOptions(BaseModel):
         """``base`` (or the defaults) with ``values`` applied; an unknown or bad value is one clear error, naming
         the option as a command-line flag (``--max-batch-tokens``) when ``flags``."""
         data = (base or cls()).model_dump(exclude_unset=True) | values
-        if isinstance(data.get("threshold"), int) and not isinstance(data["threshold"], bool):
-            data["threshold"] = float(data["threshold"])
         try:
             return cls.model_validate(data)
         except ValidationError as error:

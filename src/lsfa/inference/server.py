@@ -62,7 +62,7 @@ from lsfa.inference.http_guard import (
     Guard,
     guarded_protocol,
 )
-from lsfa.inference.options import InferenceOptions
+from lsfa.inference.options import InferenceOptions, Threshold
 from lsfa.version import __version__
 
 LOG = logging.getLogger("lsfa.serve")
@@ -147,10 +147,9 @@ class NerRequest(BaseModel):
 
     texts: list[StrictStr] | None = Field(None, min_length=1, examples=[["Peter Blackburn visited Brussels ."]])
     documents: list[Document] | None = Field(None, min_length=1)
-    threshold: float | None = Field(
-        None, ge=0, le=1, strict=True, allow_inf_nan=False,
-        description="Drop entities whose confidence (calibrated span probability) is below this number in [0, 1].",
-    )  # fmt: skip
+    threshold: Threshold = Field(
+        None, description="Drop entities whose confidence (calibrated span probability) is below this number in [0, 1]."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -159,8 +158,6 @@ class NerRequest(BaseModel):
             kind = "texts" if "texts" in data else "documents"
             if data[kind] is None:
                 raise PydanticCustomError("request_shape", f"{kind} must be a non-empty list, not null")
-            if isinstance(data.get("threshold"), int) and not isinstance(data["threshold"], bool):
-                data = {**data, "threshold": float(data["threshold"])}  # 0 and 1 are numbers in [0, 1] too
             return data
         if not isinstance(data, dict):
             problem = f"the body must be a JSON object, not {_json_type(data)}"
