@@ -147,10 +147,12 @@ def _check_pareto_table(bench_json: Path, root: Path) -> None:
 def test_bench_reference_and_optimised_agree(workspace, tmp_path):
     """With a real (non-zero) adapter, merging + bf16 + packing still gives the unmerged fp32 tags."""
     out = tmp_path / "bench.json"
-    outcome = CliRunner().invoke(app, _bench_args(workspace, out, "--train-steps", "0", "--pack", "on"))
+    run_options = ["--max-batch-tokens", "1024", "--pack-tokens=64", "--device", "cpu"]  # generated flags
+    outcome = CliRunner().invoke(app, _bench_args(workspace, out, "--train-steps", "0", "--pack", "on", *run_options))
     assert outcome.exit_code == 0, outcome.output
     result = json.loads(out.read_text())
-    assert result["inference"]["optimised"]["pack"] is True
+    optimised = result["inference"]["optimised"]
+    assert optimised["pack"] is True and (optimised["max_batch_tokens"], optimised["pack_tokens"]) == (1024, 64)
     assert result["inference"]["agreement"]["identical_tags"] >= 0.97
     assert abs(result["inference"]["agreement"]["f1_difference_points"]) <= 5
     assert result["training"] == {"skipped": "--train-steps 0"}
