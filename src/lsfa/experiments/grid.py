@@ -9,7 +9,7 @@ A grid YAML is a base training config (the same keys as ``lsfa train`` configs) 
       - {name: full, mode: full, learning_rate: 5.0e-5}
     corpora: [conll2003, bc5cdr]
     seeds: [42]
-    systems: [spacy, {name: ift, model: smollm2-135m}]  # peers/baselines, once per corpus and seed
+    systems: [spacy, {name: ift, model: smollm2-135m}]  # peers/baselines (lsfa.experiments.systems), per corpus+seed
     output_dir: runs/experiments/NAME     # the grid folder
 
 Every cell is one :func:`lsfa.training.runner.train` run in ``<grid>/<corpus>/<model>/<mode>/<attention>/seed<k>/``
