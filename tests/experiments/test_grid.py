@@ -385,3 +385,16 @@ def test_every_committed_grid_loads_and_expands(grid_file: Path) -> None:
     for cell in cells:
         if cell.system == "ift":  # its options are checked when the cell starts: a typo must not wait for that
             split_options(cell.config, cell.options)
+
+
+def test_the_gpu_paper_grid_is_the_paper_s_schedule_over_hub_models() -> None:
+    """configs/experiments/paper-gpu.yaml: seven hub decoders, LS-CA and LS-FA, LoRA and full, 10 epochs, lr 5e-5,
+    batch 8 (the paper's Table 2 settings), every model a hub id so that nothing in it needs lsfa's catalogue."""
+    spec = load_grid(Path(__file__).resolve().parents[2] / "configs" / "experiments" / "paper-gpu.yaml")
+    cells = expand_cells(spec)
+    assert len({cell.config.model for cell in cells}) == 7 and all("/" in cell.config.model for cell in cells)
+    assert {(cell.config.attention, cell.config.mode) for cell in cells} == {
+        ("causal", "lora"), ("full", "lora"), ("causal", "full"), ("full", "full")
+    }  # fmt: skip
+    assert {(c.config.epochs, c.config.learning_rate, c.config.batch_size) for c in cells} == {(10, 5e-5, 8)}
+    assert len(cells) == 7 * 2 * 2 * 2
