@@ -809,6 +809,12 @@ def bench_command(
     encoder_model: str = typer.Option(
         "mpnet-base", "--encoder-model", help="Catalogue encoder with an untrained head when no --encoder-dir."
     ),
+    taggers: list[str] = typer.Option(
+        [],
+        "--tagger-dir",
+        help="Another tagger folder timed beside --model-dir on the same sentences, as [NAME=]DIR; repeat it to "
+        "time a whole frontier in one run.",
+    ),
     spacy_model: str = typer.Option(
         "en_core_web_sm", "--spacy-model", help="spaCy pipeline (name, folder or spaCy-peer run) for --compare."
     ),

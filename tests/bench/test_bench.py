@@ -158,6 +158,20 @@ def test_bench_reference_and_optimised_agree(workspace, tmp_path):
     assert result["training"] == {"skipped": "--train-steps 0"}
 
 
+def test_more_taggers_are_timed_beside_the_main_one_on_the_same_sentences(workspace, tmp_path):
+    """``--tagger-dir NAME=DIR`` times another tagger in the same rounds (a frontier in one run): the same folder
+    under another name runs the optimised path's settings, so it tags exactly as the optimised path does."""
+    out = tmp_path / "bench.json"
+    extra = ["--train-steps", "0", "--ablation-sentences", "0", "--tagger-dir", f"copy={workspace['tagger']}"]
+    outcome = CliRunner().invoke(app, _bench_args(workspace, out, *extra))
+    assert outcome.exit_code == 0, outcome.output
+    result = json.loads(out.read_text())
+    copy = result["compare"]["copy"]
+    assert copy["sentences"] == 16 and copy["sentences_per_second"] > 0 and copy["memory"]["peak_mb"] > 0
+    assert copy["f1"] == pytest.approx(result["inference"]["agreement"]["f1"]["optimised"], abs=1e-12)
+    assert result["latency"]["copy"]["sentences"] == 3 and "encoder" not in result["compare"]
+
+
 def test_bench_bad_options_are_one_line_errors(workspace, tmp_path):
     outcome = CliRunner().invoke(app, _bench_args(workspace, tmp_path / "x.json", "--pack", "maybe"))
     assert outcome.exit_code != 0
@@ -173,6 +187,11 @@ def test_bench_bad_options_are_one_line_errors(workspace, tmp_path):
     assert outcome.exit_code == 2 and "No such option: --batch-size" in outcome.output  # not a flag bench varies
     outcome = CliRunner().invoke(app, ["bench", "--model-dir", str(tmp_path), "--corpus", "x"])
     assert "not an lsfa tagger folder" in str(outcome.exception or outcome.output)
+    outcome = CliRunner().invoke(app, _bench_args(workspace, tmp_path / "x.json", "--tagger-dir", f"k={tmp_path}"))
+    assert f"--tagger-dir k={tmp_path}: {tmp_path} is not a tagger folder" in str(outcome.exception or outcome.output)
+    spacy_named = f"spacy={workspace['tagger']}"
+    outcome = CliRunner().invoke(app, _bench_args(workspace, tmp_path / "x.json", "--tagger-dir", spacy_named))
+    assert "--tagger-dir: name 'spacy' is used twice or taken" in str(outcome.exception or outcome.output)
 
 
 def test_spacy_missing_is_skipped(monkeypatch):

@@ -1,4 +1,5 @@
-"""Other systems on the same sentences: an encoder tagger and spaCy, for throughput ratios.
+"""Other systems on the same sentences: an encoder tagger, spaCy and any other tagger folders, for throughput
+ratios.
 
 The encoder is either a trained tagger folder (``--encoder-dir``: its F1 is reported too) or a catalogue
 encoder with an untrained head, which is fine for speed (the head is a tiny linear layer) but says nothing
@@ -20,6 +21,7 @@ from lsfa.errors import LsfaError
 from lsfa.models.catalogue import resolve_model
 from lsfa.models.classifier import build_token_classifier, is_encoder, load_tokenizer
 from lsfa.models.optimise import optimise_for_inference
+from lsfa.models.packing import packing_supported
 from lsfa.models.saving import load_tagger
 
 
@@ -52,6 +54,19 @@ def encoder_variant(
     model = optimise_for_inference(model.to(device), settings.precision)
     note = f"{encoder_model} with an untrained head: throughput only, no F1"
     return TaggerVariant("encoder", model, load_tokenizer(path), settings, 512, "sentence", note), ""
+
+
+def tagger_variant(given: str, settings: InferenceSettings, device) -> TaggerVariant:
+    """Another trained tagger folder (``--tagger-dir [NAME=]DIR``, decoder or encoder) timed beside the main one
+    at the optimised path's settings, so that one bench run can time a whole frontier on the same sentences.
+    Packing stays on only where the model supports it (encoders have absolute positions)."""
+    name, _, folder = given.rpartition("=")
+    model, tokenizer, meta = load_tagger(folder, merge=True)
+    name = name or meta.base_model + (f" layers={meta.layers}" if meta.layers else "")
+    model = optimise_for_inference(model.to(device), settings.precision)
+    settings = settings if settings.pack and packing_supported(model) else settings.changed(pack=False)
+    note = f"trained tagger {folder} ({meta.base_model})"
+    return TaggerVariant(name, model, tokenizer, settings, meta.max_length, meta.context, note)
 
 
 @dataclass

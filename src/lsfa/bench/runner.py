@@ -17,13 +17,14 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from lsfa.bench import inference as inf
-from lsfa.bench.compare import encoder_variant, spacy_variant
+from lsfa.bench.compare import encoder_variant, spacy_variant, tagger_variant
 from lsfa.bench.report import targets
 from lsfa.bench.system import (
     bf16_supported,
@@ -40,7 +41,7 @@ from lsfa.errors import LsfaError
 from lsfa.eval.report import evaluate_sentences
 from lsfa.models.optimise import optimise_for_inference
 from lsfa.models.packing import auto_pack_tokens, packing_supported
-from lsfa.models.saving import load_tagger, read_meta
+from lsfa.models.saving import META_FILE, load_tagger, read_meta
 from lsfa.precision import PRECISIONS, resolve_precision
 from lsfa.training.collate import packing_collator
 from lsfa.training.dataset import inside_map, label_ids_for
@@ -71,6 +72,7 @@ class BenchOptions:
     compare: bool = False
     encoder_dir: str | None = None
     encoder_model: str | None = "mpnet-base"
+    taggers: list[str] = field(default_factory=list)  # more tagger folders timed beside it, "[NAME=]DIR"
     spacy_model: str = "en_core_web_sm"
     device: str = "auto"
     matmul_size: int = 2048
@@ -100,6 +102,21 @@ class BenchOptions:
             raise LsfaError(f"--pack must be auto, on or off, not {self.pack!r}")
         if self.precision not in (FASTEST, *PRECISIONS):
             raise LsfaError(f"--precision must be one of {', '.join((FASTEST, *PRECISIONS))}, not {self.precision!r}")
+        self._validate_taggers()
+
+    def _validate_taggers(self) -> None:
+        """Each ``--tagger-dir`` a tagger folder, each name once (names key the JSON's ``compare`` entries)."""
+        names = []
+        for given in self.taggers:
+            name, _, folder = given.rpartition("=")
+            if not (Path(folder) / META_FILE).is_file():
+                raise LsfaError(f"--tagger-dir {given}: {folder} is not a tagger folder (no {META_FILE})")
+            names.append(name)
+        taken = {"reference", "optimised", "encoder", "spacy"}
+        clash = [n for n in names if n and (n in taken or names.count(n) > 1)]
+        if clash:
+            raise LsfaError(f"--tagger-dir: name {clash[0]!r} is used twice or taken (reference, optimised, "
+                            "encoder, spacy)")  # fmt: skip
 
 
 def _stderr(message: str) -> None:
@@ -193,7 +210,7 @@ def run_bench(options: BenchOptions, log: Log = _stderr) -> dict[str, Any]:
     result["inference"] = _main_rounds(reference, optimised, others, words, documents, sentences, options, log)
     result["inference"]["mfu"] = _utilisation(optimised, result["peak"], precision)
     result["latency"] = _latency(reference, optimised, others, words, documents, options, log)
-    if options.compare:
+    if options.compare or options.taggers:
         result["compare"] = _compare_summary(others, result, sentences)
         result.pop("compare_skipped", None)
 
@@ -337,11 +354,12 @@ def _decide_packing(options: BenchOptions, ablation: list[dict[str, Any]], model
 
 
 def _comparison_systems(options, meta, optimised, device, result) -> list[Any]:
-    """The encoder and spaCy variants for ``--compare`` (skips recorded in ``result['compare_skipped']``)."""
+    """The ``--tagger-dir`` variants, then the encoder and spaCy variants for ``--compare`` (skips recorded in
+    ``result['compare_skipped']``). A ``--tagger-dir`` that cannot load is an error: it was asked for by name."""
+    others: list[Any] = [tagger_variant(given, optimised.settings, device) for given in options.taggers]
     if not options.compare:
-        return []
+        return others
     skipped: dict[str, str] = {}
-    others: list[Any] = []
     settings = optimised.settings.changed(pack=False)
     try:  # an optional baseline that cannot load must not cost the whole benchmark
         encoder, why = encoder_variant(meta.labels, settings, device, options.encoder_dir, options.encoder_model)
