@@ -11,6 +11,7 @@ import torch
 
 from lsfa.errors import LsfaError
 from lsfa.inference import server
+from lsfa.inference import tagger as tagger_module
 from lsfa.inference.options import InferenceOptions
 from lsfa.inference.tagger import Tagger
 from lsfa.models import saving
@@ -44,7 +45,7 @@ def test_none_is_auto() -> None:
 
 def test_cuda_without_a_gpu_is_one_line_before_any_weight_loads(tiny_taggers, monkeypatch) -> None:
     _no_gpu(monkeypatch)
-    monkeypatch.setattr(saving, "load_tagger", lambda *a, **k: pytest.fail("weights loaded before the check"))
+    monkeypatch.setattr(tagger_module, "load_tagger", lambda *a, **k: pytest.fail("weights loaded before the check"))
     for name in ("cuda", "cuda:1"):
         with pytest.raises(LsfaError, match=rf"^device {name}: no CUDA GPU is available on this machine") as error:
             Tagger.load(tiny_taggers["rule"], device=name)

@@ -24,7 +24,7 @@ from lsfa.eval.metrics import strict_prf
 from lsfa.inference.fast_path import add_record, this_cpu
 from lsfa.inference.options import InferenceOptions
 from lsfa.inference.tagger import Tagger, resolve_tagger_folder
-from lsfa.models.saving import read_meta, update_meta
+from lsfa.models.meta import read_meta, update_meta
 from lsfa.version import __version__
 
 PRECISIONS = ("fp32", "bf16", "bf16-full", "int8")

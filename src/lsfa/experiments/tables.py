@@ -30,7 +30,8 @@ from lsfa.experiments import paper
 from lsfa.experiments.grid import key_matches
 from lsfa.experiments.systems import TAGGER
 from lsfa.machine import cpu_label
-from lsfa.models.saving import META_FILE
+from lsfa.models.catalogue import CATALOGUE, ENCODER_TYPES
+from lsfa.models.meta import META_FILE
 from lsfa.runs import CHECKPOINTS_DIR, METRICS_FILE, MODEL_DIR, RunFolder, RunMetrics
 
 ATTENTION_NAMES = {"full": "LS-FA", "causal": "LS-CA"}
@@ -144,15 +145,11 @@ def _kind(system: str, model: str, folder: Path) -> str:
     """decoder / encoder / peer: from the catalogue, else from the saved tagger's model type."""
     if system != TAGGER:
         return "peer"
-    from lsfa.models.catalogue import CATALOGUE
-
     entry = CATALOGUE.get(str(model))
     if entry is not None:
         return entry.kind
     meta = folder / MODEL_DIR / META_FILE
     if meta.is_file():
-        from lsfa.models.classifier import ENCODER_TYPES
-
         model_type = json.loads(meta.read_text()).get("model_type")
         return "encoder" if model_type in ENCODER_TYPES else "decoder"
     return "decoder"
@@ -763,7 +760,7 @@ def write_report(
     With several grid folders (see :func:`collect_cells`) the first one gives the schedule in the header, the
     row order and the default output folder; the others are named in the header.
     """
-    from lsfa.experiments import plots
+    from lsfa.experiments import plots  # cycle: plots imports this module
 
     roots = _roots(grid_dirs)
     grid_dir = roots[0]

@@ -29,8 +29,9 @@ from lsfa.decoding import (
     threshold_for_precision,
 )
 from lsfa.errors import LsfaError
+from lsfa.eval.report import evaluate_sentences
 from lsfa.inference.decode import DECODINGS, decode_predictions, entity_confidences, viterbi_column
-from lsfa.inference.predictor import WordPredictions
+from lsfa.inference.predictor import WordPredictions, predict_words
 from lsfa.inference.tagger import Tagger
 
 THRESHOLDS = [round(0.05 * step, 2) for step in range(20)]
@@ -95,8 +96,6 @@ def _predict_split(
     tagger: Tagger, corpus: str, split: str, data_dir, span_options: SpanOptions | None = None
 ) -> tuple[Any, WordPredictions, float]:
     """Gold sentences, raw (undecoded) predictions and the model's seconds for one split."""
-    from lsfa.inference.predictor import predict_words
-
     sentences = load_split(corpus, split, data_dir=data_dir, span_options=span_options).sentences
     start = time.perf_counter()
     predicted = predict_words(
@@ -162,8 +161,6 @@ def _pick_threshold(tagger: Tagger, splits, temperature: float, target: float) -
 
 def _decodings(tagger: Tagger, sentences, predicted: WordPredictions) -> dict[str, Any]:
     """Strict span F1 of argmax and viterbi over the same logits, and the ill-formed tags argmax produced."""
-    from lsfa.eval.report import evaluate_sentences
-
     gold, words = [s.tags for s in sentences], [s.tokens for s in sentences]
     column = viterbi_column(predicted, gold, words, tagger.labels)  # predicted holds the raw argmax tags
     return {

@@ -16,6 +16,7 @@ import torch
 from lsfa.data.schemes import label_scheme, validate
 from lsfa.decoding import span_confidences, transition_rules, viterbi
 from lsfa.errors import LsfaError
+from lsfa.eval.report import evaluate_sentences
 from lsfa.inference.options import Decoding
 from lsfa.inference.predictor import WordPredictions
 
@@ -73,8 +74,6 @@ def viterbi_column(
 ) -> dict:
     """What ``decoding: viterbi`` changes over argmax on the same model outputs: viterbi's strict and set scores,
     and how many ill-formed tags (invalid transitions) argmax produced. ``predicted`` holds argmax tags."""
-    from lsfa.eval.report import evaluate_sentences
-
     viterbi = evaluate_sentences(gold, decode_predictions(predicted, labels, "viterbi").tags, words)
     ill_formed = sum(len(validate(tags, label_scheme(labels))) for tags in predicted.tags)
     return {"argmax_ill_formed_tags": ill_formed, "viterbi": {"micro": viterbi["micro"], "set": viterbi["set"]}}

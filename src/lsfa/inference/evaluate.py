@@ -12,9 +12,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from lsfa.data.corpora import load_split
 from lsfa.data.jsonl import SpanOptions
 from lsfa.errors import LsfaError
-from lsfa.eval.spans import Mode
+from lsfa.eval.report import evaluate_sentences
+from lsfa.eval.spans import Mode, allowed_prefixes
+from lsfa.eval.tokens import token_scores
 from lsfa.inference.options import InferenceOptions
 from lsfa.inference.tagger import Tagger, resolve_tagger_folder
 from lsfa.runs import CONFIG_FILE
@@ -57,10 +60,6 @@ def evaluate_model(
     keeps its own.
     ``span_options`` say how JSONL gold spans off word boundaries or overlapping are read (default: an error).
     """
-    from lsfa.data.corpora import load_split
-    from lsfa.eval.report import evaluate_sentences
-    from lsfa.eval.spans import allowed_prefixes
-
     allowed_prefixes("IOB2", mode)  # refuse a bad mode before loading a model
     options = InferenceOptions.of(options, **option_values)
     if corpus is None:
@@ -82,8 +81,6 @@ def evaluate_model(
     if predicted.cut_words and warn is not None:
         warn(f"{predicted.cut_words} words longer than a whole window were cut to fit (still tagged)")
     if tagger.task == "tokens":
-        from lsfa.eval.tokens import token_scores
-
         return token_scores([s.tags for s in sentences], predicted.tags)
     return evaluate_sentences(
         [s.tags for s in sentences], predicted.tags, [s.tokens for s in sentences], scheme="IOB2", mode=mode

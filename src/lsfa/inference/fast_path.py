@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from lsfa.inference.options import InferenceOptions
+from lsfa.machine import cpu_flags, cpu_label, cpu_model
 
 FAST_PATH_KEY = "fast_path"
 """Where the record lives in the tagger's metadata (``lsfa.json`` ``extra``): ``{cpu label: record}``."""
@@ -25,8 +26,6 @@ CHOSEN_OPTIONS = ("precision", "pack", "max_batch_tokens")
 
 def this_cpu() -> str:
     """The label a record is kept under for this machine's CPU (model name, plus " with AMX")."""
-    from lsfa.machine import cpu_flags, cpu_label, cpu_model
-
     flags = [flag for flag, present in cpu_flags().items() if present]
     return cpu_label({"cpu_model": cpu_model(), "cpu_flags": flags})
 

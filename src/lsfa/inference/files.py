@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from lsfa.data.conll import DOCSTART, SentenceStream, write_conll
 from lsfa.data.formats import format_with_suffix
 from lsfa.data.text import split_words
 from lsfa.data.types import Sentence
@@ -283,8 +284,6 @@ class ConllStream:
         self.sep, self.has_docstart = " ", False
 
     def __iter__(self) -> Iterator[Sentence]:
-        from lsfa.data.conll import SentenceStream
-
         if _first_word_line_columns(iter_lines(self.path, self.shown)) == 1:
             yield from self._words_only()
             return
@@ -304,8 +303,6 @@ class ConllStream:
 
     def _words_only(self) -> Iterator[Sentence]:
         """Sentences of a one-word-per-line file (tags ``O``, replaced by predictions later)."""
-        from lsfa.data.conll import DOCSTART
-
         words: list[str] = []
         first, doc_id, doc_has_sentences = 0, 0, False
         for number, line in enumerate(itertools.chain(iter_lines(self.path, self.shown), [""]), start=1):
@@ -327,8 +324,6 @@ class ConllStream:
 
 
 def _first_word_line_columns(lines: Iterable[str]) -> int:
-    from lsfa.data.conll import DOCSTART
-
     for line in lines:
         fields = line.split()
         if fields and fields[0] != DOCSTART:
@@ -339,8 +334,6 @@ def _first_word_line_columns(lines: Iterable[str]) -> int:
 def conll_text(sentence: Sentence, sep: str = " ") -> str:
     """One sentence as CoNLL lines and the blank line after it (no ``-DOCSTART-``: the caller knows where
     documents start); words that cannot be written with ``sep`` are an error naming their line."""
-    from lsfa.data.conll import write_conll
-
     buffer = io.StringIO()
     write_conll([sentence], buffer, sep=sep)
     return buffer.getvalue()

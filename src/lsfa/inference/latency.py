@@ -50,7 +50,7 @@ def sentence_latency(
 def tagger_latency(model, tokenizer, words: Sequence[Sequence[str]], max_length: int | None, precision: str):
     """:func:`sentence_latency` of a token classifier through lsfa's predictor (batches of one, the given
     max_length and precision), as at the end of a training run and for runs timed afterwards."""
-    from lsfa.inference.predictor import predict_words
+    from lsfa.inference.predictor import predict_words  # lazy: the spaCy peer imports this module and needs no torch
 
     def tag_one(sentence: Sequence[str]):
         return predict_words(model, tokenizer, [sentence], max_length=max_length, batch_size=1, precision=precision)

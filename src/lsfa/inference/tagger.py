@@ -22,15 +22,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from lsfa.data.encode import EncodedSet
+from lsfa.data.encode import EncodedSet, concat_encoded, encode_sentences
 from lsfa.data.text import Word, split_words, words_as_text  # noqa: F401 (words_as_text: re-exported)
 from lsfa.errors import LsfaError
 from lsfa.inference.decode import decode_predictions, drop_below, entity_confidences, tags_of_kept
 from lsfa.inference.fast_path import with_recorded_choice
 from lsfa.inference.options import CALL_OPTIONS, InferenceOptions
-from lsfa.inference.predictor import WordPredictions, run_steps
+from lsfa.inference.predictor import WordPredictions, predict_encoded_steps, predict_words, run_steps
 from lsfa.models.classifier import quiet_transformers
-from lsfa.models.saving import META_FILE, TaggerMeta, read_meta
+from lsfa.models.optimise import optimise_for_inference
+from lsfa.models.placement import inference_load_dtype, resolve_device
+from lsfa.models.saving import META_FILE, TaggerMeta, base_config, load_tagger, read_meta
+from lsfa.precision import BF16_PRECISIONS, MERGED_ONLY_PRECISIONS, autocast_dtype, resolve_precision
 from lsfa.runs import MODEL_DIR
 
 
@@ -120,9 +123,6 @@ def _select(predicted: WordPredictions, indices: Sequence[int]) -> WordPredictio
 def _merge_dtype(folder: Path, precision: str, device):
     """The dtype a LoRA tagger's base is built and merged in on ``device``: bf16 on a GPU where that is exact and
     the merged weights end in bf16 anyway (:func:`lsfa.models.placement.inference_load_dtype`), else None (fp32)."""
-    from lsfa.models.placement import inference_load_dtype
-    from lsfa.models.saving import base_config
-
     meta = read_meta(folder)
     if meta.weights != "lora" or meta.quantize != "none" or device.type == "cpu":
         return None
@@ -142,8 +142,6 @@ class Tagger:
     ) -> None:
         """``options`` (or its fields as keywords: ``precision``, ``batch_size``, ``decoding``, ``threshold``, ...)
         say how to run; see :class:`~lsfa.inference.options.InferenceOptions`."""
-        from lsfa.precision import resolve_precision
-
         options = InferenceOptions.of(options, **option_values)
         self.model = model
         self.tokenizer = tokenizer
@@ -183,11 +181,6 @@ class Tagger:
         on ``device`` directly and merged there; a QLoRA tagger (4-bit base) is dequantised and merged, or with
         ``merge=False`` stays 4-bit with its adapter beside it (docs/large-models.md).
         """
-        from lsfa.models.optimise import optimise_for_inference
-        from lsfa.models.placement import resolve_device
-        from lsfa.models.saving import load_tagger
-        from lsfa.precision import BF16_PRECISIONS, MERGED_ONLY_PRECISIONS, autocast_dtype, resolve_precision
-
         options = InferenceOptions.of(options, **option_values)  # checked before the weights load, not after
         folder = resolve_tagger_folder(folder)
         if fast_path:  # the path `lsfa bench --choose-fast-path` measured fastest on this CPU, where not chosen
@@ -310,8 +303,6 @@ class Tagger:
         return self._prepare(texts, self.call_options(**overrides))
 
     def _prepare(self, texts: Sequence[str], options: InferenceOptions) -> list[PreparedText]:
-        from lsfa.data.encode import encode_sentences
-
         own = None if options is self.options else options
         prepared = []
         for text in texts:
@@ -325,9 +316,6 @@ class Tagger:
         """Entities of prepared texts, yielding after each forward pass (see
         :func:`lsfa.inference.predictor.predict_encoded_steps`); :func:`run_steps` drives it to the end. Each text
         is read with the options it was prepared with."""
-        from lsfa.data.encode import concat_encoded
-        from lsfa.inference.predictor import predict_encoded_steps
-
         id2label = dict(enumerate(self.labels))
         encoded = concat_encoded([item.encoded for item in prepared])
         lengths = [len(item.words) for item in prepared]
@@ -389,8 +377,6 @@ class Tagger:
         ``documents`` (one id per sequence) lets a tagger trained with document context see the
         neighbouring sequences of the same document, as in training.
         """
-        from lsfa.inference.predictor import predict_words
-
         options = self.call_options(**overrides)
         if documents is not None and len(documents) != len(sentences):
             raise LsfaError(f"{len(documents)} document ids for {len(sentences)} word sequences")

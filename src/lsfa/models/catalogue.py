@@ -48,6 +48,11 @@ from lsfa.errors import LsfaError
 DEFAULT_MODEL = "smollm2-135m"
 MARKER_FILE = "lsfa-model.json"
 """Provenance file, written last: a cache folder holding it is complete."""
+ENCODER_TYPES = {
+    "bert", "roberta", "mpnet", "deberta", "deberta-v2", "distilbert", "electra", "xlm-roberta",
+    "modernbert", "albert", "camembert", "eurobert",
+}  # fmt: skip
+"""Model types that are bidirectional encoders already: their attention is never changed."""
 
 PROBE_TEXT = "EU rejects German call to boycott British lamb. Peter Blackburn, BRUSSELS 1996-08-22"
 """Short mixed-case text used to check a converted model against its source."""

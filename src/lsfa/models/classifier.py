@@ -22,13 +22,9 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer, PretrainedConfig
 
 from lsfa.errors import LsfaError
-from lsfa.models.catalogue import unknown_model_message
-
-ENCODER_TYPES = {
-    "bert", "roberta", "mpnet", "deberta", "deberta-v2", "distilbert", "electra", "xlm-roberta",
-    "modernbert", "albert", "camembert", "eurobert",
-}  # fmt: skip
-"""Model types that are bidirectional encoders already: their attention is never changed."""
+from lsfa.models.attention import set_attention
+from lsfa.models.catalogue import ENCODER_TYPES, unknown_model_message
+from lsfa.models.quantise import quantization_config
 
 HEAD_NAMES = ("score", "classifier")
 """Names transformers gives token-classification heads (decoders / encoders)."""
@@ -164,8 +160,6 @@ def build_token_classifier(
     :mod:`lsfa.models.quantise`); ``device_map`` builds the weights straight on a device
     (:func:`lsfa.models.placement.device_map`).
     """
-    from lsfa.models.quantise import quantization_config
-
     with hub_errors(model_path):
         config = AutoConfig.from_pretrained(str(model_path))
     config, key_mapping = text_only_config(config)
@@ -226,8 +220,6 @@ def apply_attention(model: nn.Module, attention: str) -> str:
         if attention not in ("full", "bidirectional", "encoder"):
             raise LsfaError(f"{model.config.model_type} is an encoder: attention {attention!r} does not apply")
         return "full"
-    from lsfa.models.attention import set_attention
-
     return str(set_attention(model, attention))
 
 

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from lsfa.errors import LsfaError
+from lsfa.models.quantise import is_quantised_layer, quantised_layers
 
 CAST_MARK = "_lsfa_inference_precision"
 """Attribute set on a model whose linear weights :func:`optimise_for_inference` stored in bf16."""
@@ -32,8 +33,6 @@ def optimise_for_inference(model: nn.Module, precision: str) -> nn.Module:
     Returns the model to use (merging replaces a peft wrapper by the plain model). Embeddings and norms stay
     fp32, as autocast keeps them, so the residual stream is computed exactly as under plain autocast.
     """
-    from lsfa.models.quantise import quantised_layers
-
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
     model.eval()
@@ -113,6 +112,4 @@ def cast_frozen_linear_weights(model: nn.Module, dtype: torch.dtype = torch.bflo
 
 def _castable_linear(module: nn.Module) -> bool:
     """A linear layer whose weight holds numbers (not a bitsandbytes layer's packed integers)."""
-    from lsfa.models.quantise import is_quantised_layer
-
     return isinstance(module, nn.Linear) and not is_quantised_layer(module)

@@ -23,6 +23,9 @@ from dataclasses import dataclass
 
 import torch
 
+from lsfa.models.attention import get_attention
+from lsfa.models.classifier import is_encoder
+
 PACKABLE_IMPLEMENTATIONS = ("sdpa", "lsfa_sdpa")
 
 
@@ -215,8 +218,6 @@ def round_up(width: int, multiple: int | None) -> int:
 
 def packing_supported(model) -> tuple[bool, str]:
     """Whether :func:`build_inputs` gives ``model`` the same result as padded batches, and why not if not."""
-    from lsfa.models.classifier import is_encoder
-
     config = model.config
     if is_encoder(config):
         return False, f"{config.model_type} is an encoder (absolute positions and token types): not packed"
@@ -240,8 +241,6 @@ def is_causal_model(model) -> bool:
     With ``full`` the blocks stay bidirectional; with a layer subset lsfa's own attention function adds the
     triangle in the causal layers (see :mod:`lsfa.models.attention`), so the blocks stay bidirectional too.
     """
-    from lsfa.models.attention import get_attention
-
     spec = get_attention(model)
     if spec is None:
         return bool(getattr(model.config, "is_causal", True))

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from lsfa.errors import LsfaError
+from lsfa.models.quantise import is_quantised_layer
 from lsfa.precision import BF16_PRECISIONS, autocast_dtype
 
 HALF = (torch.bfloat16, torch.float16)
@@ -118,8 +119,6 @@ def device_map(device: torch.device | str | None = None) -> dict[str, torch.devi
 def raise_to_fp32_but_frozen_linear(model: nn.Module) -> int:
     """Every parameter in fp32 except the frozen weights of (unquantised) linear layers; returns how many
     parameters it raised. After a half-dtype build this is the layout of the mixed-precision LoRA recipe."""
-    from lsfa.models.quantise import is_quantised_layer
-
     keep: set[int] = set()
     for module in model.modules():
         if isinstance(module, nn.Linear) and not is_quantised_layer(module):

@@ -101,7 +101,7 @@ def dequantise(model: nn.Module, dtype: torch.dtype = torch.float32) -> nn.Modul
     (transformers' ``dequantize``); the function the model computes does not change, up to ``dtype``."""
     if not quantised_layers(model):
         return model
-    from lsfa.models.classifier import quiet_transformers
+    from lsfa.models.classifier import quiet_transformers  # cycle: classifier imports this module at its top
 
     with quiet_transformers():
         model = model.dequantize(dtype=dtype)

@@ -4,7 +4,8 @@ A tagger folder holds ``lsfa.json`` (labels, attention, base model, how it was t
 the tokenizer, and either a LoRA adapter with its trained head (``weights="lora"``: small, needs the base
 model) or complete weights (``weights="full"`` or ``"merged"``: a plain transformers folder whose
 ``config.json`` carries ``lsfa_attention``). Folders are written to a temporary sibling and renamed into
-place, so a crash never leaves a half-written tagger behind.
+place, so a crash never leaves a half-written tagger behind. The ``lsfa.json`` schema and its readers are
+:mod:`lsfa.models.meta` (no torch), re-exported here.
 """
 
 from __future__ import annotations
@@ -14,39 +15,24 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Literal
 
-from pydantic import BaseModel, Field
+import torch
+from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer
 
-from lsfa.data.encode import Context
 from lsfa.errors import LsfaError
 from lsfa.models import merged_cache
-from lsfa.version import __version__
-
-META_FILE = "lsfa.json"
-
-
-class TaggerMeta(BaseModel):
-    """Everything needed to rebuild a tagger's behaviour besides its weights."""
-
-    lsfa_version: str = __version__
-    base_model: str
-    model_type: str
-    labels: list[str]
-    attention: str = "full"
-    weights: Literal["lora", "full", "merged"] = "lora"
-    label_all_subtokens: bool = False
-    max_length: int = 512
-    context: Context = "sentence"
-    task: Literal["spans", "tokens"] = "spans"
-    """``spans``: BIO tags read as entities; ``tokens``: a flat tag per word (part of speech)."""
-    layers: int | None = Field(None, ge=1)
-    """How many of the base model's transformer layers the tagger keeps (None: all)."""
-    quantize: Literal["none", "4bit", "8bit"] = "none"
-    """How the base was quantised in training (QLoRA: ``4bit``); loading quantises it the same way again."""
-    temperature: float = Field(1.0, gt=0)
-    """Softmax temperature fitted on the dev split at training end (1.0: uncalibrated, as in older folders)."""
-    extra: dict = Field(default_factory=dict)
+from lsfa.models.catalogue import resolve_model
+from lsfa.models.classifier import (
+    apply_attention,
+    build_token_classifier,
+    ensure_token_classification_class,
+    head_name,
+    is_encoder,
+    peft_quietly,
+)
+from lsfa.models.meta import META_FILE, TaggerMeta, read_meta, update_meta  # noqa: F401 (update_meta: re-exported)
+from lsfa.models.placement import device_map, raise_to_fp32_but_linear_weights, training_load_dtype
+from lsfa.models.quantise import dequantise
 
 
 def save_tagger(model, tokenizer, folder: str | Path, meta: TaggerMeta, merge: bool = False) -> Path:
@@ -98,8 +84,6 @@ def _refuse_plain_loading(config_file: Path, attention: str) -> None:
 
 def _tagger_config(folder: Path):
     """The folder's transformers config, with a layer-subset guard undone (see :func:`_refuse_plain_loading`)."""
-    from transformers import AutoConfig
-
     raw = json.loads((folder / "config.json").read_text())
     if raw.get("model_type") != GUARDED_MODEL_TYPE:
         return AutoConfig.from_pretrained(str(folder))
@@ -152,8 +136,6 @@ def export_tagger(source: str | Path, out: str | Path, merged: bool = True, prec
     """A self-contained, hub-ready copy of a tagger folder: weights (LoRA merged in with ``merged``, a plain
     transformers folder then), tokenizer, ``lsfa.json`` and the model card; ``precision="bf16"`` halves the
     weights on disk. Pushing is left to ``huggingface_hub`` (``HfApi().upload_folder``)."""
-    import torch
-
     if precision not in ("fp32", "bf16"):
         raise LsfaError(f"--precision must be fp32 or bf16 for an export, not {precision!r}")
     source, out = Path(source), Path(out)
@@ -167,28 +149,6 @@ def export_tagger(source: str | Path, out: str | Path, merged: bool = True, prec
     if card.is_file():
         shutil.copyfile(card, folder / "README.md")
     return folder
-
-
-def update_meta(folder: str | Path, **changes) -> TaggerMeta:
-    """Rewrite a tagger folder's ``lsfa.json`` with ``changes`` (e.g. a fitted temperature), atomically."""
-    meta = read_meta(folder).model_copy(update=changes)
-    TaggerMeta.model_validate(meta.model_dump())  # the changes must be valid fields and values
-    path = Path(folder) / META_FILE
-    staging = path.with_name(f".{META_FILE}.tmp")
-    staging.write_text(meta.model_dump_json(indent=2) + "\n")
-    os.replace(staging, path)
-    return meta
-
-
-def read_meta(folder: str | Path) -> TaggerMeta:
-    """The ``lsfa.json`` of a tagger folder, with a clear error when the folder is not a tagger."""
-    path = Path(folder) / META_FILE
-    if not path.is_file():
-        raise LsfaError(f"{folder}: not an lsfa tagger folder (no {META_FILE}); train one with `lsfa train`")
-    try:
-        return TaggerMeta.model_validate(json.loads(path.read_text()))
-    except (json.JSONDecodeError, ValueError) as error:
-        raise LsfaError(f"{path}: unreadable tagger metadata: {error}") from error
 
 
 def load_tagger(
@@ -212,12 +172,6 @@ def load_tagger(
     in that dtype and merges there (:func:`lsfa.models.placement.inference_load_dtype` says when that is exact):
     half the memory of an fp32 merge on the device.
     """
-    import torch
-    from transformers import AutoTokenizer
-
-    from lsfa.models.classifier import apply_attention
-    from lsfa.models.placement import device_map
-
     folder = Path(folder)
     meta = read_meta(folder)
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
@@ -230,18 +184,11 @@ def load_tagger(
 
         base = _lora_base(meta, attn_implementation, placement, compute_dtype, base_dtype if half else None)
         if half:
-            from lsfa.models.classifier import head_name
-            from lsfa.models.placement import raise_to_fp32_but_linear_weights
-
             raise_to_fp32_but_linear_weights(base, head_name(base))
         if meta.quantize != "none" and not keep_quantised:
-            from lsfa.models.quantise import dequantise
-
             base = dequantise(base, torch.float32)
         elif keep_quantised and merge:
             raise LsfaError("a quantised base cannot be merged exactly: keep_quantised needs merge=False")
-        from lsfa.models.classifier import peft_quietly
-
         with peft_quietly():
             model = PeftModel.from_pretrained(base, str(folder))
         if merge:
@@ -257,32 +204,21 @@ def load_tagger(
 
 def base_config(meta: TaggerMeta):
     """The ``config.json`` of the base model a tagger was trained from (to choose how to build it)."""
-    from transformers import AutoConfig
-
     return AutoConfig.from_pretrained(str(_base_folder(meta)))
 
 
 def _on_cpu(device) -> bool:
     """Whether weights built for ``device`` live on the CPU (the only place the merged cache is used)."""
-    import torch
-
     return device is None or torch.device(device).type == "cpu"
 
 
 def _base_folder(meta: TaggerMeta) -> Path | str:
     """The base model a LoRA tagger was trained on, as ``_lora_base`` finds it."""
-    from lsfa.models.catalogue import resolve_model
-
     return resolve_model(meta.base_model)
 
 
 def _load_full_weights(folder: Path, attn_implementation: str | None, placement):
     """A folder of complete weights (a full or merged tagger, or a merged-cache entry) as a token classifier."""
-    import torch
-    from transformers import AutoModelForTokenClassification
-
-    from lsfa.models.classifier import ensure_token_classification_class, is_encoder
-
     config = _tagger_config(folder)
     ensure_token_classification_class(config)
     if is_encoder(config):  # as in training: some encoders (MPNet) have no SDPA path, let transformers choose
@@ -297,13 +233,6 @@ def _lora_base(meta: TaggerMeta, attn_implementation: str, placement, compute_dt
     """The base model a LoRA tagger's adapter goes on: built as in training (the same layers, and quantised the
     same way from the same stored values, so a QLoRA base gets the very codes training saw), in ``dtype`` when
     given (default fp32)."""
-    import torch
-    from transformers import AutoConfig
-
-    from lsfa.models.catalogue import resolve_model
-    from lsfa.models.classifier import build_token_classifier
-    from lsfa.models.placement import training_load_dtype
-
     path = resolve_model(meta.base_model)
     dtype = dtype or torch.float32
     if meta.quantize != "none":

@@ -37,7 +37,7 @@ from lsfa.data.text import split_words
 from lsfa.data.types import Sentence
 from lsfa.errors import DataFormatError, LsfaError
 from lsfa.inference.tagger import Tagger, resolve_tagger_folder
-from lsfa.models.saving import read_meta
+from lsfa.models.meta import read_meta
 from lsfa.settings import home_dir
 from lsfa.training.config import DistillOptions, TrainConfig
 from lsfa.version import __version__

@@ -19,7 +19,7 @@ from lsfa.eval.tokens import token_scores
 from lsfa.inference.calibration import fit_dev_temperature
 from lsfa.inference.decode import viterbi_column
 from lsfa.inference.predictor import WordPredictions, predict_words
-from lsfa.models.saving import update_meta
+from lsfa.models.meta import update_meta
 from lsfa.runs import RunFolder
 from lsfa.training.config import TrainConfig
 
