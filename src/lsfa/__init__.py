@@ -49,7 +49,7 @@ __all__ = [
     "train",
 ]
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # for type checkers only: at run time __getattr__ imports each name on first use (no torch)
     from lsfa.api import evaluate, train
     from lsfa.data.corpora import load_corpus
     from lsfa.errors import LsfaError

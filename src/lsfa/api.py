@@ -22,6 +22,7 @@ from lsfa.inference.evaluate import evaluate_model
 from lsfa.inference.tagger import Tagger
 from lsfa.runs import MODEL_DIR
 from lsfa.training.config import TrainConfig, deep_merge, load_config
+from lsfa.training.time_limit import deadline_after, parse_duration
 
 
 def train(
@@ -40,9 +41,7 @@ def train(
     and raises ``lsfa.TimeLimitReached``; call again with ``resume=True`` to continue. Under torchrun, call
     ``torch.distributed.destroy_process_group()`` on every rank when done (``lsfa train`` does), or a rank may
     abort as Python exits."""
-    from lsfa.training.runner import train as run_training
-    from lsfa.training.time_limit import deadline_after, parse_duration
-
+    from lsfa.training.runner import train as run_training  # lazy: the Trainer and peft, for training only
     resolved = _config_of(config, overrides)
     deadline = deadline_after(parse_duration(time_limit, "time_limit"))
     metrics = run_training(resolved, resume=resume, log=log, deadline=deadline)

@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 
+from lsfa.precision import bf16_speedup, resolve_precision
+
 SPEED_FLAGS = ("avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx512_fp16")
 """CPU flags that change which kernels run: AVX-512, native bf16 dot products, AMX tiles."""
 
@@ -57,8 +59,6 @@ def cpu_capability() -> str:
 
 def machine_summary(measure_bf16: bool = True) -> dict[str, Any]:
     """CPU, flags, torch capability, cores and threads, GPU, and (measured) what ``precision: auto`` picks."""
-    from lsfa.precision import bf16_speedup, resolve_precision
-
     summary: dict[str, Any] = {
         "cpu_model": cpu_model(),
         "cpu_flags": [flag for flag, present in cpu_flags().items() if present],

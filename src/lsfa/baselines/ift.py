@@ -183,7 +183,7 @@ def generate_responses(
     import torch
     from transformers import GenerationConfig
 
-    from lsfa.inference.predictor import autocast_context
+    from lsfa.inference.predictor import autocast_context  # lazy: torch, as above; prompts and parsing need none
 
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id

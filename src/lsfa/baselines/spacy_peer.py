@@ -28,11 +28,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from lsfa.data.conll import write_conll
+from lsfa.data.corpora import load_split
 from lsfa.data.docbin import doc_tags, require_spacy, sentences_to_docs, spacy_words, write_docbin  # noqa: F401
 from lsfa.data.types import Sentence
 from lsfa.errors import LsfaError
+from lsfa.eval.report import evaluate_sentences
 from lsfa.inference.latency import sentence_latency
+from lsfa.runs import RunFolder, machine_info
 from lsfa.training.config import TrainConfig
+from lsfa.training.dataset import load_training_data
 
 OPTIONS = ("optimize", "max_steps", "patience", "eval_frequency", "overrides", "batch_size")
 SPACY_DIR = "spacy"
@@ -69,7 +74,7 @@ def check_options(options: dict[str, Any]) -> None:
 
 def train_command(config: TrainConfig, options: dict[str, Any], work: Path) -> list[str]:
     """The ``spacy train`` command line for a grid cell."""
-    from lsfa.baselines import spacy_logger
+    from lsfa.baselines import spacy_logger  # lazy: it imports spaCy, an optional extra
 
     settings = {
         "paths.train": str(work / "train.spacy"),
@@ -170,8 +175,6 @@ def train_spacy(
     check_options(options)
     if config.max_train_time:
         log("note: max_train_time does not apply to the spaCy peer, which trains on its own schedule (max_steps)")
-    from lsfa.training.dataset import load_training_data  # it imports torch, which the spaCy peer does not need
-
     wall_start = time.perf_counter()
     run_dir = Path(run_dir)
     work = run_dir / SPACY_DIR
@@ -197,8 +200,6 @@ def train_spacy(
     metrics.update(_evaluate_splits(nlp, config, dev_sentences, run_dir, options, log))
     metrics.update(_timing(progress, train_words, train_seconds, wall_start, peak_mb))
     metrics["parameters"] = count_parameters(nlp)
-    from lsfa.runs import RunFolder, machine_info
-
     metrics["machine"] = machine_info()
     RunFolder(run_dir).write_metrics(metrics)
     return metrics
@@ -206,14 +207,8 @@ def train_spacy(
 
 def _evaluate_splits(nlp, config, dev_sentences, run_dir: Path, options, log) -> dict[str, Any]:
     """Tag dev and test with ``model-best``, write CoNLL predictions, score as lsfa runs are scored."""
-    from lsfa.data.conll import write_conll
-    from lsfa.eval.report import evaluate_sentences
-    from lsfa.runs import RunFolder
-
     splits = {"dev": dev_sentences}
     if config.test_split:
-        from lsfa.data.corpora import load_split
-
         test = load_split(config.corpus, config.test_split, data_dir=config.data_dir).sentences
         splits["test"] = test[: config.test_limit]
     results: dict[str, Any] = {}

@@ -84,7 +84,7 @@ def read_conll(
     Raises :class:`DataFormatError` naming the file and line for anything malformed.
     """
     path = Path(path)
-    lines = _read_text_lines(path)
+    lines = read_text_lines(path)
     source_scheme = _scheme_or_error(scheme, path) if scheme else None
     target_scheme = _scheme_or_error(convert_to, path) if convert_to else None
     warnings: list[str] = []
@@ -156,7 +156,7 @@ def _scheme_or_error(name: str, path: Path) -> str:
         raise LsfaError(f"{path}: {error}") from None
 
 
-def _read_text_lines(path: Path) -> list[str]:
+def read_text_lines(path: Path) -> list[str]:
     """The file's lines (without line ends), refusing missing, empty and binary files."""
     if not path.exists():
         raise LsfaError(f"{path}: no such file")

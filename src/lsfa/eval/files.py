@@ -15,7 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lsfa.data.conll import ConllFile, read_conll
+from lsfa.data.conll import ConllFile, read_conll, read_text_lines
+from lsfa.data.formats import format_of, read_file
 from lsfa.data.schemes import normalise_scheme
 from lsfa.data.types import Sentence
 from lsfa.errors import DataFormatError, LsfaError
@@ -59,7 +60,7 @@ def compare_files(
     aligned with ``gold`` and checked as :func:`evaluate_files` checks them. Whole documents are drawn when the
     gold file marks several (``-DOCSTART-``), since the sentences of a document share entities; otherwise
     sentences."""
-    from lsfa.eval.significance import paired_bootstrap
+    from lsfa.eval.significance import paired_bootstrap  # lazy: numpy, for --baseline only
 
     gold, baseline, pred = _read_aligned([gold_path, baseline_path, pred_path], scheme, mode, warn)
     documents = [s.doc_id for s in gold.sentences]
@@ -99,8 +100,6 @@ def _read_aligned(
 def _read(path: str | Path, scheme: str, gold: ConllFile | None = None) -> ConllFile:
     """A CoNLL file in ``scheme``, a file of another format of :mod:`lsfa.data.formats` (span JSONL, DocBin,
     BRAT: those hold entities, read as IOB2), or for a prediction (``gold`` given) a tags-only ``.tags`` file."""
-    from lsfa.data.formats import format_of, read_file
-
     if gold is not None and Path(path).suffix.lower() == TAGS_ONLY_SUFFIX:
         return read_tags_only(path, gold)
     data_format = format_of(path)
@@ -118,11 +117,9 @@ def read_tags_only(path: str | Path, gold: ConllFile) -> ConllFile:
     Raises :class:`DataFormatError` for a line holding more than a tag and for a block whose length differs
     from its gold sentence's, and :class:`LsfaError` when the counts of sentences differ.
     """
-    from lsfa.data.conll import _read_text_lines
-
     blocks: list[tuple[int, list[str]]] = []  # (line of the first tag, tags)
     current: list[str] | None = None
-    for number, raw in enumerate(_read_text_lines(Path(path)), 1):
+    for number, raw in enumerate(read_text_lines(Path(path)), 1):
         fields = raw.split()
         if len(fields) > 1:
             raise DataFormatError(f"expected one tag per line ({TAGS_ONLY_SUFFIX} file), found {raw!r}", path, number)

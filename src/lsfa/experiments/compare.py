@@ -28,7 +28,7 @@ def compare_attention(
     config: TrainConfig, attentions: Sequence[str], log: Callable[[str], None] = print
 ) -> dict[str, dict[str, Any]]:
     """Train (or reuse) one run per attention setting; return each run's metrics."""
-    from lsfa.training.runner import train
+    from lsfa.training.runner import train  # lazy: torch and transformers; the table helpers below need neither
 
     results: dict[str, dict[str, Any]] = {}
     for attention in attentions:

@@ -46,8 +46,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lsfa.errors import LsfaError
 from lsfa.experiments.systems import TAGGER, peer_names, system_named
+from lsfa.models.catalogue import CATALOGUE
 from lsfa.runs import LOCK_FILE as LOCK_FILE  # the cell lock, by its name here too
-from lsfa.runs import RunFolder, RunMetrics, claim_folder, lock_holder, release_folder
+from lsfa.runs import RunFolder, RunMetrics, claim_folder, lock_holder, release_folder, write_json_atomic
 from lsfa.training.config import TrainConfig, deep_merge, load_config
 from lsfa.training.time_limit import TimeLimitReached, deadline_after
 from lsfa.yaml_files import read_yaml_mapping
@@ -315,8 +316,6 @@ def _attention_for(spec: GridSpec, model: ModelEntry) -> list[str]:
 
 def catalogue_kind(name: str) -> str | None:
     """``decoder``/``encoder`` for catalogue names, None for paths and unknown names."""
-    from lsfa.models.catalogue import CATALOGUE
-
     entry = CATALOGUE.get(name)
     return entry.kind if entry else None
 
@@ -446,7 +445,7 @@ def run_grid(
 
 def unfinished_state(folder: Path) -> str:
     """What a dry run says of an unfinished cell: whether a live process holds it, and where it would resume."""
-    from lsfa.training.checkpoints import resume_point
+    from lsfa.training.checkpoints import resume_point  # lazy: transformers, for a dry run's unfinished cells only
 
     point = resume_point(folder)
     saved = f"step {point['step']} of {point['max_steps']} saved (epoch {point['epoch']:.2f})" if point else ""
@@ -529,8 +528,6 @@ def _write_grid_file(spec: GridSpec, grid_dir: Path) -> None:
 
 def _update_failures(grid_dir: Path, cells: list[Cell], outcome: GridOutcome) -> None:
     """``failures.json``: this run's failures plus older ones of cells not retried and still unfinished."""
-    from lsfa.runs import write_json_atomic
-
     path = grid_dir / FAILURES_FILE
     attempted = set(outcome.trained) | {f["cell"] for f in outcome.failed}
     keep = []

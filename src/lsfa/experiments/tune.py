@@ -178,7 +178,7 @@ def make_pruner(optuna):
 
 
 def _objective(trial_base: TrainConfig, space, out: Path, log):
-    from lsfa.training.runner import train
+    from lsfa.training.runner import train  # lazy: torch and transformers, after the space file is checked
 
     optuna = _optuna()
 
@@ -216,7 +216,7 @@ def pruning_callback(trial, optuna):
 
 def _final_run(base: TrainConfig, params: dict[str, Any], out: Path, log) -> dict[str, Any]:
     """The best configuration at the base config's full budget, scored once on test."""
-    from lsfa.training.runner import train
+    from lsfa.training.runner import train  # lazy: torch and transformers, after the space file is checked
 
     folder = RunFolder(out / "best")
     config = load_config(None, deep_merge(base.model_dump(), {**overrides_of(params), "output_dir": str(folder.path)}))

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from lsfa.data.encode import Context
 from lsfa.errors import LsfaError
+from lsfa.training.time_limit import parse_duration
 from lsfa.yaml_files import read_yaml_mapping
 
 
@@ -134,8 +135,6 @@ class TrainConfig(BaseModel):
     @field_validator("max_train_time", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> Any:
-        from lsfa.training.time_limit import parse_duration
-
         if value is None or isinstance(value, int | float):
             return value
         try:
