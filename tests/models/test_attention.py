@@ -18,7 +18,6 @@ from lsfa.models.attention import (
     AttentionSpec,
     _has_causal_buffer,
     get_attention,
-    padding_position_ids,
     parse_attention,
     restore_attention,
     set_attention,
@@ -104,6 +103,17 @@ def test_str_round_trips_through_parse(case: tuple[int, set[int]]) -> None:
     spec = parse_attention(text, num_layers)
     assert parse_attention(str(spec), num_layers) == spec
     assert set(spec.bidirectional_layers(num_layers)) == chosen
+
+
+def padding_position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Position ids that start at 0 on the first real token of each row: what a caller passes with left padding
+    (lsfa itself pads on the right, ``models.classifier.load_tokenizer``).
+
+    Models with absolute position embeddings (GPT-2) otherwise give a left-padded sentence other positions
+    than the same sentence alone; rotary models only see relative offsets but get the same numbers too.
+    """
+    positions = attention_mask.long().cumsum(-1) - 1
+    return positions.clamp(min=0)
 
 
 def test_padding_position_ids_start_at_first_real_token() -> None:

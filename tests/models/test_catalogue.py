@@ -364,7 +364,7 @@ def test_verification_catches_corrupted_weights(tmp_path: Path) -> None:
 
 @pytest.fixture
 def provisioned_default() -> Path:
-    if not catalogue.is_provisioned(DEFAULT_MODEL):
+    if not catalogue.is_complete(model_dir(DEFAULT_MODEL)):
         pytest.skip(f"{DEFAULT_MODEL} is not provisioned (run `lsfa models fetch {DEFAULT_MODEL}`)")
     return model_dir(DEFAULT_MODEL)
 

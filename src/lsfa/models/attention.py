@@ -503,13 +503,3 @@ def restore_attention(model: nn.Module, default: AttentionSpec | str | None = No
             )
         return set_attention(model, default)
     return set_attention(model, str(recorded))
-
-
-def padding_position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Position ids that start at 0 on the first real token of each row (needed with left padding).
-
-    Models with absolute position embeddings (GPT-2) otherwise give a left-padded sentence other positions
-    than the same sentence alone; rotary models only see relative offsets but get the same numbers too.
-    """
-    positions = attention_mask.long().cumsum(-1) - 1
-    return positions.clamp(min=0)

@@ -288,11 +288,6 @@ def is_complete(folder: Path) -> bool:
     return (folder / MARKER_FILE).is_file()
 
 
-def is_provisioned(name: str) -> bool:
-    """Whether the catalogue model ``name`` is ready in the cache."""
-    return is_complete(model_dir(name))
-
-
 def list_models() -> list[dict[str, Any]]:
     """One row per catalogue entry, with whether (and where) it is provisioned."""
     rows = []
