@@ -151,7 +151,7 @@ def test_an_8b_llama_qlora_run_is_planned_within_24_gb(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(LLAMA_8B))
     counts = count_on_meta_device(tmp_path)
     assert 7.4e9 < counts.total < 7.6e9  # 8.03B less the 0.53B LM head a token classifier does not have
-    rows = {(row.use, row.recipe): row for row in estimates(counts, batch_size=8, max_length=256)}
+    rows = {(row.use, row.recipe): row for row in estimates(counts, batch_size=8, max_length=256, checkpointing=True)}
     assert rows["train", "QLoRA 4bit"].total < 24 * GIB < rows["train", "LoRA fp32"].total
     embeddings_and_norms = counts.total - counts.linear - counts.head  # fp32 beside the bf16 frozen projections
     assert rows["train", "LoRA bf16/fp16"].weights == 2 * (counts.linear + counts.head) + 4 * embeddings_and_norms

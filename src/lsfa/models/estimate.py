@@ -8,25 +8,38 @@ gradients and AdamW state of the trainable part, and the activations kept for th
 One computation, :func:`memory`, serves both commands: ``lsfa models estimate`` (every recipe side by side,
 :func:`estimates`) and ``lsfa plan`` (one training config, :mod:`lsfa.training.plan`).
 
-The figures are estimates, stated as such: weights and optimiser state are exact byte counts of the tensors;
-activations follow the per-layer count of Korthikanti et al. (2022) for a transformer layer with fused
-attention (about 34 x hidden bytes per token and layer in half precision, no sequence-squared term because SDPA
-and FlashAttention never store the score matrix), or, with gradient checkpointing, each layer's input plus one
-layer's activations. CUDA context, allocator fragmentation and kernel workspaces (often 1-2 GB) are not counted.
+Weights and optimiser state are exact byte counts of the tensors. Activations are counted, not modelled: a
+one-layer and a two-layer copy of the model (LoRA-wrapped as the run is, in its activation dtype) run one forward
+pass on the meta device at the run's batch and length, and every tensor autograd saves for the backward pass is
+summed (parameters excluded), which gives the bytes per layer and the rest (embeddings, final norm, head, loss).
+Why not a formula: Korthikanti et al. (2022) count 34 x hidden bytes per token and layer (half precision) for
+Megatron's fused layers; transformers' Llama-3.1-8B layer with LoRA under bf16 saves about 110 x hidden bytes (its
+norms keep fp32 tensors, rotary embeddings, SwiGLU's three products, LoRA dropout's copy of each adapted input), so
+a plan built on the formula was 2.5x short of a measured CPU peak (docs/results/plan-check.json). In fp32 the count
+equals the bytes a real CPU step saves (tested); in bf16 it builds the model in bf16, where autocast would keep a
+few tensors in fp32 (tiny Llama, Qwen2, Gemma 3: LoRA +15%, full fine-tuning -12 to -25%).
+Attention is counted as the fused kernels (FlashAttention, SDPA's efficient kernel) store it: query, key, value,
+output and a log-sum-exp, never the score matrix. With gradient checkpointing, each layer's input is kept and one
+layer's activations are live at a time. CUDA context, allocator fragmentation, kernel workspaces and the
+transient gradients of the backward pass (often 1-2 GB together) are not counted.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import torch
 from accelerate import init_empty_weights
 from torch import nn
-from transformers import AutoConfig, AutoModelForTokenClassification, PretrainedConfig
+from transformers import AttentionInterface, AutoConfig, AutoModelForTokenClassification, PretrainedConfig
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 from lsfa.models.classifier import (
+    apply_lora,
     ensure_token_classification_class,
     hub_errors,
     keep_first_layers,
@@ -64,6 +77,9 @@ class ParameterCounts:
     hidden: int
     layers: int
     vocabulary: int
+    config: PretrainedConfig | None = field(default=None, compare=False, repr=False)
+    """The config counted, for the meta-device count of activations (:func:`saved_activations`)."""
+    targets: Sequence[str] | str = "all-linear"
 
 
 def load_model_config(model_path: str | Path, layers: int | None = None) -> PretrainedConfig:
@@ -84,6 +100,7 @@ def count_on_meta_device(
     """Build the token classifier of ``model`` (a config, or a folder or hub id read by :func:`load_model_config`)
     on the meta device and count its parameters by role."""
     config = model if isinstance(model, PretrainedConfig) else load_model_config(model)
+    ensure_token_classification_class(config)
     config.num_labels = num_labels
     with init_empty_weights():
         built = AutoModelForTokenClassification.from_config(config)
@@ -105,6 +122,8 @@ def count_on_meta_device(
         hidden=int(text.hidden_size),
         layers=int(text.num_hidden_layers),
         vocabulary=int(getattr(text, "vocab_size", 0) or 0),
+        config=config,
+        targets=targets,
     )
 
 
@@ -122,6 +141,8 @@ class Recipe:
     """Bytes per activation value: 2 under bf16/fp16 autocast, 4 in fp32."""
     checkpointing: bool = False
     lora_r: int = 32
+    lora_dropout: float = 0.05
+    """LoRA dropout keeps a dropped copy of every adapted layer's input: activations, not weights."""
     build_storage: Storage | None = None
     """How the weights are held while they are built, where that differs from ``storage`` (a LoRA run whose
     checkpoint is stored in fp32 builds in fp32, then casts its frozen linear weights to the autocast dtype)."""
@@ -173,12 +194,96 @@ def weight_bytes(counts: ParameterCounts, storage: Storage) -> float:
     return counts.linear * per_linear + counts.head * head + other * (2 if storage == "half" else 4)
 
 
-def activation_bytes(counts: ParameterCounts, tokens: int, checkpointing: bool, value_bytes: int = 2) -> float:
-    """Activations kept for the backward pass over ``tokens`` sub-tokens per step, ``value_bytes`` per value."""
-    per_layer = 17 * value_bytes * counts.hidden * tokens
-    if checkpointing:
-        return counts.layers * value_bytes * counts.hidden * tokens + per_layer
-    return counts.layers * per_layer
+_COUNTING_ATTENTION = "lsfa_count_saved"
+"""The attention function the meta-device count runs: shapes as the fused kernels save them (no score matrix)."""
+
+
+class _SavedLikeFusedAttention(torch.autograd.Function):
+    """Attention that saves for backward what FlashAttention and SDPA's efficient kernel save: query, key, value
+    (key and value unrepeated under grouped-query attention), the output and an fp32 log-sum-exp per row and head.
+    The meta device runs no fused kernel (its SDPA is the math path, which keeps the score matrix)."""
+
+    @staticmethod
+    def forward(ctx, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+        output = torch.empty_like(query)
+        ctx.save_for_backward(query, key, value, output, query.new_empty(query.shape[:-1], dtype=torch.float32))
+        return output
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # pragma: no cover - the count never runs a backward pass
+        raise NotImplementedError("the meta-device count only runs forward")
+
+
+def _counting_attention(module, query, key, value, attention_mask, **kwargs):
+    """An ``AttentionInterface`` function: (batch, heads, length, dim) in, (batch, length, heads, dim) out."""
+    return _SavedLikeFusedAttention.apply(query, key, value).transpose(1, 2).contiguous(), None
+
+
+AttentionInterface.register(_COUNTING_ATTENTION, _counting_attention)
+AttentionMaskInterface.register(_COUNTING_ATTENTION, sdpa_mask)
+
+
+@dataclass(frozen=True)
+class SavedActivations:
+    """Bytes autograd saves per step of one run's shape: per transformer layer, and for the rest of the model."""
+
+    per_layer: float
+    rest: float
+    layer_input: float
+    """One layer's input (what gradient checkpointing keeps per layer)."""
+
+    def total(self, layers: int, checkpointing: bool) -> float:
+        if checkpointing:
+            return self.rest + layers * self.layer_input + self.per_layer
+        return self.rest + layers * self.per_layer
+
+
+def saved_activations(
+    config: PretrainedConfig, recipe: Recipe, batch_size: int, max_length: int, targets: Sequence[str] | str
+) -> SavedActivations:
+    """Count what one forward pass saves for backward, on the meta device, for a one- and a two-layer copy of
+    ``config`` trained as ``recipe`` (its activation dtype; LoRA with ``recipe.lora_r`` and dropout, or full)."""
+    one, two = (_saved_bytes(config, layers, recipe, batch_size, max_length, targets) for layers in (1, 2))
+    hidden = int(config.get_text_config().hidden_size)
+    return SavedActivations(
+        per_layer=two - one, rest=2 * one - two, layer_input=batch_size * max_length * hidden * recipe.activation_bytes
+    )
+
+
+def activations_of(counts: ParameterCounts, recipe: Recipe, batch_size: int, max_length: int) -> SavedActivations:
+    """:func:`saved_activations` of the model ``counts`` was counted from."""
+    if counts.config is None:
+        raise ValueError("these counts carry no config: count them with count_on_meta_device")
+    return saved_activations(counts.config, recipe, batch_size, max_length, counts.targets)
+
+
+def _saved_bytes(
+    config: PretrainedConfig, layers: int, recipe: Recipe, batch_size: int, max_length: int, targets
+) -> float:
+    """Bytes of the tensors autograd saves in one forward pass of a ``layers``-layer copy, parameters excluded."""
+    config = copy.deepcopy(config)
+    keep_first_layers(config, min(layers, config.get_text_config().num_hidden_layers))
+    dtype = torch.float32 if recipe.activation_bytes == 4 else torch.bfloat16  # autocast's compute dtype
+    with init_empty_weights(include_buffers=True):
+        model = AutoModelForTokenClassification.from_config(
+            config, attn_implementation=_COUNTING_ATTENTION, dtype=dtype
+        )
+    if recipe.mode == "lora":
+        model = apply_lora(model, recipe.lora_r, 2 * recipe.lora_r, recipe.lora_dropout, targets)
+    model.train()
+    own = {tensor.untyped_storage()._cdata for tensor in [*model.parameters(), *model.buffers()]}
+    saved: dict[int, int] = {}
+
+    def keep(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        if storage._cdata not in own:
+            saved[storage._cdata] = storage.nbytes()
+        return tensor
+
+    ids = torch.zeros(batch_size, max_length, dtype=torch.long, device="meta")
+    with torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor):
+        model(input_ids=ids, labels=ids)
+    return float(sum(saved.values()))
 
 
 def trainable_parameters(counts: ParameterCounts, recipe: Recipe) -> int:
@@ -188,9 +293,11 @@ def trainable_parameters(counts: ParameterCounts, recipe: Recipe) -> int:
     return counts.lora_per_rank * recipe.lora_r + counts.head
 
 
-def memory(counts: ParameterCounts, recipe: Recipe, batch_size: int, max_length: int) -> MemoryEstimate:
+def memory(
+    counts: ParameterCounts, recipe: Recipe, batch_size: int, max_length: int, saved: SavedActivations | None = None
+) -> MemoryEstimate:
     """The memory of ``recipe`` for steps of ``batch_size`` rows of ``max_length`` sub-tokens (rows assumed full:
-    the worst step, which a long sentence or a document window reaches)."""
+    the worst step, which a long sentence or a document window reaches); ``saved`` if already counted."""
     tokens = batch_size * max_length
     if recipe.use == "infer":
         acts = 4 * counts.hidden * tokens * recipe.activation_bytes  # a few live hidden states, no backward
@@ -202,7 +309,9 @@ def memory(counts: ParameterCounts, recipe: Recipe, batch_size: int, max_length:
     return MemoryEstimate(
         "train", recipe.name, weights, adapter=0.0 if full else trainable * 4.0, gradients=trainable * 4.0,
         optimiser=trainable * 8.0,
-        activations=activation_bytes(counts, tokens, recipe.checkpointing, recipe.activation_bytes),
+        activations=(saved or activations_of(counts, recipe, batch_size, max_length)).total(
+            counts.layers, recipe.checkpointing
+        ),
         trainable_parameters=trainable, loading=build if build > weights else 0.0,
     )  # fmt: skip
 
@@ -232,8 +341,14 @@ def estimates(
 ) -> list[MemoryEstimate]:
     """Training and inference memory of the recipes lsfa runs, for ``batch_size`` rows of ``max_length`` (the head's
     labels are those ``counts`` was built with)."""
-    recipes = standard_recipes(lora_r, checkpointing)
-    return [memory(counts, recipe, batch_size, max_length) for recipe in recipes]
+    counted: dict[tuple, SavedActivations] = {}  # one meta-device count per (mode, dtype): the QLoRAs share LoRA's
+    rows = []
+    for recipe in standard_recipes(lora_r, checkpointing):
+        key = (recipe.mode, recipe.activation_bytes)
+        if recipe.use == "train" and key not in counted:
+            counted[key] = activations_of(counts, recipe, batch_size, max_length)
+        rows.append(memory(counts, recipe, batch_size, max_length, counted.get(key)))
+    return rows
 
 
 def describe_counts(counts: ParameterCounts) -> str:

@@ -14,7 +14,7 @@ each; ``gradient_accumulation`` adds steps, not memory.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 import torch
@@ -27,6 +27,7 @@ from lsfa.models.estimate import (
     ParameterCounts,
     Recipe,
     Storage,
+    activations_of,
     count_on_meta_device,
     describe_counts,
     load_model_config,
@@ -116,18 +117,15 @@ def plan_run(
     recipe = Recipe(
         "train", _recipe_name(config, precision), mode=config.mode, storage=storage,
         activation_bytes=2 if precision in ("bf16", "fp16") else 4, checkpointing=config.gradient_checkpointing,
-        lora_r=config.lora.r, build_storage=build,
+        lora_r=config.lora.r, lora_dropout=config.lora.dropout, build_storage=build,
     )  # fmt: skip
-    estimate = memory(counts, recipe, config.batch_size, config.max_length)
-    other = memory(counts, _with_checkpointing(recipe, not recipe.checkpointing), config.batch_size, config.max_length)
+    saved = activations_of(counts, recipe, config.batch_size, config.max_length)
+    estimate = memory(counts, recipe, config.batch_size, config.max_length, saved)
+    other = saved.total(counts.layers, not config.gradient_checkpointing)
     return Plan(
-        config.model, counts, estimate, other.activations, config.gradient_checkpointing, precision, target,
+        config.model, counts, estimate, other, config.gradient_checkpointing, precision, target,
         storage, config.batch_size, config.max_length, memory_gib, reserve, _notes(config, model_config, build),
     )  # fmt: skip
-
-
-def _with_checkpointing(recipe: Recipe, checkpointing: bool) -> Recipe:
-    return Recipe(**{**asdict(recipe), "checkpointing": checkpointing})
 
 
 def _recipe_name(config: TrainConfig, precision: str) -> str:
