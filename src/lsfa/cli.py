@@ -731,7 +731,9 @@ def predict_command(
         if workers > 1:
             count = batch.predict_with_workers(model_dir, options, threads or 1, surveyed, workers, output, resume)
         else:
-            count = batch.predict_file(_load_tagger(Tagger, model_dir, options, threads), surveyed, output, resume)
+            tagger = _load_tagger(Tagger, model_dir, options, threads)
+            settings = batch.job_settings(model_dir, options)
+            count = batch.predict_file(tagger, surveyed, output, resume, settings=settings)
     typer.echo(f"{count:,} {source.unit} tagged" + (f": {output}" if output else ""), err=True)
 
 

@@ -16,8 +16,9 @@ Why a ``.partial`` file: output goes to ``.NAME.partial`` beside ``NAME`` and is
 so an interrupted run never leaves a truncated output that looks finished. ``--resume`` continues it: a last line
 without its line end (or a CoNLL sentence without its blank line) is cut off, the complete units are counted
 (JSON lines, or CoNLL sentences), those records are skipped and the chunk holding the first missing one is tagged
-again. A state file ``.NAME.partial.json`` records the input (size, modification time), formats, chunk size and
-shards, so a resume against a changed input or other settings is refused rather than silently mixed.
+again. A state file ``.NAME.partial.json`` records the input (size, modification time), the tagger and run
+options, formats, chunk size and shards, so a resume against a changed input, another tagger or other settings
+is refused rather than silently mixed.
 
 Workers: ``--workers N`` cuts the records into N contiguous shards at chunk boundaries (balanced by record
 count), runs N spawned processes that each load the tagger and write their shard through the same code into
@@ -248,11 +249,27 @@ def shards_path(target: Path) -> Path:
     return target.with_name(f".{target.name}.partial.shards")
 
 
-def run_state(survey_: Survey, shards: list[tuple[int, int]]) -> dict[str, Any]:
-    """What a resumed run must share with the interrupted one for the outputs to fit together."""
+def job_settings(model_dir: str, options) -> dict[str, Any]:
+    """The tagger folder (path and when its ``lsfa.json`` was written) and the run options of a job: a resume with
+    another tagger, a retrained one in the same folder, or other options (precision, decoding, threshold, ...)
+    would write different entities after the same records, so they go into the state and must match."""
+    from lsfa.inference.tagger import resolve_tagger_folder
+    from lsfa.models.saving import META_FILE
+
+    folder = resolve_tagger_folder(model_dir).resolve()
+    return {
+        "tagger": str(folder),
+        "tagger_saved_ns": (folder / META_FILE).stat().st_mtime_ns,
+        "options": options.model_dump(mode="json", exclude={"progress"}),
+    }
+
+
+def run_state(survey_: Survey, shards: list[tuple[int, int]], settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What a resumed run must share with the interrupted one for the outputs to fit together (``settings``: the
+    tagger and options, :func:`job_settings`)."""
     source = survey_.source
     stat = Path(source.path).stat()
-    return {
+    return (settings or {}) | {
         "input": str(Path(source.path).resolve()),
         "input_bytes": stat.st_size,
         "input_mtime_ns": stat.st_mtime_ns,
@@ -300,10 +317,20 @@ def _check_state(target: Path, state: dict[str, Any]) -> None:
             was = len(recorded.get(key) or [])
             raise LsfaError(f"--resume: the interrupted output of {target} was made by {was} worker(s): resume "
                             f"with --workers {was}, or delete its .partial files to start over")  # fmt: skip
+        name, was, now = _difference(key, recorded.get(key), value)
         raise LsfaError(
-            f"--resume: the interrupted output of {target} was made with {key} {recorded.get(key)!r}, this run has "
-            f"{value!r}; delete its .partial files to start over"
+            f"--resume: the interrupted output of {target} was made with {name} {was!r}, this run has "
+            f"{now!r}; delete its .partial files to start over"
         )
+
+
+def _difference(key: str, was: Any, now: Any) -> tuple[str, Any, Any]:
+    """``(name, was, now)`` of the first difference, an option named as its flag (``--precision``) rather than
+    the whole options dict."""
+    if key != "options" or not isinstance(was, dict):
+        return key, was, now
+    name = next(name for name in now if was.get(name) != now[name])
+    return "--" + name.replace("_", "-"), was.get(name), now[name]
 
 
 def finish_output(target: Path) -> None:
@@ -383,8 +410,16 @@ def _conll_sentences(path: Path) -> tuple[int, int]:
 
 
 # --- one process ---------------------------------------------------------------------------------------
-def predict_file(tagger, survey_: Survey, output: str | None, resume: bool = False, progress: bool = True) -> int:
-    """Tag the surveyed input into ``output`` (stdout when ``None``) in one process; return the units in it."""
+def predict_file(
+    tagger,
+    survey_: Survey,
+    output: str | None,
+    resume: bool = False,
+    progress: bool = True,
+    settings: dict[str, Any] | None = None,
+) -> int:
+    """Tag the surveyed input into ``output`` (stdout when ``None``) in one process; return the units in it.
+    ``settings`` (:func:`job_settings`) go into the resume state."""
     source = survey_.source
     with _progress_bar(survey_.n_records, progress) as bar:
         if output is None:
@@ -392,7 +427,7 @@ def predict_file(tagger, survey_: Survey, output: str | None, resume: bool = Fal
                 raise LsfaError("--resume needs --output: an output on stdout cannot be continued")
             return tag_range(tagger, source, sys.stdout, 0, survey_.n_records, bar=bar)
         target = Path(output)
-        resume = begin_output(target, run_state(survey_, [(0, survey_.n_records)]), resume)
+        resume = begin_output(target, run_state(survey_, [(0, survey_.n_records)], settings), resume)
         with resumable_stream(partial_path(target), source.output_format, resume) as (stream, done):
             written = tag_range(tagger, source, stream, 0, survey_.n_records, skip=done, bar=bar)
         os.replace(partial_path(target), target)
@@ -456,14 +491,15 @@ def predict_with_workers(
     """Tag the surveyed input with ``workers`` processes of ``threads`` threads each and merge their shards into
     ``output`` in input order; return the units in it."""
     shards = shard_ranges(survey_.chunk_sizes, workers)
-    with _shard_folder(output, survey_, shards, resume) as (folder, resume):
+    state = run_state(survey_, shards, job_settings(model_dir, options))
+    with _shard_folder(output, state, resume) as (folder, resume):
         jobs = [_Shard(i, start, stop, str(folder / f"shard-{i:05d}.out")) for i, (start, stop) in enumerate(shards)]
         _run_workers(model_dir, options, threads, survey_, jobs, resume, progress)
         return _merge(jobs, output, survey_.source.output_format)
 
 
 @contextlib.contextmanager
-def _shard_folder(output: str | None, survey_: Survey, shards: list[tuple[int, int]], resume: bool):
+def _shard_folder(output: str | None, state: dict[str, Any], resume: bool):
     """The folder of the shard outputs: beside the output (kept for ``--resume`` if a run fails), or a temporary
     one for stdout."""
     if output is None:
@@ -473,7 +509,7 @@ def _shard_folder(output: str | None, survey_: Survey, shards: list[tuple[int, i
             yield Path(folder), False
         return
     target = Path(output)
-    resume = begin_output(target, run_state(survey_, shards), resume)
+    resume = begin_output(target, state, resume)
     shards_path(target).mkdir(exist_ok=True)
     yield shards_path(target), resume
     shutil.rmtree(shards_path(target))
