@@ -300,9 +300,9 @@ def test_worker_failing_to_load_is_one_line(tiny_taggers, tmp_path, monkeypatch,
 
 
 def test_resume_with_other_settings_is_refused_in_one_line(tiny_taggers, tmp_path, run, monkeypatch):
-    """An interrupted output continued with another tagger, other options, another chunk size, a changed input or
-    another worker count would mix two runs' entities: each is refused in one line naming what differs, and the
-    partial output is left as it was."""
+    """An interrupted output continued with another tagger (or one saved again), other options, another chunk size,
+    a changed input or another worker count would mix two runs' entities: each is refused in one line naming what
+    differs, and the partial output is left as it was."""
     source = tmp_path / "in.jsonl"
     source.write_text("".join(json.dumps({"text": f"Bob Carter sat {i}"}) + "\n" for i in range(40)))
     target = tmp_path / "o.jsonl"
@@ -323,6 +323,14 @@ def test_resume_with_other_settings_is_refused_in_one_line(tiny_taggers, tmp_pat
         assert code == 2 and len(err.strip().splitlines()) == 1, (name, err)
         assert f"made with {name} " in err or f"by 1 {name}" in err, (name, err)
         assert batch.partial_path(target).read_bytes() == partial and not target.exists()
+    meta = tiny_taggers["random"] / "lsfa.json"
+    saved = meta.stat()
+    try:  # the tagger saved again (retrained) in the same folder
+        os.utime(meta, ns=(saved.st_atime_ns, saved.st_mtime_ns + 10**9))
+        code, _, err = run([*args, *same, "--resume"])
+        assert code == 2 and "was saved again" in err and len(err.strip().splitlines()) == 1, err
+    finally:
+        os.utime(meta, ns=(saved.st_atime_ns, saved.st_mtime_ns))
     with source.open("a") as stream:  # the input grew since the interrupted run
         stream.write(json.dumps({"text": "Bob"}) + "\n")
     code, _, err = run([*args, *same, "--resume"])
