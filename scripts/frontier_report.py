@@ -1,102 +1,126 @@
-"""The frontier table and plot (issue #34 item 4): test F1 of every system from its committed full-data cell,
-beside the sentences per second its architecture tags in `lsfa bench` at 1 and 2 threads.
+"""The frontier table and plot (issue #34 item 4): each system's test F1 from its committed full-data cell, beside
+what its architecture costs in one `lsfa bench` run per corpus and thread count.
 
     python scripts/frontier_report.py docs/results/frontier
 
-Reads the bench JSON files that scripts/frontier-bench.sh writes (``<decoder>-t<threads>.json``, each timing one
-decoder with an encoder and spaCy beside it) and the cells' metrics.json; writes frontier.json, table.md and
-frontier.png into the same folder. The bench ran on two-step stand-ins (configs/experiments/frontier-speed.yaml),
-so its own F1 figures are meaningless and never read here.
+Reads the bench JSON files of scripts/frontier-bench.sh (``<corpus>-t<threads>.json``: one run timing every
+system on the same sentences) and the cells' metrics.json; writes ``frontier.json`` (a list of objects, one per
+corpus and system, each naming CPU, commit and date), ``table.md`` and ``frontier.png`` into the same folder.
+The bench ran on two-step stand-ins (configs/experiments/frontier-speed.yaml), so its own F1 figures are
+meaningless and never read here.
 """
 
 from __future__ import annotations
 
 import json
-import statistics
 import sys
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
-CORPORA = ("conll2003", "bc5cdr")
-FRONTIER = "frontier-cells/cells/{corpus}"
-PAPER = "cpu-paper/cells/{corpus}"
-# system -> (its full-data cell under docs/results, with {corpus}; the bench file and the entry that time it)
+CORPORA = {"conll2003": "CoNLL-2003", "bc5cdr": "BC5CDR"}
+FRONTIER = "docs/results/frontier-cells/cells/{corpus}"
+PAPER = "docs/results/cpu-paper/cells/{corpus}"
+# system -> (the committed cell whose test tags give its F1, with {corpus}; the bench entry that times it:
+# "optimised" is the main tagger's fast path, any other name a key of the bench's "compare")
 SYSTEMS = {
-    "gemma3-270m LS-FA LoRA (18 layers)": (f"{FRONTIER}/gemma3-270m/lora/full/seed42", "gemma3-270m", "optimised"),
-    "gemma3-270m K=9, distilled": (
-        "frontier-distill-cells/cells/{corpus}/gemma3-270m-k9-kd/lora/full/seed42",
+    "gemma3-270m": (f"{FRONTIER}/gemma3-270m/lora/full/seed42", "optimised"),
+    "gemma3-270m layers=9 distilled": (
+        "docs/results/frontier-distill-cells/cells/{corpus}/gemma3-270m-k9-kd/lora/full/seed42",
         "gemma3-270m-k9",
-        "optimised",
     ),
-    "gemma3-270m K=9, gold only": (f"{FRONTIER}/gemma3-270m-k9/lora/full/seed42", "gemma3-270m-k9", "optimised"),
-    "smollm2-135m K=20": (f"{FRONTIER}/smollm2-135m-k20/lora/full/seed42", "smollm2-135m-k20", "optimised"),
-    "mpnet-base (full FT)": (f"{PAPER}/mpnet-base/full/full/seed42", "gemma3-270m", "encoder"),
-    "minilm-l6 (full FT)": (f"{PAPER}/minilm-l6/full/full/seed42", "smollm2-135m-k20", "encoder"),
-    "spaCy tok2vec (efficiency)": (f"{PAPER}/spacy/tok2vec/none/seed42", "gemma3-270m", "spacy"),
+    "gemma3-270m layers=9": (f"{FRONTIER}/gemma3-270m-k9/lora/full/seed42", "gemma3-270m-k9"),
+    "smollm2-135m": (f"{PAPER}/smollm2-135m/lora/full/seed42", "smollm2-135m"),
+    "smollm2-135m layers=20": (f"{FRONTIER}/smollm2-135m-k20/lora/full/seed42", "smollm2-135m-k20"),
+    "mpnet-base": (f"{PAPER}/mpnet-base/full/full/seed42", "encoder"),
+    "minilm-l6": (f"{PAPER}/minilm-l6/full/full/seed42", "minilm-l6"),
+    "spaCy peer": (f"{PAPER}/spacy/tok2vec/none/seed42", "spacy"),
 }
 
 
-def test_f1(cell: str, corpus: str) -> float:
+def test_f1(cell: str) -> float:
     """Strict micro F1 on the test split, as every lsfa cell records it."""
-    metrics = json.loads((RESULTS / cell.format(corpus=corpus) / "metrics.json").read_text())
+    metrics = json.loads((RESULTS.parents[1] / cell / "metrics.json").read_text())
     return metrics["test"]["micro"]["f1"]
 
 
-def entry(bench: dict, which: str) -> dict:
-    return bench["inference"]["optimised"] if which == "optimised" else bench["compare"][which]
+def timed(bench: dict, entry: str) -> tuple[dict, dict | None]:
+    """Throughput row and batch-1 latency row (None for spaCy, which has none) of one system in one bench."""
+    if entry == "optimised":
+        return bench["inference"]["optimised"], bench["latency"]["optimised"]
+    return bench["compare"][entry], bench["latency"].get(entry)
 
 
 def rows(folder: Path) -> tuple[list[dict], dict]:
-    """One row per system, and the bench files' common facts (CPU, commit, spaCy's spread across files)."""
+    """One object per corpus and system, and the bench runs' common facts."""
     benches = {path.stem: json.loads(path.read_text()) for path in sorted(folder.glob("*-t[0-9].json"))}
     table = []
-    for system, (cell, decoder, which) in SYSTEMS.items():
-        row = {"system": system, "test_f1": {corpus: test_f1(cell, corpus) for corpus in CORPORA}, "speed": {}}
-        for threads in (1, 2):
-            bench = benches.get(f"{decoder}-t{threads}")
-            if bench is not None:
-                timed = entry(bench, which)
-                row["speed"][threads] = {
-                    "sentences_per_second": timed["sentences_per_second"],
-                    "precision": timed.get("precision"),
-                    "source": f"{decoder}-t{threads}.json",
-                }
-        table.append(row)
-    anchor = {
-        name: b["compare"]["spacy"]["sentences_per_second"] for name, b in benches.items() if "spacy" in b["compare"]
+    for corpus in CORPORA:
+        for system, (cell, entry) in SYSTEMS.items():
+            cell = cell.format(corpus=corpus)
+            row = {"corpus": corpus, "system": system, "test_f1": test_f1(cell), "cell": cell}
+            for threads in (1, 2):
+                bench = benches.get(f"{corpus}-t{threads}")
+                if bench is None:
+                    continue
+                speed, latency = timed(bench, entry)
+                row[f"sentences_per_s_{threads}t"] = speed["sentences_per_second"]
+                row[f"words_per_s_{threads}t"] = speed["words_per_second"]
+                row[f"ms_per_sentence_batch1_{threads}t"] = latency["mean_ms"] if latency else None
+                row[f"extra_rss_mb_{threads}t"] = (speed.get("memory") or {}).get("call_extra_mb")
+                row[f"precision_{threads}t"] = speed.get("precision")
+            table.append(row)
+    first = next(iter(benches.values()))
+    facts = {
+        "cpu": first["machine"].get("cpu_model"),
+        "commits": sorted({b["machine"].get("git_commit") for b in benches.values()}),
+        "dates": sorted({b["date"][:10] for b in benches.values()}),
+        "sentences": {name: b["data"]["sentences"] for name, b in benches.items()},
+        "process_peak_rss_mb": {name: b["memory"]["process_peak_rss_mb"] for name, b in benches.items()},
+        "commands": {name: b["command"] for name, b in benches.items()},
     }
-    any_bench = next(iter(benches.values()))
-    facts = {"cpu": any_bench["machine"].get("cpu_model"), "commit": any_bench["machine"].get("git_commit"),
-             "dates": sorted({b["date"][:10] for b in benches.values()}), "sentences": any_bench["data"]["sentences"],
-             "corpus": any_bench["data"]["corpus"], "split": any_bench["data"]["split"],
-             "spacy_anchor_sentences_per_second": anchor,
-             "commands": {name: b["command"] for name, b in benches.items()}}  # fmt: skip
     return table, facts
 
 
+def _number(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
 def markdown(table: list[dict], facts: dict) -> str:
-    mpnet = next(r for r in table if r["system"].startswith("mpnet"))
     lines = [
-        f"Speed: `lsfa bench` on {facts['corpus']} {facts['split']}[:{facts['sentences']}], {facts['cpu']}, commit "
-        f"{facts['commit']}, {', '.join(facts['dates'])}; F1: test split of each system's full-data cell.",
+        f"`lsfa bench`, one run per corpus and thread count, the first {max(facts['sentences'].values()):,} test "
+        f"sentences; {facts['cpu']}, commit {', '.join(facts['commits'])}, {', '.join(facts['dates'])}. Test F1 "
+        "from each system's committed full-data cell (`cell` in frontier.json).",
         "",
-        "| system | CoNLL-2003 test F1 | BC5CDR test F1 | sent/s, 1 thread | sent/s, 2 threads "
-        "| x mpnet-base, 1 / 2 threads |",
-        "|---|---|---|---|---|---|",
     ]
-    for row in table:
-        speed = [row["speed"].get(t, {}).get("sentences_per_second") for t in (1, 2)]
-        base = [mpnet["speed"].get(t, {}).get("sentences_per_second") for t in (1, 2)]
-        ratio = " / ".join(f"{s / b:.2f}" if s and b else "-" for s, b in zip(speed, base, strict=True))
-        shown = [f"{s:.1f}" if s else "-" for s in speed]
-        f1 = row["test_f1"]
-        lines.append(
-            f"| {row['system']} | {f1['conll2003']:.4f} | {f1['bc5cdr']:.4f} | {shown[0]} | {shown[1]} | {ratio} |"
-        )
-    anchor = list(facts["spacy_anchor_sentences_per_second"].values())
-    if len(anchor) > 1:
-        lines += ["", f"spaCy, timed in every bench file as a drift check: {min(anchor):.0f}-{max(anchor):.0f} "
-                      f"sentences/s (median {statistics.median(anchor):.0f})."]  # fmt: skip
+    for corpus, title in CORPORA.items():
+        chosen = [r for r in table if r["corpus"] == corpus]
+        mpnet = next(r for r in chosen if r["system"] == "mpnet-base")
+        lines += [
+            f"**{title}**",
+            "",
+            "| system | test F1 | sent/s 1t | sent/s 2t | x mpnet-base 1t / 2t | words/s 2t | ms/sentence batch 1, 2t "
+            "| extra RSS MB 2t |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for row in chosen:
+            ratios = [
+                row.get(f"sentences_per_s_{t}t", 0) / mpnet[f"sentences_per_s_{t}t"]
+                if mpnet.get(f"sentences_per_s_{t}t") and row.get(f"sentences_per_s_{t}t")
+                else None
+                for t in (1, 2)
+            ]
+            lines.append(
+                f"| {row['system']} | {row['test_f1']:.4f} | {_number(row.get('sentences_per_s_1t'), 1)} | "
+                f"{_number(row.get('sentences_per_s_2t'), 1)} | {_number(ratios[0], 2)} / {_number(ratios[1], 2)} | "
+                f"{_number(row.get('words_per_s_2t'), 0)} | {_number(row.get('ms_per_sentence_batch1_2t'), 1)} | "
+                f"{_number(row.get('extra_rss_mb_2t'), 0)} |"
+            )
+        lines.append("")
+    peaks = facts["process_peak_rss_mb"].values()
+    lines.append(
+        f"All systems are loaded in one process (peak RSS {min(peaks):,.0f}-{max(peaks):,.0f} MB per run), so a "
+        "system's own memory is shown as the extra RSS while it tags, not a separate peak."
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -106,15 +130,17 @@ def plot(table: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, panels = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True)
-    for axes, corpus, title in zip(panels, CORPORA, ("CoNLL-2003", "BC5CDR"), strict=True):
-        for row in table:
-            speed = row["speed"].get(2, {}).get("sentences_per_second")
-            if speed:
-                axes.plot(speed, row["test_f1"][corpus], "o")
-                axes.annotate(row["system"], (speed, row["test_f1"][corpus]), fontsize=7)
+    figure, panels = plt.subplots(1, 2, figsize=(12, 4.5))
+    for axes, (corpus, title) in zip(panels, CORPORA.items(), strict=True):
+        for row in (r for r in table if r["corpus"] == corpus):
+            for threads, marker in ((1, "o"), (2, "s")):
+                speed = row.get(f"sentences_per_s_{threads}t")
+                if speed:
+                    axes.plot(speed, row["test_f1"], marker, color="C0" if threads == 1 else "C1")
+            if row.get("sentences_per_s_2t"):
+                axes.annotate(row["system"], (row["sentences_per_s_2t"], row["test_f1"]), fontsize=7)
         axes.set_xscale("log")
-        axes.set_xlabel("sentences / s (2 threads, BC5CDR test sentences)")
+        axes.set_xlabel("sentences / s (circles: 1 thread, squares: 2 threads)")
         axes.set_ylabel("test F1")
         axes.set_title(title)
     figure.tight_layout()
@@ -124,7 +150,8 @@ def plot(table: list[dict], path: Path) -> None:
 def main(folder: str) -> None:
     out = Path(folder)
     table, facts = rows(out)
-    (out / "frontier.json").write_text(json.dumps({"facts": facts, "systems": table}, indent=2) + "\n")
+    where = {"cpu": facts["cpu"], "commit": ", ".join(facts["commits"]), "date": ", ".join(facts["dates"])}
+    (out / "frontier.json").write_text(json.dumps([row | where for row in table], indent=2) + "\n")
     (out / "table.md").write_text(markdown(table, facts))
     plot(table, out / "frontier.png")
     print((out / "table.md").read_text())
