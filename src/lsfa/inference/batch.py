@@ -45,6 +45,8 @@ from lsfa.data.text import split_words
 from lsfa.data.types import Sentence
 from lsfa.errors import DataFormatError, LsfaError
 from lsfa.inference import files
+from lsfa.inference.tagger import Tagger, resolve_tagger_folder
+from lsfa.models.meta import META_FILE, read_meta
 
 DEFAULT_CHUNK = 256
 """Documents read, tagged and written at a time: enough for the predictor to fill length-sorted batches, few
@@ -109,9 +111,6 @@ def input_file(path: str) -> Iterator[tuple[str, str]]:
 def document_context(model_dir: str) -> bool:
     """Whether the tagger was trained with document context (read from its folder, before the weights load):
     its CoNLL chunks then close at document starts."""
-    from lsfa.inference.tagger import resolve_tagger_folder
-    from lsfa.models.saving import read_meta
-
     return read_meta(resolve_tagger_folder(model_dir)).context != "sentence"
 
 
@@ -253,9 +252,6 @@ def job_settings(model_dir: str, options) -> dict[str, Any]:
     """The tagger folder (path and when its ``lsfa.json`` was written) and the run options of a job: a resume with
     another tagger, a retrained one in the same folder, or other options (precision, decoding, threshold, ...)
     would write different entities after the same records, so they go into the state and must match."""
-    from lsfa.inference.tagger import resolve_tagger_folder
-    from lsfa.models.saving import META_FILE
-
     folder = resolve_tagger_folder(model_dir).resolve()
     return {
         "tagger": str(folder),
@@ -572,8 +568,6 @@ def _worker_main(model_dir: str, options, threads: int, source: Source, job: _Sh
     error is written beside the shard for the parent to report as one line."""
     try:
         import torch
-
-        from lsfa.inference.tagger import Tagger
 
         torch.set_num_threads(threads)
         tagger = Tagger.load(model_dir, options)

@@ -29,9 +29,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from lsfa.errors import DataFormatError, LsfaError, writing
 from lsfa.inference import files
 from lsfa.inference.options import InferenceOptions
+from lsfa.inference.tagger import Tagger
 
 INSTALL_HINT = "Ray Data is not installed: pip install 'lsfa[ray]'"
 INPUT_FORMATS = {".jsonl": "jsonl", ".parquet": "parquet"}
@@ -57,10 +60,6 @@ def require_ray():
 
 def _load_tagger(model_dir: str | Path, options: InferenceOptions | Mapping[str, Any] | None, threads: int | None):
     """A tagger as ``lsfa predict`` loads it, with ``threads`` torch threads (one per reserved CPU is best)."""
-    import torch
-
-    from lsfa.inference.tagger import Tagger
-
     if threads is not None:
         torch.set_num_threads(threads)
     if isinstance(options, Mapping):
