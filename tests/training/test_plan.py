@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from lsfa.models.classifier import apply_lora, build_token_classifier
-from lsfa.models.estimate import GIB
+from lsfa.models.estimate import GIB, Recipe, autocast_copies
 from lsfa.models.optimise import cast_frozen_linear_weights
 from lsfa.training.config import load_config, parse_overrides
 from lsfa.training.plan import plan_run, render_plan
@@ -80,6 +80,10 @@ def test_full_fine_tuning_trains_every_parameter(tiny):
     plan = plan_of("--model", str(tiny), "--mode", "full", "--precision", "bf16")
     assert plan.estimate.trainable_parameters == sum(p.numel() for p in model.parameters())
     assert plan.estimate.weights == 4 * plan.estimate.trainable_parameters  # fp32 masters under bf16 autocast too
+    lora = Recipe("train", "lora", activation_bytes=2)
+    full = Recipe("train", "full", mode="full", activation_bytes=2)
+    assert autocast_copies(plan.counts, full) == 2 * plan.counts.linear  # the bf16 copies autocast saves
+    assert autocast_copies(plan.counts, lora) == 0  # LoRA's frozen weights are cast once, in place
 
 
 @pytest.mark.parametrize("mode", ["lora", "full"])

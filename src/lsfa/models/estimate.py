@@ -311,9 +311,17 @@ def memory(
         optimiser=trainable * 8.0,
         activations=(saved or activations_of(counts, recipe, batch_size, max_length)).total(
             counts.layers, recipe.checkpointing
-        ),
+        )
+        + autocast_copies(counts, recipe),
         trainable_parameters=trainable, loading=build if build > weights else 0.0,
     )  # fmt: skip
+
+
+def autocast_copies(counts: ParameterCounts, recipe: Recipe) -> float:
+    """Bytes of the half-precision copies autocast makes of trainable linear weights and keeps for the backward pass:
+    full fine-tuning under bf16/fp16 (LoRA's frozen weights are cast once, in place; quantised ones are not cast).
+    The meta-device count builds the model in half precision and so does not see them."""
+    return counts.linear * 2.0 if recipe.mode == "full" and recipe.activation_bytes == 2 else 0.0
 
 
 def standard_recipes(lora_r: int = 32, checkpointing: bool = False) -> list[Recipe]:
