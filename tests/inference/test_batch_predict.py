@@ -214,12 +214,12 @@ def test_streaming_holds_one_chunk_reads_and_writes_as_it_goes(tiny_taggers, tmp
     slack = 2 * io.DEFAULT_BUFFER_SIZE
     for k, (alive, positions, lines_written) in enumerate(checks):
         assert alive <= chunk + 1, f"chunk {k}: {alive} records alive"
+        assert lines_written == k * chunk, f"chunk {k}: {lines_written} lines written before it"
         if k == len(checks) - 1:  # the reader has met the end of the file and closed it
             assert positions in ([], [ends[n]]), f"last chunk: {positions}"
             continue
         assert len(positions) == 1, f"chunk {k}: the input is open {len(positions)} times while tagging"
         assert positions[0] <= ends[(k + 1) * chunk + 1] + slack, f"chunk {k}: read ahead to {positions}"
-        assert lines_written == k * chunk, f"chunk {k}: {lines_written} lines written before it"
 
 
 def _complete_lines(path: Path) -> int:
