@@ -21,7 +21,7 @@ from lsfa.eval.report import evaluate_sentences
 from lsfa.inference.evaluate import evaluate_model
 from lsfa.inference.tagger import Tagger
 from lsfa.runs import MODEL_DIR
-from lsfa.training.config import TrainConfig, deep_merge, load_config
+from lsfa.training.config import TrainConfig, load_config, with_overrides
 from lsfa.training.time_limit import deadline_after, parse_duration
 
 
@@ -52,7 +52,7 @@ def train(
 
 def _config_of(config: TrainConfig | str | Path | None, overrides: dict[str, Any]) -> TrainConfig:
     if isinstance(config, TrainConfig):
-        return load_config(None, deep_merge(config.model_dump(), overrides))  # lora={"r": 8} keeps lora.alpha
+        return with_overrides(config, overrides)
     return load_config(config, overrides)
 
 

@@ -80,7 +80,7 @@ def test_grid_expands_models_modes_attention_corpora_seeds_and_systems() -> None
     lora = next(c for c in cells if c.mode == "lora-r8")
     assert lora.config.lora.r == 8 and lora.config.lora.alpha == 64 and lora.config.learning_rate == 2.0e-4
     full = next(c for c in cells if c.mode == "full" and c.model == "smollm2-135m")
-    assert full.config.mode == "full" and full.config.learning_rate == 5.0e-5
+    assert full.config.finetune == "full" and full.config.learning_rate == 5.0e-5
     first = cells[0]
     assert first.key == "conll2003/smollm2-135m/lora-r8/causal/seed1"
     assert first.config.output_dir == str(Path("out") / first.key)
@@ -393,7 +393,7 @@ def test_the_gpu_paper_grid_is_the_paper_s_schedule_over_hub_models() -> None:
     spec = load_grid(Path(__file__).resolve().parents[2] / "configs" / "experiments" / "paper-gpu.yaml")
     cells = expand_cells(spec)
     assert len({cell.config.model for cell in cells}) == 7 and all("/" in cell.config.model for cell in cells)
-    assert {(cell.config.attention, cell.config.mode) for cell in cells} == {
+    assert {(cell.config.attention, cell.config.finetune) for cell in cells} == {
         ("causal", "lora"), ("full", "lora"), ("causal", "full"), ("full", "full")
     }  # fmt: skip
     assert {(c.config.epochs, c.config.learning_rate, c.config.batch_size) for c in cells} == {(10, 5e-5, 8)}

@@ -97,7 +97,7 @@ def test_casts_skip_quantised_layers(base):
 
 
 def test_a_full_fine_tuning_of_a_quantised_base_is_refused():
-    with pytest.raises(LsfaError, match="use mode: lora"):
+    with pytest.raises(LsfaError, match="use finetune: lora"):
         load_config(overrides={"quantize": "4bit", "mode": "full"})
     assert load_config(overrides={"quantize": "4bit"}).quantize == "4bit"
 

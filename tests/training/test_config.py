@@ -8,7 +8,16 @@ import pytest
 import yaml
 
 from lsfa.errors import LsfaError
-from lsfa.training.config import NESTED_OPTIONS, TrainConfig, dump_config, flag_names, load_config, parse_overrides
+from lsfa.training.config import (
+    NESTED_OPTIONS,
+    TrainConfig,
+    config_help,
+    dump_config,
+    flag_names,
+    load_config,
+    parse_overrides,
+    with_overrides,
+)
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
 
@@ -21,7 +30,7 @@ def write_yaml(tmp_path: Path, text: str, name: str = "run.yaml") -> Path:
 
 def test_defaults_are_the_paper_lora_setting() -> None:
     config = load_config()
-    assert config.mode == "lora"
+    assert config.finetune == "lora"
     assert (config.lora.r, config.lora.alpha, config.lora.dropout) == (32, 64, 0.05)
     assert config.attention == "full"
 
@@ -153,3 +162,33 @@ def test_train_help_lists_every_config_key_once_with_its_default() -> None:
         for name, field in options.model_fields.items():
             assert f"--{group}-{name.replace('_', '-')} " in text and field.description, (group, name)
     assert "[default: 0.0002]" in text and "[default: smollm2-135m]" in text
+
+
+# --- finetune: lora|full, formerly mode: (still read) ---------------------------------------------------------
+
+
+def test_an_old_config_with_mode_loads_to_the_same_config(tmp_path: Path) -> None:
+    old = load_config(write_yaml(tmp_path, "mode: full\nlearning_rate: 5.0e-5\n", "old.yaml"))
+    new = load_config(write_yaml(tmp_path, "finetune: full\nlearning_rate: 5.0e-5\n", "new.yaml"))
+    assert old == new and new.finetune == "full"
+    assert TrainConfig(mode="full") == TrainConfig(finetune="full")
+    assert "finetune: full" in dump_config(old) and "\nmode:" not in dump_config(old)  # written under the new name
+
+
+def test_mode_and_finetune_disagreeing_are_refused_in_one_line(tmp_path: Path) -> None:
+    path = write_yaml(tmp_path, "mode: full\nfinetune: lora\n")
+    expected = r"run\.yaml: invalid training config: mode: full and finetune: lora disagree"
+    with pytest.raises(LsfaError, match=expected) as error:
+        load_config(path)
+    assert "\n" not in str(error.value)
+    with pytest.raises(ValueError, match="disagree"):
+        TrainConfig(mode="full", finetune="lora")
+    assert load_config(write_yaml(tmp_path, "mode: full\nfinetune: full\n", "same.yaml")).finetune == "full"
+
+
+def test_mode_and_finetune_flags_and_keywords(tmp_path: Path) -> None:
+    assert parse_overrides(["--mode", "full"]) == parse_overrides(["--finetune", "full"]) == {"finetune": "full"}
+    old_file = write_yaml(tmp_path, "mode: full\n")
+    assert load_config(old_file, parse_overrides(["--finetune", "lora"])).finetune == "lora"  # the flag wins
+    assert with_overrides(load_config(), {"mode": "full"}).finetune == "full"  # lsfa.train(config, mode="full")
+    assert "--finetune" in config_help() and "--mode " not in config_help()

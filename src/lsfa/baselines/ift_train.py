@@ -51,7 +51,7 @@ from lsfa.runs import CONFIG_FILE, MODEL_DIR, RunFolder, machine_info
 from lsfa.training.callbacks import EpochTimer, run_callbacks, stopped_by_train_time, timing_record
 from lsfa.training.checkpoints import last_complete_checkpoint, train_or_restore
 from lsfa.training.collate import packing_collator
-from lsfa.training.config import TrainConfig, dump_config, load_config
+from lsfa.training.config import OLD_KEYS, TrainConfig, dump_config, load_config
 from lsfa.training.dataset import load_training_data
 from lsfa.training.kernels import use_fast_lora_dropout
 from lsfa.training.trainer import kernel_trainer_class, training_arguments
@@ -85,6 +85,7 @@ class IftOptions(BaseModel):
 
 def split_options(config: TrainConfig, options: dict[str, Any]) -> tuple[TrainConfig, IftOptions]:
     """Apply the training-config keys of a grid entry's options; the rest must be :class:`IftOptions`."""
+    options = {OLD_KEYS.get(key, key): value for key, value in options.items()}  # mode: is finetune:
     overrides = {key: value for key, value in options.items() if key in TrainConfig.model_fields}
     rest = {key: value for key, value in options.items() if key not in overrides}
     unknown = sorted(set(rest) - set(IftOptions.model_fields))
@@ -317,7 +318,7 @@ def train_ift(
         log(f"note: {warning}")
     types = entity_types(labels)
     model, tokenizer = load_causal_lm(config)
-    if config.mode == "lora":
+    if config.finetune == "lora":
         model = apply_causal_lora(model, config)
     if config.kernels == "fast" and not torch.cuda.is_available():
         use_fast_lora_dropout(model)
@@ -434,7 +435,7 @@ def _save_model(model, tokenizer, folder: Path, config: TrainConfig, settings: I
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    meta = {"base_model": config.model, "weights": config.mode, "types": types, **settings.model_dump()}
+    meta = {"base_model": config.model, "weights": config.finetune, "types": types, **settings.model_dump()}
     (folder / IFT_FILE).write_text(json.dumps(meta, indent=2) + "\n")
 
 

@@ -66,7 +66,7 @@ def comparison_rows(results: dict[str, dict[str, Any]], split: str = "dev") -> l
 def comparison_markdown(rows: list[dict[str, Any]], split: str, config: TrainConfig) -> str:
     """The comparison as a Markdown table with the settings it came from."""
     lines = [
-        f"Model `{config.model}`, corpus `{config.corpus}` ({split} split), mode `{config.mode}`, "
+        f"Model `{config.model}`, corpus `{config.corpus}` ({split} split), finetune `{config.finetune}`, "
         f"train sentences: {config.train_limit or 'all'}, epochs: {config.epochs}, seed {config.seed}.",
         "",
         "| system | attention | precision | recall | F1 | epochs | s/epoch |",

@@ -49,7 +49,7 @@ from lsfa.experiments.systems import TAGGER, peer_names, system_named
 from lsfa.models.catalogue import CATALOGUE
 from lsfa.runs import LOCK_FILE as LOCK_FILE  # the cell lock, by its name here too
 from lsfa.runs import RunFolder, RunMetrics, claim_folder, lock_holder, release_folder, write_json_atomic
-from lsfa.training.config import TrainConfig, deep_merge, load_config
+from lsfa.training.config import TrainConfig, canonical_keys, deep_merge, load_config
 from lsfa.training.time_limit import TimeLimitReached, deadline_after
 from lsfa.yaml_files import read_yaml_mapping
 
@@ -166,7 +166,7 @@ class Cell:
             "model": self.model,
             "model_path": self.config.model,
             "mode": self.mode,
-            "training": self.config.mode if self.system == TAGGER else self.system,
+            "training": self.config.finetune if self.system == TAGGER else self.system,
             "attention": self.attention,
             "seed": self.seed,
             "system": self.system,
@@ -216,7 +216,7 @@ def parse_grid(data: dict[str, Any], source: str = "<grid>", default_name: str =
         "base": data,
         "models": [_as_entry(m) for m in _as_list(axes.get("models", base_config.model))],
         "attention": _expand_attention(_as_list(axes.get("attention", base_config.attention))),
-        "modes": _as_list(axes.get("modes")) or [{"name": base_config.mode, "mode": base_config.mode}],
+        "modes": _as_list(axes.get("modes")) or [{"name": base_config.finetune, "mode": base_config.finetune}],
         "corpora": [_as_entry(c) for c in _as_list(axes.get("corpora", base_config.corpus))],
         "seeds": _as_list(axes.get("seeds", base_config.seed)),
         "systems": [_as_entry(s) for s in _as_list(axes.get("systems"))],
@@ -233,7 +233,7 @@ def parse_grid(data: dict[str, Any], source: str = "<grid>", default_name: str =
 
 def _reject_single_axis_keys(base: dict[str, Any], axes: dict[str, Any], source: str) -> None:
     """``model:`` next to ``models:`` would be silently ignored; say which one counts instead."""
-    plural = {"model": "models", "corpus": "corpora", "seed": "seeds", "mode": "modes"}
+    plural = {"model": "models", "corpus": "corpora", "seed": "seeds", "finetune": "modes", "mode": "modes"}
     for single, axis in plural.items():
         if single in base and axis in axes:
             raise LsfaError(
@@ -322,17 +322,19 @@ def catalogue_kind(name: str) -> str | None:
 
 def _cell_config(spec: GridSpec, overrides: list[dict[str, Any]], where: str) -> TrainConfig:
     merged: dict[str, Any] = {}
-    for layer in [spec.base, *overrides]:
-        merged = deep_merge(merged, layer)
     try:
+        for layer in [spec.base, *overrides]:
+            merged = deep_merge(merged, canonical_keys(layer))  # a base config's mode: gives way to the modes axis
         return load_config(None, merged)
+    except ValueError as error:
+        raise LsfaError(f"{spec.source}: cell {where}: {error}") from None
     except LsfaError as error:
         raise LsfaError(f"{spec.source}: cell {where}: {error}") from error
 
 
 def _model_cell(spec: GridSpec, corpus: _Entry, model: ModelEntry, mode: ModeEntry, attention: str, seed: int) -> Cell:
     where = f"{corpus.name}/{model.name}/{mode.name}/{attention}/seed{seed}"
-    axes = {"model": model.target, "corpus": corpus.target, "attention": attention, "seed": seed, "mode": mode.mode}
+    axes = {"model": model.target, "corpus": corpus.target, "attention": attention, "seed": seed, "finetune": mode.mode}
     cell = Cell(corpus.name, model.name, mode.name, attention, seed, TrainConfig())
     folder = cell.folder(spec.output_dir)
     layers = [corpus.overrides, mode.overrides, model.overrides, axes, {"output_dir": str(folder)}]
@@ -464,8 +466,8 @@ release_cell = release_folder
 def config_drift(folder: Path, cell: Cell) -> list[str]:
     """Config keys of a finished cell that differ from what the grid asks now (a skip should not hide that)."""
     try:
-        finished = RunMetrics.read(folder).config
-    except (OSError, json.JSONDecodeError, AttributeError):
+        finished = canonical_keys(RunMetrics.read(folder).config)  # an older record's mode: is finetune:
+    except (OSError, json.JSONDecodeError, AttributeError, ValueError):
         return []
     wanted = cell.config.model_dump()
     return sorted(k for k in wanted if k != "output_dir" and k in finished and finished[k] != wanted[k])
@@ -479,9 +481,9 @@ def describe_config(cell: Cell) -> str:
         # the options are shown, not the base config's epochs.
         options = ", ".join(f"{key} {value}" for key, value in cell.options.items() if not isinstance(value, dict))
         return f"system {cell.system}, corpus {config.corpus}, seed {config.seed}" + (f", {options}" if options else "")
-    lora = f" r={config.lora.r}" if config.mode == "lora" else ""
+    lora = f" r={config.lora.r}" if config.finetune == "lora" else ""
     return (
-        f"model {config.model}, {config.mode}{lora}, attention {config.attention}, lr {config.learning_rate}, "
+        f"model {config.model}, {config.finetune}{lora}, attention {config.attention}, lr {config.learning_rate}, "
         f"epochs {config.epochs}, train_limit {config.train_limit or 'all'}"
         + (f", max_train_time {config.max_train_time:g}s" if config.max_train_time else "")
     )

@@ -11,6 +11,7 @@ from typing import Any
 
 from lsfa.errors import LsfaError
 from lsfa.runs import METRICS_FILE, RunMetrics
+from lsfa.training.config import canonical_keys
 
 
 def load_metrics(run: str | Path) -> dict[str, Any]:
@@ -59,14 +60,14 @@ def _split_section(name: str, result: dict[str, Any]) -> list[str]:
 
 def run_markdown(metrics: dict[str, Any], title: str = "Run report") -> str:
     """Markdown for one run: settings, scores per split, timings and the machine it ran on."""
-    config = metrics.get("config", {})
+    config = canonical_keys(metrics.get("config", {}))  # records written before finetune: say mode:
     machine = metrics.get("machine", {})
     epochs = ", ".join(f"{s:.0f}" for s in metrics.get("train_seconds_per_epoch", []))
     lines = [
         f"## {title}",
         "",
         f"Model `{config.get('model')}`, corpus `{config.get('corpus')}`, attention `{metrics.get('attention')}`, "
-        f"mode `{config.get('mode')}`, precision `{metrics.get('precision')}`, seed {config.get('seed')}.",
+        f"finetune `{config.get('finetune')}`, precision `{metrics.get('precision')}`, seed {config.get('seed')}.",
         "",
         f"- optimiser steps: {metrics.get('global_step')}, epochs run: {metrics.get('epochs_run')}, "
         f"best checkpoint (dev F1): `{Path(str(metrics.get('best_checkpoint'))).name}`",

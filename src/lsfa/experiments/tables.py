@@ -33,6 +33,7 @@ from lsfa.machine import cpu_label
 from lsfa.models.catalogue import CATALOGUE, ENCODER_TYPES
 from lsfa.models.meta import META_FILE
 from lsfa.runs import CHECKPOINTS_DIR, METRICS_FILE, MODEL_DIR, RunFolder, RunMetrics
+from lsfa.training.config import canonical_keys
 
 ATTENTION_NAMES = {"full": "LS-FA", "causal": "LS-CA"}
 KIND_ORDER = {"decoder": 0, "encoder": 1, "peer": 2}
@@ -123,10 +124,10 @@ def _cell_result(folder: Path, metrics: dict[str, Any]) -> CellResult:
     info: dict[str, Any] = {}
     if (folder / "cell.json").is_file():
         info = json.loads((folder / "cell.json").read_text())
-    config = metrics.get("config") or {}
+    config = canonical_keys(metrics.get("config") or {})  # records written before finetune: say mode:
     system = info.get("system") or metrics.get("system") or TAGGER
     model = info.get("model") or (system if system != TAGGER else Path(str(config.get("model", "?"))).name)
-    training = info.get("training") or (config.get("mode") if system == TAGGER else system)
+    training = info.get("training") or (config.get("finetune") if system == TAGGER else system)
     return CellResult(
         corpus=info.get("corpus") or Path(str(config.get("corpus", "?"))).name,
         model=model,

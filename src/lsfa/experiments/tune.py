@@ -31,7 +31,7 @@ from typing import Any
 
 from lsfa.errors import LsfaError
 from lsfa.runs import RunFolder, RunMetrics
-from lsfa.training.config import TrainConfig, deep_merge, load_config
+from lsfa.training.config import TrainConfig, with_overrides
 from lsfa.yaml_files import read_yaml_mapping
 
 SEARCH_KEYS = ("lora.r", "lora.alpha", "lora.alpha_ratio", "lora.dropout", "lora.target_modules", "learning_rate",
@@ -138,7 +138,7 @@ def tune(
     space, budget = load_space(space_file)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    trial_base = load_config(None, deep_merge(base.model_dump(), {**budget, "test_split": None}))
+    trial_base = with_overrides(base, {**budget, "test_split": None})
     study = optuna.create_study(
         study_name="lsfa-tune",
         storage=f"sqlite:///{out / STUDY_FILE}",
@@ -185,7 +185,7 @@ def _objective(trial_base: TrainConfig, space, out: Path, log):
     def objective(trial) -> float:
         overrides = sample(trial, space)
         folder = str(_trial_dir(out, trial.number))
-        config = load_config(None, deep_merge(trial_base.model_dump(), {**overrides, "output_dir": folder}))
+        config = with_overrides(trial_base, {**overrides, "output_dir": folder})
         log(f"trial {trial.number}: {json.dumps(trial.params)}")
         metrics = train(config, resume=True, log=lambda _: None, extra_callbacks=[pruning_callback(trial, optuna)])
         trial.set_user_attr("parameters", metrics.get("parameters", {}))
@@ -219,7 +219,7 @@ def _final_run(base: TrainConfig, params: dict[str, Any], out: Path, log) -> dic
     from lsfa.training.runner import train  # lazy: torch and transformers, after the space file is checked
 
     folder = RunFolder(out / "best")
-    config = load_config(None, deep_merge(base.model_dump(), {**overrides_of(params), "output_dir": str(folder.path)}))
+    config = with_overrides(base, {**overrides_of(params), "output_dir": str(folder.path)})
     if not folder.finished:
         log(f"final: retraining the best configuration at full budget in {folder.path}")
         train(config, resume=True, log=log)

@@ -76,7 +76,7 @@ def model_card(config: TrainConfig, metrics: dict[str, Any], command: list[str])
 
 
 def _tuning(config: TrainConfig) -> str:
-    if config.mode != "lora":
+    if config.finetune != "lora":
         return "full fine-tuning"
     lora = config.lora
     return f"LoRA r={lora.r}, alpha={lora.alpha}, dropout={lora.dropout}, modules {lora.target_modules}"

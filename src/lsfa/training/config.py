@@ -10,12 +10,30 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lsfa.data.encode import Context
 from lsfa.errors import LsfaError
 from lsfa.training.time_limit import parse_duration
 from lsfa.yaml_files import read_yaml_mapping
+
+OLD_KEYS: dict[str, str] = {"mode": "finetune"}
+"""Config keys renamed, old -> new: the old one is still read (YAML, ``--mode``, run records, keyword overrides), so
+configs and grids written before keep working. ``mode`` also named the attention setting and strict/conlleval."""
+
+
+def canonical_keys(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with old key names (:data:`OLD_KEYS`) renamed; both names with different values is refused
+    (ValueError), since one of them would be silently dropped."""
+    renamed = dict(data)
+    for old, new in OLD_KEYS.items():
+        if old not in renamed:
+            continue
+        value = renamed.pop(old)
+        if new in renamed and renamed[new] != value:
+            raise ValueError(f"{old}: {value} and {new}: {renamed[new]} disagree ({old} is the old name of {new})")
+        renamed[new] = value
+    return renamed
 
 
 class LoraOptions(BaseModel):
@@ -74,7 +92,9 @@ class TrainConfig(BaseModel):
         "sdpa", description="transformers attention kernel (flash_attention_2: CUDA, pip install flash-attn)"
     )
     layers: int | None = Field(None, ge=1, description="keep only the first K transformer layers of the decoder")
-    mode: Literal["lora", "full"] = Field("lora", description="LoRA adapters or full fine-tuning")
+    finetune: Literal["lora", "full"] = Field(
+        "lora", validation_alias=AliasChoices("finetune", "mode"), description="LoRA adapters or full fine-tuning"
+    )
     lora: LoraOptions = Field(default_factory=LoraOptions, description="LoRA rank, alpha, dropout, modules")
     quantize: Literal["none", "4bit", "8bit"] = Field(
         "none", description="base weights in 4-bit nf4 (QLoRA) or 8-bit via bitsandbytes, LoRA on top (lsfa[quant])"
@@ -142,10 +162,17 @@ class TrainConfig(BaseModel):
         except LsfaError as error:
             raise ValueError(str(error)) from None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _old_key_names(cls, data: Any) -> Any:
+        return canonical_keys(data) if isinstance(data, dict) else data
+
     @model_validator(mode="after")
     def _quantised_base_needs_lora(self) -> TrainConfig:
-        if self.quantize != "none" and self.mode != "lora":
-            raise ValueError(f"quantize: {self.quantize} freezes the base in packed integers; use mode: lora (QLoRA)")
+        if self.quantize != "none" and self.finetune != "lora":
+            raise ValueError(
+                f"quantize: {self.quantize} freezes the base in packed integers; use finetune: lora (QLoRA)"
+            )
         return self
 
     @field_validator("attention")
@@ -157,7 +184,7 @@ class TrainConfig(BaseModel):
 
 
 CONFIG_GROUPS: dict[str, tuple[str, ...]] = {
-    "model and attention": ("model", "layers", "attention", "attn_implementation", "mode", "lora", "quantize"),
+    "model and attention": ("model", "layers", "attention", "attn_implementation", "finetune", "lora", "quantize"),
     "data": ("corpus", "data_dir", "train_split", "dev_split", "test_split", "train_limit", "dev_limit",
              "test_limit", "tag_column", "task", "max_length", "label_all_subtokens", "context", "misaligned",
              "overlaps"),
@@ -202,7 +229,7 @@ def flag_names() -> dict[str, str]:
                 flags[f"--{name}-" + sub.replace("_", "-")] = f"{name}.{sub}"
         else:
             flags["--" + name.replace("_", "-")] = name
-    return flags
+    return flags | {"--" + old: new for old, new in OLD_KEYS.items()}  # --mode still works, --finetune is shown
 
 
 def parse_overrides(args: list[str]) -> dict[str, Any]:
@@ -272,13 +299,26 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     if path is not None:
         path = Path(path)
         data = read_yaml_mapping(path, "config file")
-    merged = deep_merge(data, overrides or {})
+    where = f"{path}: " if path else ""
+    try:
+        merged = deep_merge(canonical_keys(data), canonical_keys(overrides or {}))  # --finetune beats a file's mode:
+    except ValueError as error:
+        raise LsfaError(f"{where}invalid training config: {error}") from None
     try:
         return TrainConfig.model_validate(merged)
     except ValidationError as error:
-        where = f"{path}: " if path else ""
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
         raise LsfaError(f"{where}invalid training config: {problems}") from error
+
+
+def with_overrides(config: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
+    """``config`` with ``overrides`` applied as flags are (``lora={"r": 8}`` keeps ``lora.alpha``; old key names read,
+    so ``mode="full"`` overrides the config's ``finetune``)."""
+    try:
+        extra = canonical_keys(overrides)
+    except ValueError as error:
+        raise LsfaError(f"invalid training config: {error}") from None
+    return load_config(None, deep_merge(config.model_dump(), extra))
 
 
 def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

@@ -28,7 +28,7 @@ def build_model(config: TrainConfig, labels: list[str], precision: str = "fp32")
     check_implementation(config.attn_implementation, config.attention)
     path = resolve_model(config.model, auto_fetch=True)
     tokenizer = load_tokenizer(path)
-    dtype = training_load_dtype(AutoConfig.from_pretrained(str(path)), precision, config.mode, config.quantize,
+    dtype = training_load_dtype(AutoConfig.from_pretrained(str(path)), precision, config.finetune, config.quantize,
                                 config.save_merged)  # fmt: skip
     model = build_token_classifier(
         path, labels, config.attention, config.attn_implementation, dtype=dtype, layers=config.layers,
@@ -36,7 +36,7 @@ def build_model(config: TrainConfig, labels: list[str], precision: str = "fp32")
     )  # fmt: skip
     attention = "full" if is_encoder(model.config) else config.attention
     model = prepare_for_kbit_training(model, config.gradient_checkpointing)
-    if config.mode == "lora":
+    if config.finetune == "lora":
         lora = config.lora
         model = apply_lora(model, lora.r, lora.alpha, lora.dropout, lora.target_modules)
         if config.gradient_checkpointing:

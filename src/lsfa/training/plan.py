@@ -97,9 +97,9 @@ def base_storage(config: TrainConfig, model_config: Any, precision: str) -> tupl
     if config.quantize != "none":
         return config.quantize, None
     half = precision in ("bf16", "fp16")
-    if config.mode == "full" or not half or config.save_merged:
+    if config.finetune == "full" or not half or config.save_merged:
         return "fp32", None  # save_merged keeps the frozen weights fp32 (runner: no cast_frozen_linear_weights)
-    built = training_load_dtype(model_config, precision, config.mode, config.quantize, config.save_merged)
+    built = training_load_dtype(model_config, precision, config.finetune, config.quantize, config.save_merged)
     return "half-linear", (None if built in HALF else "fp32")
 
 
@@ -115,7 +115,7 @@ def plan_run(
     counts = count_on_meta_device(model_config, config.lora.target_modules)
     storage, build = base_storage(config, model_config, precision)
     recipe = Recipe(
-        "train", _recipe_name(config, precision), mode=config.mode, storage=storage,
+        "train", _recipe_name(config, precision), mode=config.finetune, storage=storage,
         activation_bytes=2 if precision in ("bf16", "fp16") else 4, checkpointing=config.gradient_checkpointing,
         lora_r=config.lora.r, lora_dropout=config.lora.dropout, build_storage=build,
     )  # fmt: skip
@@ -129,7 +129,7 @@ def plan_run(
 
 
 def _recipe_name(config: TrainConfig, precision: str) -> str:
-    if config.mode == "full":
+    if config.finetune == "full":
         return f"full fine-tuning, {precision}"
     kind = "QLoRA" if config.quantize != "none" else "LoRA"
     return f"{kind} r{config.lora.r} ({config.lora.target_modules}), {precision}"

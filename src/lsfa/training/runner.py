@@ -101,7 +101,7 @@ def _train(
     labels = distillation.labels if distillation else labels
     model, tokenizer, attention = build_model(config, labels, precision)
     log(f"note: a new token-classification head over {len(labels)} labels on {config.model} (attention {attention})")
-    if autocast_dtype(precision) and config.mode == "lora" and not config.save_merged:
+    if autocast_dtype(precision) and config.finetune == "lora" and not config.save_merged:
         # Bit-identical to autocast's per-step casts (see cast_frozen_linear_weights); only the adapter
         # and the head are saved, so the rounded base weights never reach a file. A merged save needs them fp32.
         cast_frozen_linear_weights(model, autocast_dtype(precision))
@@ -168,7 +168,7 @@ def _finish(config, trainer, tokenizer, labels, attention, precision, run_dir, d
         model_type=_unwrap(model).config.model_type,
         labels=labels,
         attention=attention,
-        weights="lora" if config.mode == "lora" else "full",
+        weights="lora" if config.finetune == "lora" else "full",
         label_all_subtokens=config.label_all_subtokens,
         max_length=config.max_length,
         context=config.context,
