@@ -398,3 +398,15 @@ def test_the_gpu_paper_grid_is_the_paper_s_schedule_over_hub_models() -> None:
     }  # fmt: skip
     assert {(c.config.epochs, c.config.learning_rate, c.config.batch_size) for c in cells} == {(10, 5e-5, 8)}
     assert len(cells) == 7 * 2 * 2 * 2
+
+
+def test_an_older_record_saying_mode_is_compared_as_finetune(tmp_path: Path) -> None:
+    """Run records written before ``finetune:`` say ``mode:``; a skipped finished cell is checked against it."""
+    from lsfa.training.config import TrainConfig
+
+    cell = grid_module.Cell("c", "m", "full", "full", 0, TrainConfig(finetune="full"))
+    old = {key: value for key, value in cell.config.model_dump().items() if key != "finetune"}
+    (tmp_path / "metrics.json").write_text(json.dumps({"config": {**old, "mode": "full"}}))
+    assert grid_module.config_drift(tmp_path, cell) == []
+    (tmp_path / "metrics.json").write_text(json.dumps({"config": {**old, "mode": "lora"}}))
+    assert grid_module.config_drift(tmp_path, cell) == ["finetune"]
