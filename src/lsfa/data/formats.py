@@ -22,6 +22,7 @@ from lsfa.data.docbin import read_docbin, write_docbin
 from lsfa.data.jsonl import SpanOptions, read_span_jsonl, write_span_jsonl
 from lsfa.data.types import Sentence
 from lsfa.errors import LsfaError
+from lsfa.registry import Registry
 
 Reader = Callable[[Path, SpanOptions, int | None, str | None], ConllFile]
 """``(path, span options, tag column, task) -> ConllFile``; the last two matter to column formats only."""
@@ -47,7 +48,7 @@ class DataFormat:
     companion: str | None = None
 
 
-FORMATS: dict[str, DataFormat] = {}
+FORMATS: Registry[DataFormat] = Registry("data format")
 """Every registered format by name, in registration order (CoNLL first: the fallback for unknown suffixes)."""
 
 
@@ -55,17 +56,14 @@ def register(data_format: DataFormat) -> DataFormat:
     """Add a format; a name or a suffix another format already has is refused (the table must stay one-to-one)."""
     taken = {suffix: other.name for other in FORMATS.values() for suffix in other.suffixes}
     clash = [suffix for suffix in data_format.suffixes if suffix in taken]
-    if data_format.name in FORMATS or clash:
-        raise LsfaError(f"format {data_format.name!r}: name or suffixes {clash} already registered")
-    FORMATS[data_format.name] = data_format
-    return data_format
+    if clash:
+        raise LsfaError(f"format {data_format.name!r}: suffixes {clash} already registered")
+    return FORMATS.add(data_format.name, data_format)
 
 
 def format_named(name: str) -> DataFormat:
     """The format called ``name``, or an error listing the others."""
-    if name not in FORMATS:
-        raise LsfaError(f"unknown data format {name!r}; use one of {', '.join(FORMATS)}")
-    return FORMATS[name]
+    return FORMATS.named(name)
 
 
 def format_of(path: str | Path) -> DataFormat | None:

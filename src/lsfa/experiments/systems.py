@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lsfa.errors import LsfaError
+from lsfa.registry import Registry
 from lsfa.runs import CHECKPOINTS_DIR
 from lsfa.training.config import TrainConfig
 
@@ -62,23 +62,18 @@ class System:
         self.function()(config, options, run_dir, log, deadline=deadline)
 
 
-SYSTEMS: dict[str, System] = {}
+SYSTEMS: Registry[System] = Registry("system")
 """Every registered system by name, in registration order."""
 
 
 def register(system: System) -> System:
     """Add a system; a name already taken is refused (a grid's cells must mean one thing)."""
-    if system.name in SYSTEMS:
-        raise LsfaError(f"system {system.name!r} is already registered")
-    SYSTEMS[system.name] = system
-    return system
+    return SYSTEMS.add(system.name, system)
 
 
 def system_named(name: str) -> System:
     """The system called ``name``, or an error listing the others."""
-    if name not in SYSTEMS:
-        raise LsfaError(f"unknown system {name!r}; known systems: {', '.join(SYSTEMS)}")
-    return SYSTEMS[name]
+    return SYSTEMS.named(name)
 
 
 def peer_names() -> list[str]:
