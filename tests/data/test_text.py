@@ -92,3 +92,31 @@ def test_every_non_separator_character_is_in_exactly_one_word(text):
 @given(st.lists(st.sampled_from(["Smith", "'s", "n't", "U.S.", "1,000", "-", ".", " ", "\u0301"]), max_size=30))
 def test_invariants_hold_for_tricky_combinations(pieces):
     check_invariants("".join(pieces))
+
+
+def test_the_ascii_fast_path_splits_as_the_character_scan_does() -> None:
+    """Chunks of ASCII letters and digits skip the scan (issue #38: the scan was a quarter of predict's time);
+    every text must still split exactly as the scan of each chunk would split it."""
+    import random
+
+    from lsfa.data import text as module
+
+    def scanned(text: str) -> list[Word]:
+        words, start = [], 0
+        while start < len(text):
+            if module.is_separator(text[start]):
+                start += 1
+                continue
+            stop = start
+            while stop < len(text) and not module.is_separator(text[stop]):
+                stop += 1
+            atoms = module._join_inner_punctuation(text, module._atoms(text, start, stop))
+            words += [Word(text[a:b], a, b) for a, b in module._split_clitics(text, atoms)]
+            start = stop
+        return words
+
+    rng = random.Random(0)
+    pieces = [*"abcXYZ019 _-'’.,!?\t\n\u200b\ufeff\u00a0é\u0301中👩\u200d🔬🇩🇪s", "n't", "'s", "U.S.", "1,000", "  "]
+    for _ in range(3000):
+        sample = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 30)))
+        assert split_words(sample) == scanned(sample), repr(sample)

@@ -31,6 +31,7 @@ are still handled by the predictor's windows. The scan is linear in the length o
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -66,23 +67,26 @@ def is_separator(char: str) -> bool:
     return char.isspace() or char in _EXTRA_SEPARATORS
 
 
+_CHUNK = re.compile("[^\\s\u200b\ufeff]+")
+"""A run of non-separators: ``\\s`` on a str pattern is exactly ``str.isspace()``, plus the two extras."""
+
+
 def split_words(text: str) -> list[Word]:
-    """The words of ``text`` with their character offsets (see the module docstring for the rules)."""
+    """The words of ``text`` with their character offsets (see the module docstring for the rules).
+
+    A chunk between separators made only of ASCII letters and digits (most of them) is one word by every rule,
+    so it skips the character scan: the scan in Python was a quarter of ``lsfa predict``'s time on short texts.
+    """
     words: list[Word] = []
-    start = 0
-    length = len(text)
-    while start < length:
-        if is_separator(text[start]):
-            start += 1
+    for chunk in _CHUNK.finditer(text):
+        start, stop = chunk.span()
+        piece = chunk.group()
+        if piece.isascii() and piece.isalnum():
+            words.append(Word(piece, start, stop))
             continue
-        stop = start
-        while stop < length and not is_separator(text[stop]):
-            stop += 1
-        atoms = _atoms(text, start, stop)
-        atoms = _join_inner_punctuation(text, atoms)
+        atoms = _join_inner_punctuation(text, _atoms(text, start, stop))
         for atom_start, atom_end in _split_clitics(text, atoms):
             words.append(Word(text[atom_start:atom_end], atom_start, atom_end))
-        start = stop
     return words
 
 
