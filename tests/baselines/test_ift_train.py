@@ -87,6 +87,9 @@ def test_grid_options_split_into_training_overrides_and_generation_settings() ->
         split_options(base, {"max_new_tokens": 0})
     with pytest.raises(LsfaError, match="learning_rate"):
         split_options(base, {"learning_rate": -1})
+    assert split_options(base, {"mode": "full"})[0].finetune == "full"  # the old key name, as in every config
+    with pytest.raises(LsfaError, match="ift options: mode: full and finetune: lora disagree"):
+        split_options(base, {"mode": "full", "finetune": "lora"})
 
 
 def test_dev_loss_batches_are_no_larger_than_training_batches(tmp_path: Path) -> None:

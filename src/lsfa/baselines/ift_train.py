@@ -51,7 +51,7 @@ from lsfa.runs import CONFIG_FILE, MODEL_DIR, RunFolder, machine_info
 from lsfa.training.callbacks import EpochTimer, run_callbacks, stopped_by_train_time, timing_record
 from lsfa.training.checkpoints import last_complete_checkpoint, train_or_restore
 from lsfa.training.collate import packing_collator
-from lsfa.training.config import OLD_KEYS, TrainConfig, dump_config, load_config
+from lsfa.training.config import TrainConfig, canonical_keys, dump_config, load_config
 from lsfa.training.dataset import load_training_data
 from lsfa.training.kernels import use_fast_lora_dropout
 from lsfa.training.trainer import kernel_trainer_class, training_arguments
@@ -85,7 +85,10 @@ class IftOptions(BaseModel):
 
 def split_options(config: TrainConfig, options: dict[str, Any]) -> tuple[TrainConfig, IftOptions]:
     """Apply the training-config keys of a grid entry's options; the rest must be :class:`IftOptions`."""
-    options = {OLD_KEYS.get(key, key): value for key, value in options.items()}  # mode: is finetune:
+    try:
+        options = canonical_keys(options)  # mode: is finetune:, as in every other config
+    except ValueError as error:
+        raise LsfaError(f"ift options: {error}") from None
     overrides = {key: value for key, value in options.items() if key in TrainConfig.model_fields}
     rest = {key: value for key, value in options.items() if key not in overrides}
     unknown = sorted(set(rest) - set(IftOptions.model_fields))

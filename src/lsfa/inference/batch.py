@@ -44,6 +44,7 @@ from typing import Any, TextIO
 from lsfa.data.text import split_words
 from lsfa.data.types import Sentence
 from lsfa.errors import DataFormatError, LsfaError
+from lsfa.flags import flag_of
 from lsfa.inference import files
 from lsfa.inference.tagger import Tagger, resolve_tagger_folder
 from lsfa.models.meta import META_FILE, read_meta
@@ -329,7 +330,7 @@ def _difference(key: str, was: Any, now: Any) -> tuple[str, Any, Any]:
     if key != "options" or not isinstance(was, dict):
         return key, was, now
     name = next(name for name in now if was.get(name) != now[name])
-    return "--" + name.replace("_", "-"), was.get(name), now[name]
+    return flag_of(name), was.get(name), now[name]
 
 
 def finish_output(target: Path) -> None:
